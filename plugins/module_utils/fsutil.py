@@ -1,0 +1,176 @@
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Durable, private file handling: fsync, atomic replace, checksums, ownership."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import grp
+import hashlib
+import json
+import os
+import pwd
+import shutil
+
+from .errors import PgBackupError
+
+CHUNK_SIZE = 1024 * 1024
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def fsync_path(path):
+    """fsync a file or a directory by path."""
+    flags = os.O_RDONLY
+    if os.path.isdir(path):
+        flags |= getattr(os, "O_DIRECTORY", 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path):
+    """fsync every file and directory below ``path`` (for directory-format artifacts)."""
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            fsync_path(os.path.join(root, name))
+        fsync_path(root)
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(CHUNK_SIZE)
+            if not chunk:
+                break
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_tree(path):
+    """Checksum of a directory: sha256 over the sorted ``name sha256`` lines of its files."""
+    lines = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            lines.append("%s %s\n" % (os.path.relpath(full, path), sha256_file(full)))
+    return hashlib.sha256("".join(sorted(lines)).encode("utf-8")).hexdigest()
+
+
+def artifact_checksum(path):
+    return sha256_tree(path) if os.path.isdir(path) else sha256_file(path)
+
+
+def artifact_size(path):
+    if not os.path.isdir(path):
+        return os.path.getsize(path)
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def resolve_owner(owner):
+    """Return (uid, gid) for an OS user name, or None when ``owner`` is empty.
+
+    When the engine does not run as root it cannot give files away, so files keep the
+    running user's ownership (the runner normally already runs as the owner).
+    """
+    if not owner:
+        return None
+    try:
+        entry = pwd.getpwnam(owner)
+    except KeyError:
+        raise PgBackupError("OS user '%s' does not exist." % owner,
+                            hint="Set 'owner' to the user that runs PostgreSQL backups (usually postgres).")
+    if os.geteuid() != 0:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def set_private(path, ids, is_dir=False):
+    os.chmod(path, DIR_MODE if is_dir else FILE_MODE)
+    if ids:
+        os.chown(path, ids[0], ids[1])
+
+
+def set_private_tree(path, ids):
+    if not os.path.isdir(path):
+        set_private(path, ids)
+        return
+    for root, dirs, files in os.walk(path):
+        set_private(root, ids, is_dir=True)
+        for name in files:
+            set_private(os.path.join(root, name), ids)
+
+
+def ensure_private_dir(path, ids):
+    """Create ``path`` (0700, owned by ``ids``) if missing; refuse one that is not a directory."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise PgBackupError("Repository path '%s' exists but is not a directory." % path,
+                            hint="Point 'repository' at a directory.")
+    if not os.path.isdir(path):
+        try:
+            os.makedirs(path, DIR_MODE)
+        except OSError as exc:
+            raise PgBackupError("Cannot create repository directory '%s': %s." % (path, exc.strerror),
+                                hint="Create it or choose a writable path.")
+        set_private(path, ids, is_dir=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PgBackupError("Repository directory '%s' is not writable by this user." % path,
+                            hint="Fix its owner/mode or run as the backup user.")
+
+
+def write_json_atomic(path, data, ids=None):
+    """Write JSON to ``path`` through a fsynced temporary file and a rename."""
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        set_private(tmp, ids)
+        os.rename(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    fsync_path(os.path.dirname(os.path.abspath(path)))
+
+
+def remove_quietly(path):
+    """Remove a file or directory tree, ignoring 'does not exist'."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+
+
+def describe_os_error(exc, path):
+    """One sentence for an OSError while writing ``path``, with the usual remedies."""
+    if exc.errno == errno.ENOSPC:
+        return PgBackupError("No space left on the device holding '%s'." % path,
+                             hint="Free space or point the repository elsewhere; earlier backups were not touched.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PgBackupError("Permission denied writing '%s'." % path,
+                             hint="Fix the repository's owner/mode or run as the backup user.")
+    return PgBackupError("Cannot write '%s': %s." % (path, exc.strerror or exc))
+
+
+def group_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
