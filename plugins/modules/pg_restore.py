@@ -1,0 +1,202 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pg_restore
+short_description: Restore a logical backup whole or table by table, and prove the row counts
+version_added: 0.1.0
+description:
+  - Restores a backup taken by M(todoapi.pgbackup.pg_dump). The artifact's size and sha256 are checked against
+    its manifest before the target is touched.
+  - B(Full restore) (no O(tables)) restores into a new staging database, compares every table's row count with
+    the manifest, and only then puts it in place of O(database). A failure drops the staging database and leaves
+    the target as it was. A target that already holds tables is only replaced with O(force=true).
+  - B(Per-table restore) (O(tables) given) runs in one transaction in the existing O(database). A listed table
+    that still exists gets exactly the backup's rows and keeps its indexes, constraints and grants; a listed
+    table that was dropped is recreated with its indexes, constraints, triggers, grants and comments. Foreign
+    keys touching the restored tables are checked before commit, as are the row counts. No other table changes.
+    (C(pg_restore -t) alone fails on existing tables and loses the indexes of dropped ones.)
+extends_documentation_fragment:
+  - todoapi.pgbackup.connection
+  - todoapi.pgbackup.connection.repository
+options:
+  backup:
+    description:
+      - Which backup to restore, as V(latest) (the newest backup of O(source_database) whose checksum verifies),
+        a backup id, or the path of an artifact or manifest inside O(repository).
+    type: str
+    default: latest
+  database:
+    description: Target database. Defaults to O(source_database).
+    type: str
+  source_database:
+    description: Database the backup was taken of, used to pick V(latest). Defaults to O(database).
+    type: str
+  tables:
+    description:
+      - Restore only these tables (C(Todos) or C(public.Todos), case-sensitive) into the existing O(database).
+    type: list
+    elements: str
+    default: []
+  clean:
+    description:
+      - For a full restore over a database that holds tables (needs O(force=true)), drop and recreate the
+        database (the seed's dropdb/createdb/pg_restore), rather than replacing the backup's objects inside it.
+      - The new database is restored and checked under a staging name first either way.
+    type: bool
+    default: false
+  force:
+    description:
+      - Allow a full restore to replace a target database that already holds tables, and disconnect other
+        sessions connected to it.
+    type: bool
+    default: false
+  jobs:
+    description:
+      - Parallel restore jobs (C(pg_restore -j)) for full restores of custom and directory archives.
+      - A compressed or encrypted custom archive is first decoded into a private temporary file in O(work_dir).
+    type: int
+    default: 1
+  globals:
+    description: Restore the roles and tablespaces stored with the backup first (existing roles are kept).
+    type: bool
+    default: false
+  identity_file:
+    description: C(age) identity (private key) file for encrypted backups.
+    type: path
+  no_owner:
+    description: Do not restore object ownership (C(pg_restore --no-owner)), for targets that lack the roles.
+    type: bool
+    default: false
+  maintenance_db:
+    description: Database to connect to for creating, renaming and dropping databases.
+    type: str
+    default: postgres
+  work_dir:
+    description: Directory for temporary files of a parallel restore. Defaults to the system temporary directory.
+    type: path
+notes:
+  - Supports check mode; it verifies the backup's checksum and inspects the target without changing anything.
+  - A per-table restore sets C(session_replication_role), which needs a superuser.
+requirements:
+  - psycopg2 on the managed host
+  - PostgreSQL client programs (C(pg_restore), C(psql)) of the server's major version or newer
+seealso:
+  - module: todoapi.pgbackup.pg_dump
+author:
+  - todoapi.pgbackup maintainers
+'''
+
+EXAMPLES = r'''
+- name: Restore the latest TodoDb backup into a new database
+  todoapi.pgbackup.pg_restore:
+    repository: /var/backups/todoapi
+    source_database: TodoDb
+    database: TodoDb_restored
+
+- name: The seed's full restore (drop, create, restore), replacing the live database
+  todoapi.pgbackup.pg_restore:
+    repository: /var/backups/todoapi
+    database: TodoDb
+    clean: true
+    force: true
+    jobs: 4
+
+- name: Put back two tables from a given backup, keeping everything else as it is
+  todoapi.pgbackup.pg_restore:
+    repository: /var/backups/todoapi
+    database: TodoDb
+    backup: 20240106T020000Z_logical_TodoDb
+    tables: [Todos, Categories]
+  register: restored
+
+- name: Show what came back
+  ansible.builtin.debug:
+    var: restored.tables
+'''
+
+RETURN = r'''
+backup:
+  description: Manifest of the backup that was (or in check mode would be) restored.
+  returned: always
+  type: dict
+  sample: {"id": "20240106T020000Z_logical_TodoDb", "database": "TodoDb", "sha256": "..."}
+mode:
+  description: V(full) or V(tables).
+  returned: always
+  type: str
+database:
+  description: Target database.
+  returned: always
+  type: str
+restored_tables:
+  description: Tables restored, as C(schema.table).
+  returned: success
+  type: list
+  elements: str
+recreated_tables:
+  description: For a per-table restore, the listed tables that did not exist and were recreated.
+  returned: when O(tables) is given
+  type: list
+  elements: str
+tables:
+  description: Row count of each restored table after the restore (equal to the manifest's).
+  returned: success
+  type: dict
+  sample: {"public.Todos": 200000}
+duration_seconds:
+  description: Wall time of the restore.
+  returned: success
+  type: float
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import (
+    argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            backup=dict(type="str", default="latest"),
+            database=dict(type="str"),
+            source_database=dict(type="str"),
+            tables=dict(type="list", elements="str", default=[]),
+            clean=dict(type="bool", default=False),
+            force=dict(type="bool", default=False),
+            jobs=dict(type="int", default=1),
+            globals=dict(type="bool", default=False),
+            identity_file=dict(type="path"),
+            no_owner=dict(type="bool", default=False),
+            maintenance_db=dict(type="str", default="postgres"),
+            work_dir=dict(type="path"),
+        ),
+        required_one_of=[("database", "source_database")],
+        supports_check_mode=True,
+    )
+    require_psycopg2(module)
+    params = module.params
+    request = run_or_fail(
+        module, logical_restore.LogicalRestoreRequest,
+        repository_from(module), connection_from(module), database=params["database"], backup=params["backup"],
+        source_database=params["source_database"], tables=params["tables"], clean=params["clean"],
+        force=params["force"], jobs=params["jobs"], globals_=params["globals"],
+        identity_file=params["identity_file"], no_owner=params["no_owner"],
+        maintenance_db=params["maintenance_db"], work_dir=params["work_dir"], pg_bin_dir=params["pg_bin_dir"])
+    if module.check_mode:
+        plan = run_or_fail(module, logical_restore.plan, request)
+        module.exit_json(changed=True, backup=plan["backup"], mode=plan["mode"], database=request.database)
+    result = run_or_fail(module, logical_restore.restore, request)
+    manifest = request.repository.load(result.pop("backup_id"))
+    result.pop("changed", None)
+    module.exit_json(changed=True, backup=manifest, **result)
+
+
+if __name__ == "__main__":
+    main()
