@@ -17,7 +17,7 @@ from . import manifest as manifests
 from . import pgconn
 from . import streams
 from .errors import PgBackupError
-from .pgtools import find_tool
+from .pgtools import find_tool, tool_path
 from .pipeline import Pipeline, Stage
 
 FORMATS = ("custom", "directory", "plain", "tar")
@@ -136,7 +136,7 @@ def _output_stages(request, external_method):
 
 def _dump_globals(request, env, major, path):
     """pg_dumpall --globals-only (roles, tablespaces), compressed/encrypted like the dump."""
-    pg_dumpall, _ = find_tool("pg_dumpall", major, request.pg_bin_dir)
+    pg_dumpall = tool_path("pg_dumpall", major, request.pg_bin_dir)
     conn = pgconn.connect(request.connection, request.database)
     try:
         superuser = pgconn.scalar(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")

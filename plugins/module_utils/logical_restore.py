@@ -13,11 +13,10 @@ import re
 import tempfile
 import time
 
-from . import manifest as manifests
 from . import pgconn
 from . import streams
 from .errors import PgBackupError
-from .pgtools import find_tool
+from .pgtools import tool_path
 from .pipeline import Pipeline, Stage
 
 PG_RESTORE_ERROR = r"(?m)^pg_restore: error:"
@@ -140,7 +139,7 @@ def _run(stages, env, stdin=None):
 
 
 def _psql(request, major, dbname, extra=()):
-    psql, _ = find_tool("psql", major, request.pg_bin_dir)
+    psql = tool_path("psql", major, request.pg_bin_dir)
     return [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-d", _conninfo(dbname)] + list(extra)
 
 
@@ -160,7 +159,7 @@ def _restore_globals(request, manifest, major):
     if entry.get("compression"):
         stages.append(streams.decompress_stage(entry["compression"]))
     path = os.path.join(request.repository.path, entry["artifact"])
-    psql, _ = find_tool("psql", major, request.pg_bin_dir)
+    psql = tool_path("psql", major, request.pg_bin_dir)
     # Without ON_ERROR_STOP: roles that already exist make CREATE ROLE fail, and that is fine.
     argv = [psql, "-X", "-q", "--no-psqlrc", "-d", _conninfo(request.maintenance_db)]
     with pgconn.libpq_environment(request.connection) as env:
@@ -242,7 +241,7 @@ def _swap_in(admin, staging, target, target_exists, force):
     others = pgconn.scalar(admin, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                            (target,))
     if others and not force:
-        raise PgBackupError("Database '%s' has %d open connection(s); cannot replace it." % (target, others),
+        raise PgBackupError("Database '%s' has %s open connection(s); cannot replace it." % (target, others),
                             hint="Stop the application first (the seed's 'systemctl stop todoapi'), or set force: true "
                                  "to disconnect them.")
     previous = _staging_name(target).replace("__restore_", "__previous_")
@@ -259,7 +258,7 @@ def _swap_in(admin, staging, target, target_exists, force):
 
 
 def _pg_restore_argv(request, major, dbname, extra=()):
-    pg_restore, _ = find_tool("pg_restore", major, request.pg_bin_dir)
+    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
     argv = [pg_restore, "--exit-on-error", "-d", _conninfo(dbname)]
     if request.no_owner:
         argv += ["--no-owner"]
@@ -412,7 +411,7 @@ def _is_sequence_entry(rest, schema, seq):
 
 def _list_archive(request, manifest, major, env):
     stages, path = _decoded_input(request, manifest)
-    pg_restore, _ = find_tool("pg_restore", major, request.pg_bin_dir)
+    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
     if manifest.get("format") == "directory" or not stages:
         pipeline = Pipeline([Stage([pg_restore, "-l", path], name="pg_restore")], env=env, capture_stdout=True)
     else:
@@ -508,11 +507,14 @@ def _table_restore_wrapping(conn, manifest, keys, present):
     if present:
         # Replace rows without firing FK triggers; the checks below prove integrity instead.
         # TRUNCATE refuses a table that other (not restored) tables reference: DELETE those.
-        referenced = set(parent for _, child, parent, _, _ in foreign_keys if child not in present)
+        referenced = set(fk[2] for fk in foreign_keys if fk[1] not in present)
         prologue.append("SET LOCAL session_replication_role = replica;")
+        truncatable = [quoted(key) for key in present if key not in referenced]
+        if truncatable:  # one statement: tables referencing each other must be truncated together
+            prologue.append("TRUNCATE ONLY " + ", ".join(truncatable) + ";")
         for key in present:
-            verb = "DELETE FROM ONLY " if key in referenced else "TRUNCATE ONLY "
-            prologue.append(verb + quoted(key) + ";")
+            if key in referenced:
+                prologue.append("DELETE FROM ONLY " + quoted(key) + ";")
     epilogue = ["SET LOCAL session_replication_role = origin;"]
     for probe, message in _fk_checks(conn, foreign_keys, set(present)):
         body = "BEGIN IF EXISTS (" + probe + ") THEN RAISE EXCEPTION '%', " + _sql_literal(message) + "; END IF; END"
@@ -536,7 +538,7 @@ def _stream_script(request, manifest, major, env, listfile, prologue, epilogue):
     transaction. The epilogue (with COMMIT) is sent only if pg_restore and its decoders
     succeeded; otherwise psql sees end of input inside the transaction and rolls back."""
     stages, path = _decoded_input(request, manifest)
-    pg_restore, _ = find_tool("pg_restore", major, request.pg_bin_dir)
+    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
     argv = [pg_restore, "-f", "-", "-L", listfile]
     if request.no_owner:
         argv.append("--no-owner")
@@ -549,8 +551,7 @@ def _stream_script(request, manifest, major, env, listfile, prologue, epilogue):
 
     def script():
         yield ("\n".join(prologue) + "\n").encode("utf-8")
-        for chunk in producer.stdout_chunks():
-            yield chunk
+        yield from producer.stdout_chunks()
         producer.wait()
         yield ("\n" + "\n".join(epilogue) + "\n").encode("utf-8")
 

@@ -164,7 +164,7 @@ def table_key(schema, table):
 
 
 def split_table_key(key):
-    schema, _, table = key.partition(".")
+    schema, table = key.split(".", 1)
     return schema, table
 
 

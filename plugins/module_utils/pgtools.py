@@ -49,3 +49,8 @@ def find_tool(name, server_major, bin_dir=None):
     raise PgBackupError("No %s for PostgreSQL %d or newer was found%s." % (
         name, server_major, " in %s" % bin_dir if bin_dir else ""),
         hint="Install postgresql-client-%d (Debian) on this host, or set 'pg_bin_dir'." % server_major)
+
+
+def tool_path(name, server_major, bin_dir=None):
+    """Just the path of ``find_tool``."""
+    return find_tool(name, server_major, bin_dir)[0]

@@ -189,7 +189,7 @@ class LocalRepository(object):
                                 hint="The backup is unusable; restore another one.")
         size = fsutil.artifact_size(path)
         if size != entry["size"]:
-            raise PgBackupError("File '%s' of backup '%s' has %d bytes but its manifest says %d (truncated or replaced)."
+            raise PgBackupError("File '%s' of backup '%s' has %d bytes but its manifest says %d (truncated, or replaced by another file)."
                                 % (entry["artifact"], backup_id, size, entry["size"]),
                                 hint="The backup is damaged; restore another one.")
         if fsutil.artifact_checksum(path) != entry["sha256"]:

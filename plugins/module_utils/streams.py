@@ -25,7 +25,7 @@ def parse_compression(value):
     if value is None or value == "":
         value = dict(DEFAULT_COMPRESSION)
     if isinstance(value, str):
-        method, _, level = value.partition(":")
+        method, level = (value.split(":", 1) + [None])[:2]
         value = {"method": method, "level": level or None}
     method = str(value.get("method") or "zstd").lower()
     if method not in COMPRESSION_METHODS:

@@ -94,7 +94,7 @@ requirements:
 seealso:
   - module: todoapi.pgbackup.pg_restore
 author:
-  - todoapi.pgbackup maintainers
+  - todoapi.pgbackup maintainers (@todoapi)
 '''
 
 EXAMPLES = r'''

@@ -89,7 +89,7 @@ requirements:
 seealso:
   - module: todoapi.pgbackup.pg_dump
 author:
-  - todoapi.pgbackup maintainers
+  - todoapi.pgbackup maintainers (@todoapi)
 '''
 
 EXAMPLES = r'''
