@@ -1,0 +1,200 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: backup_retention
+short_description: Delete old backups from a repository by a daily/weekly/monthly (GFS) policy
+version_added: 0.1.0
+description:
+  - Applies a grandfather-father-son retention policy to the complete backups (those with a manifest) of a
+    repository, separately for every database and kind (logical/physical).
+  - A backup is kept when it is younger than O(daily_days) UTC calendar days, or is the newest backup of an ISO
+    week within the last O(weekly_weeks) weeks, or the newest backup of a calendar month within the last
+    O(monthly_months) months, or one of the O(keep_last) newest. Everything else is deleted, artifact, extra files
+    (globals), sidecars and manifest together.
+  - The defaults implement "30 days of daily backups, weekly for 3 months, monthly for 1 year". Unlike an
+    mtime-based C(find -mtime +30 -delete), the weekly and monthly backups really survive.
+  - The backup time is the manifest's C(finished_at) (UTC), never a file's modification time.
+  - "Safety rules: the newest backup whose files match their manifest's size and sha256 (and whose latest
+    C(verify) sidecar entry, if any, did not fail) is never deleted, however old it is; if no backup of a group
+    verifies, nothing of that group is deleted; C(.tmp-*) work in progress, files without a manifest and damaged
+    manifests are never touched (temp files older than 24 hours are only reported in RV(stale_temp))."
+  - A backup whose C(finished_at) lies after the current time (clock skew) is kept, and ignored by every other
+    rule, so it can never be the reason another backup is deleted.
+extends_documentation_fragment:
+  - todoapi.pgbackup.connection.repository
+options:
+  database:
+    description:
+      - Only apply retention to backups of this database (exact, case-sensitive name). By default every database
+        in the repository is handled, each on its own.
+    type: str
+  kind:
+    description: Which kind of backups to apply retention to; V(all) handles logical and physical groups separately.
+    type: str
+    choices: [logical, physical, all]
+    default: all
+  daily_days:
+    description:
+      - Keep every backup whose UTC calendar date is less than this many days before today's (V(30) keeps today and
+        the 29 days before). V(0) disables the rule.
+    type: int
+    default: 30
+  weekly_weeks:
+    description:
+      - Keep the newest backup of each ISO week (Monday to Sunday, UTC), for the current week and the
+        O(weekly_weeks) - 1 weeks before it. V(13) is about 3 months. V(0) disables the rule.
+    type: int
+    default: 13
+  monthly_months:
+    description:
+      - Keep the newest backup of each calendar month (UTC), for the current month and the O(monthly_months) - 1
+        months before it. V(0) disables the rule.
+    type: int
+    default: 12
+  keep_last:
+    description:
+      - Always keep this many of the newest backups of each group, whatever their age. V(0) disables the rule
+        (the newest backup that verifies is kept regardless).
+    type: int
+    default: 1
+notes:
+  - Supports check mode, which deletes nothing and returns in RV(deleted) what would be deleted and why, and in
+    RV(kept) which rules keep each other backup.
+  - Verifying the newest backups reads their files completely (sha256); usually only the newest one per group.
+  - O(owner) is accepted for uniformity with the other modules; retention only deletes and changes no ownership.
+seealso:
+  - module: todoapi.pgbackup.pg_dump
+author:
+  - todoapi.pgbackup maintainers (@todoapi)
+'''
+
+EXAMPLES = r'''
+- name: Apply the default policy (30 days daily, 13 weeks weekly, 12 months monthly)
+  todoapi.pgbackup.backup_retention:
+    repository: /var/backups/todoapi
+  become: true
+  become_user: postgres
+
+- name: Show what a shorter policy would delete for TodoDb's logical backups
+  todoapi.pgbackup.backup_retention:
+    repository: /var/backups/todoapi
+    database: TodoDb
+    kind: logical
+    daily_days: 7
+    weekly_weeks: 4
+    monthly_months: 6
+    keep_last: 3
+  check_mode: true
+  register: retention
+
+- name: List the backups that would go
+  ansible.builtin.debug:
+    msg: "{{ retention.deleted | map(attribute='id') | list }}"
+'''
+
+RETURN = r'''
+kept:
+  description: Backups that are kept, with every rule that keeps them.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Backup id.
+      type: str
+      sample: 20240106T020000Z_logical_TodoDb
+    database:
+      description: Database of the backup.
+      type: str
+    kind:
+      description: V(logical) or V(physical).
+      type: str
+    finished_at:
+      description: The manifest's C(finished_at) (UTC, ISO 8601).
+      type: str
+    reasons:
+      description: Why it is kept.
+      type: list
+      elements: str
+      sample: ["daily: 3 day(s) old, within 30 days", "weekly: newest of ISO week 2024-W01, within 13 weeks"]
+deleted:
+  description: Backups deleted (in check mode, those that would be deleted), with the reason.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Backup id.
+      type: str
+    database:
+      description: Database of the backup.
+      type: str
+    kind:
+      description: V(logical) or V(physical).
+      type: str
+    finished_at:
+      description: The manifest's C(finished_at) (UTC, ISO 8601).
+      type: str
+    reason:
+      description: Why it is (or would be) deleted.
+      type: str
+policy:
+  description: The policy applied, with defaults filled in.
+  returned: always
+  type: dict
+  sample: {"daily_days": 30, "weekly_weeks": 13, "monthly_months": 12, "keep_last": 1}
+now:
+  description: The time ages were measured from (UTC, ISO 8601).
+  returned: always
+  type: str
+stale_temp:
+  description: C(.tmp-*) entries not modified for 24 hours (likely left by a killed backup); reported, not deleted.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: File or directory name in the repository.
+      type: str
+    age_hours:
+      description: Hours since its last modification.
+      type: float
+problems:
+  description: Manifests that could not be read, and backups kept for safety reasons worth a look.
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import retention
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import REPOSITORY_ARGS, repository_from, run_or_fail
+
+
+def main():
+    spec = dict(REPOSITORY_ARGS)
+    spec.update(
+        database=dict(type="str"),
+        kind=dict(type="str", default="all", choices=["logical", "physical", "all"]),
+        daily_days=dict(type="int", default=retention.DEFAULT_POLICY["daily_days"]),
+        weekly_weeks=dict(type="int", default=retention.DEFAULT_POLICY["weekly_weeks"]),
+        monthly_months=dict(type="int", default=retention.DEFAULT_POLICY["monthly_months"]),
+        keep_last=dict(type="int", default=retention.DEFAULT_POLICY["keep_last"]),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    params = module.params
+    policy = dict((key, params[key]) for key in retention.DEFAULT_POLICY)
+    result = run_or_fail(module, retention.apply_retention, repository_from(module), policy,
+                         dry_run=module.check_mode, database=params["database"], kind=params["kind"])
+    result.pop("dry_run", None)
+    module.exit_json(changed=bool(result["deleted"]), **result)
+
+
+if __name__ == "__main__":
+    main()
