@@ -1,0 +1,793 @@
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Remote copies of backups: an S3 (or S3-compatible) repository, and copying a complete
+backup from one repository to another (S3 bucket or a second local/NFS path).
+
+``open_repository(url_or_path, owner, **s3_options)`` is the one entry point: it returns a
+``LocalRepository`` for paths and an ``S3Repository`` for ``s3://bucket/prefix`` URLs.
+
+The S3 layout is the local one under the prefix: ``<prefix>/<id><suffix>`` (artifact; for the
+directory format every file under ``<prefix>/<id>.dir/``), ``<prefix>/<id>.globals...``,
+``<prefix>/<id>.manifest.json`` and sidecars ``<prefix>/<id>.<name>.json``. S3 has no rename,
+so ``copy_backup`` uploads the data objects first, proves them by re-reading (size and a
+streamed sha256 against the manifest), and only then puts the manifest: a backup without its
+manifest is never listed, and a failed copy removes what it uploaded and never touches the source.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import traceback
+
+from . import fsutil
+from . import manifest as manifests
+from .errors import PgBackupError
+from .repository import LocalRepository, files_of
+
+try:
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config as BotoConfig
+    from botocore import exceptions as botocore_exceptions
+    BOTO3_IMPORT_ERROR = None
+except ImportError:
+    boto3 = None
+    TransferConfig = None
+    BotoConfig = None
+    botocore_exceptions = None
+    BOTO3_IMPORT_ERROR = traceback.format_exc()
+
+S3_SCHEME = "s3://"
+SSE_CHOICES = ("AES256", "aws:kms")
+DEFAULT_CHUNK_MB = 64  # 10000 parts of 64 MiB: backups up to 625 GiB per object
+MIN_CHUNK_MB = 5  # S3's smallest multipart part
+READ_CHUNK = 1024 * 1024
+DIRECTORY_SUFFIX = ".dir"
+ACCESS_DENIED_CODES = ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                       "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled",
+                       "AccountProblem", "KMS.AccessDeniedException")
+NOT_FOUND_CODES = ("NoSuchKey", "404", "NotFound")
+
+# Options for modules (and the runner) that talk to S3; the names match S3Repository's keywords
+# through s3_options_from_params().
+S3_ARGUMENT_SPEC = dict(
+    s3_endpoint_url=dict(type="str"),
+    s3_region=dict(type="str"),
+    s3_profile=dict(type="str"),
+    aws_access_key=dict(type="str", no_log=True, aliases=["s3_access_key"]),
+    aws_secret_key=dict(type="str", no_log=True, aliases=["s3_secret_key"]),
+    aws_session_token=dict(type="str", no_log=True),
+    s3_sse=dict(type="str", choices=list(SSE_CHOICES)),
+    s3_kms_key_id=dict(type="str"),
+    s3_chunk_size_mb=dict(type="int", default=DEFAULT_CHUNK_MB),
+)
+
+
+def s3_options_from_params(params):
+    """Map module parameters (S3_ARGUMENT_SPEC) to open_repository()'s ``s3_options``."""
+    return dict(endpoint_url=params.get("s3_endpoint_url"), region=params.get("s3_region"),
+                profile=params.get("s3_profile"), access_key=params.get("aws_access_key"),
+                secret_key=params.get("aws_secret_key"), session_token=params.get("aws_session_token"),
+                sse=params.get("s3_sse"), kms_key_id=params.get("s3_kms_key_id"),
+                chunk_size_mb=params.get("s3_chunk_size_mb") or DEFAULT_CHUNK_MB)
+
+
+def is_s3_url(location):
+    return isinstance(location, str) and location.lower().startswith(S3_SCHEME)
+
+
+def open_repository(url_or_path, owner=None, **s3_options):
+    """A repository object for a local/NFS path or an ``s3://bucket/prefix`` URL."""
+    if not url_or_path:
+        raise PgBackupError("No repository given.", hint="Set 'repository' to a directory path or an s3://bucket/prefix URL.")
+    if is_s3_url(url_or_path):
+        return S3Repository(url_or_path, **s3_options)
+    if "://" in url_or_path:
+        raise PgBackupError("Repository '%s' uses an unsupported URL scheme." % url_or_path,
+                            hint="Use a local or NFS-mounted path, or s3://bucket/prefix (with s3_endpoint_url for "
+                                 "S3-compatible services such as MinIO or Google Cloud Storage).")
+    return LocalRepository(url_or_path, owner=owner)
+
+
+def parse_s3_url(url):
+    """``s3://bucket/some/prefix/`` -> ('bucket', 'some/prefix')."""
+    rest = url[len(S3_SCHEME):]
+    bucket, _, prefix = rest.partition("/")
+    prefix = prefix.strip("/")
+    if not bucket or any(part in ("", ".", "..") for part in prefix.split("/") if prefix):
+        raise PgBackupError("'%s' is not a valid S3 repository URL." % url,
+                            hint="Write it as s3://bucket or s3://bucket/prefix.")
+    return bucket, prefix
+
+
+def describe_location(repository):
+    return getattr(repository, "url", None) or repository.path
+
+
+def _error_code(exc):
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error") or {}
+    code = str(error.get("Code") or "")
+    if not code:
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        code = str(status or "")
+    return code, str(error.get("Message") or "")
+
+
+def _causes(exc):
+    """exc and the exceptions it was raised from/while handling (boto3 wraps ClientErrors)."""
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+class S3Repository(object):
+    """Backups in an S3 bucket under a prefix, laid out like a LocalRepository.
+
+    Credentials come from boto3's default chain (environment, shared config/credentials files
+    with ``profile``, container/instance role) unless ``access_key``/``secret_key`` are given;
+    they are handed to boto3 only and never appear in messages or ``repr``.
+    """
+
+    def __init__(self, url, endpoint_url=None, region=None, profile=None, access_key=None, secret_key=None,
+                 session_token=None, sse=None, kms_key_id=None, chunk_size_mb=DEFAULT_CHUNK_MB,
+                 connect_timeout=10, read_timeout=60, max_attempts=3):
+        if BOTO3_IMPORT_ERROR:
+            raise PgBackupError("S3 repositories need the Python library boto3, which is not installed.",
+                                hint="Install boto3 (Debian: python3-boto3, or pip install boto3) on this host.")
+        self.url = url.rstrip("/")
+        self.path = self.url  # for messages shared with LocalRepository
+        self.bucket, self.prefix = parse_s3_url(url)
+        self.endpoint_url = endpoint_url or None
+        self.region = region or None
+        if sse and sse not in SSE_CHOICES:
+            raise PgBackupError("Unknown server-side encryption '%s'." % sse, hint="Use AES256 or aws:kms.")
+        if kms_key_id and sse != "aws:kms":
+            raise PgBackupError("A KMS key id was given without server-side encryption aws:kms.",
+                                hint="Set s3_sse: aws:kms together with s3_kms_key_id.")
+        self.sse = sse or None
+        self.kms_key_id = kms_key_id or None
+        chunk_size_mb = int(chunk_size_mb or DEFAULT_CHUNK_MB)
+        if chunk_size_mb < MIN_CHUNK_MB:
+            raise PgBackupError("S3 multipart chunk size must be at least %d MiB." % MIN_CHUNK_MB)
+        if bool(access_key) != bool(secret_key):
+            raise PgBackupError("Only one of the S3 access key and secret key was given.",
+                                hint="Give both, or neither to use the environment, a profile or the instance role.")
+        self.transfer_config = TransferConfig(multipart_threshold=chunk_size_mb * 1024 * 1024,
+                                              multipart_chunksize=chunk_size_mb * 1024 * 1024,
+                                              max_concurrency=4, use_threads=True)
+        try:
+            session = boto3.session.Session(profile_name=profile or None, aws_access_key_id=access_key or None,
+                                            aws_secret_access_key=secret_key or None,
+                                            aws_session_token=session_token or None, region_name=self.region)
+        except botocore_exceptions.ProfileNotFound:
+            raise PgBackupError("AWS profile '%s' is not configured on this host." % profile,
+                                hint="Add it to ~/.aws/config / ~/.aws/credentials, or leave the profile unset.")
+        config_args = dict(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                           retries={"max_attempts": max_attempts, "mode": "standard"})
+        if self.endpoint_url:
+            # S3-compatible services (MinIO, Google Cloud Storage, Ceph...): path-style addressing,
+            # and checksum headers only where the API requires them (many reject AWS's newer
+            # default CRC32 trailers). Integrity is proven by our own sha256 re-read anyway.
+            config_args["s3"] = {"addressing_style": "path"}
+            config_args.update(request_checksum_calculation="when_required",
+                               response_checksum_validation="when_required")
+        try:
+            config = BotoConfig(**config_args)
+        except TypeError:  # botocore older than 1.36 knows no checksum settings
+            config_args.pop("request_checksum_calculation", None)
+            config_args.pop("response_checksum_validation", None)
+            config = BotoConfig(**config_args)
+        self.client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+
+    def __repr__(self):
+        return "S3Repository(%r)" % self.url
+
+    # Names
+
+    def key(self, name):
+        return "%s/%s" % (self.prefix, name) if self.prefix else name
+
+    def url_of(self, name):
+        return "s3://%s/%s" % (self.bucket, self.key(name))
+
+    def manifest_key(self, backup_id):
+        return self.key(manifests.check_backup_id(backup_id) + manifests.MANIFEST_SUFFIX)
+
+    def artifact_path(self, manifest):
+        """The artifact's s3:// URL (for messages and results; restores use download())."""
+        return self.url_of(manifest["artifact"])
+
+    def _extra_args(self, metadata=None):
+        extra = {}
+        if self.sse:
+            extra["ServerSideEncryption"] = self.sse
+        if self.kms_key_id:
+            extra["SSEKMSKeyId"] = self.kms_key_id
+        if metadata:
+            extra["Metadata"] = metadata
+        return extra
+
+    # Errors
+
+    def _error(self, exc, action, name=None):
+        """Turn a boto3/botocore exception into one PgBackupError naming the cause."""
+        where = "'%s'" % (self.url_of(name) if name else self.url)
+        endpoint = self.endpoint_url or "the AWS S3 endpoint"
+        for cause in _causes(exc):
+            if isinstance(cause, PgBackupError):
+                return cause
+            if botocore_exceptions is None:
+                break
+            if isinstance(cause, botocore_exceptions.ConnectionClosedError):
+                return PgBackupError("The connection to S3 endpoint %s was interrupted while trying to %s %s: %s." % (
+                    endpoint, action, where, str(cause).rstrip(".")),
+                    hint="Check the network path to the endpoint and retry; the local backup was not touched.")
+            if isinstance(cause, (botocore_exceptions.EndpointConnectionError, botocore_exceptions.ConnectTimeoutError,
+                                  botocore_exceptions.ProxyConnectionError)):
+                return PgBackupError("Cannot reach S3 endpoint %s while trying to %s %s: %s." % (
+                    endpoint, action, where, str(cause).rstrip(".")),
+                                     hint="Check s3_endpoint_url, DNS, firewall and proxy settings; the local backup "
+                                          "was not touched.")
+            if isinstance(cause, botocore_exceptions.ReadTimeoutError):
+                return PgBackupError("S3 endpoint %s stopped answering while trying to %s %s." % (endpoint, action, where),
+                                     hint="Retry later; check the network path to the endpoint.")
+            if isinstance(cause, (botocore_exceptions.NoCredentialsError, botocore_exceptions.PartialCredentialsError)):
+                return PgBackupError("No AWS credentials were found to %s %s." % (action, where),
+                                     hint="Set aws_access_key/aws_secret_key, an AWS profile, the AWS_* environment "
+                                          "variables, or give the host an instance role.")
+            if isinstance(cause, botocore_exceptions.ClientError):
+                code, message = _error_code(cause)
+                if code == "NoSuchBucket" or (code in ("404", "NotFound") and name is None):
+                    return PgBackupError("S3 bucket '%s' does not exist (at %s)." % (self.bucket, endpoint),
+                                         hint="Create the bucket, or fix the bucket name / s3_endpoint_url / s3_region.")
+                if code in ACCESS_DENIED_CODES:
+                    return PgBackupError("Access denied by S3 (%s) while trying to %s %s." % (code, action, where),
+                                         hint="Check the credentials and that their policy allows s3:ListBucket, "
+                                              "s3:GetObject, s3:PutObject and s3:DeleteObject on the bucket/prefix "
+                                              "(and kms:GenerateDataKey/kms:Decrypt for aws:kms).")
+                if code in NOT_FOUND_CODES:
+                    return PgBackupError("Object %s does not exist." % where)
+                return PgBackupError("S3 refused to %s %s: %s %s" % (action, where, code, message),
+                                     hint="See the S3 error code above; the local backup was not touched.")
+            if isinstance(cause, botocore_exceptions.BotoCoreError):
+                return PgBackupError("S3 error while trying to %s %s: %s." % (action, where, cause))
+        return PgBackupError("Cannot %s %s: %s." % (action, where, exc))
+
+    # Low-level object access
+
+    def check_bucket(self):
+        """Raise a clear error unless the bucket is reachable with these credentials."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            raise self._error(exc, "open bucket")
+
+    def exists(self):
+        try:
+            self.check_bucket()
+            return True
+        except PgBackupError:
+            return False
+
+    def prepare(self):
+        self.check_bucket()
+
+    def _iter_keys(self, prefix, delimiter=None):
+        """(key, size) of the objects under ``prefix``, in key order."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        args = dict(Bucket=self.bucket, Prefix=prefix)
+        if delimiter:
+            args["Delimiter"] = delimiter
+        try:
+            for page in paginator.paginate(**args):
+                for item in page.get("Contents") or []:
+                    yield item["Key"], item["Size"]
+        except Exception as exc:
+            raise self._error(exc, "list")
+
+    def _names(self):
+        base = self.key("")
+        return [key[len(base):] for key, _ in self._iter_keys(base, delimiter="/")]
+
+    def _head(self, name):
+        """Size of an object, or None when it does not exist."""
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self.key(name))["ContentLength"]
+        except Exception as exc:
+            if isinstance(exc, botocore_exceptions.ClientError) and _error_code(exc)[0] in NOT_FOUND_CODES:
+                return None
+            raise self._error(exc, "inspect", name)
+
+    def _get_bytes(self, name):
+        """The content of a small object (manifest, sidecar), or None when it does not exist."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"].read()
+        except Exception as exc:
+            if isinstance(exc, botocore_exceptions.ClientError) and _error_code(exc)[0] in NOT_FOUND_CODES:
+                return None
+            raise self._error(exc, "read", name)
+
+    def _get_json(self, name):
+        """The JSON document stored under ``name``, or None when the object does not exist."""
+        return self._parse_json(name, self._get_bytes(name))
+
+    def _parse_json(self, name, body):
+        if body is None:
+            return None
+        try:
+            return json.loads(body.decode("utf-8"))
+        except ValueError:
+            raise PgBackupError("'%s' is not valid JSON." % self.url_of(name),
+                                hint="The backup cannot be trusted; take a new one.")
+
+    def _put_json(self, name, data):
+        body = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=body,
+                                   ContentType="application/json", **self._extra_args())
+        except Exception as exc:
+            raise self._error(exc, "write", name)
+
+    def _delete_keys(self, keys):
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start:start + 1000]]
+            try:
+                response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            except Exception as exc:
+                raise self._error(exc, "delete objects in")
+            errors = response.get("Errors") or []
+            if errors:
+                raise PgBackupError("S3 could not delete %s: %s" % (
+                    errors[0].get("Key"), errors[0].get("Message") or errors[0].get("Code")))
+
+    def sha256_object(self, name):
+        """(size, sha256) of an object, read as a stream (never held in memory)."""
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"]
+            for chunk in body.iter_chunks(READ_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        except Exception as exc:
+            raise self._error(exc, "read", name)
+        return size, digest.hexdigest()
+
+    def _directory_files(self, dir_name):
+        """{relative path: size} of the objects of a directory-format artifact."""
+        base = self.key(dir_name) + "/"
+        return dict((key[len(base):], size) for key, size in self._iter_keys(base))
+
+    # Repository interface (mirrors LocalRepository)
+
+    def load(self, backup_id):
+        manifests.check_backup_id(backup_id)
+        data = self._get_json(backup_id + manifests.MANIFEST_SUFFIX)
+        if data is None:
+            raise PgBackupError("Backup '%s' was not found in repository '%s'." % (backup_id, self.url),
+                                hint="List the repository's backups to see the ids.")
+        return manifests.validate(data, self.url_of(backup_id + manifests.MANIFEST_SUFFIX))
+
+    def list(self, database=None, kind=None):
+        """Complete backups (those with a manifest), oldest first; damaged manifests are in ``problems``."""
+        self.problems = []
+        found = []
+        for name in self._names():
+            if name.startswith(".tmp-") or not name.endswith(manifests.MANIFEST_SUFFIX):
+                continue
+            body = self._get_bytes(name)  # transport errors are raised, not skipped
+            if body is None:  # deleted between listing and reading
+                continue
+            try:
+                manifest = manifests.validate(self._parse_json(name, body), self.url_of(name))
+            except PgBackupError as exc:
+                self.problems.append(str(exc))
+                continue
+            if database is not None and manifest["database"] != database:
+                continue
+            if kind is not None and manifest["kind"] != kind:
+                continue
+            found.append(manifest)
+        found.sort(key=lambda m: (m["finished_at"], m["id"]))
+        return found
+
+    def resolve(self, selector, database=None, kind=None):
+        """'latest' (newest backup whose checksum verifies), a backup id, or its s3:// URL."""
+        selector = selector or "latest"
+        if selector == "latest":
+            errors = []
+            for manifest in reversed(self.list(database=database, kind=kind)):
+                try:
+                    self.verify_checksum(manifest)
+                    return manifest
+                except PgBackupError as exc:
+                    if exc.details.get("reason") != "damaged":
+                        raise
+                    errors.append(str(exc))
+            what = "of database '%s' " % database if database else ""
+            raise PgBackupError("No usable backup %sfound in repository '%s'%s." % (
+                what, self.url, (" (%d failed their checksum)" % len(errors)) if errors else ""),
+                hint="Copy a backup there first, or check the URL and database name.")
+        if is_s3_url(selector):
+            prefix = self.url + "/"
+            if not selector.startswith(prefix) or "/" in selector[len(prefix):]:
+                raise PgBackupError("Backup URL '%s' is not inside repository '%s'." % (selector, self.url),
+                                    hint="Give the backup's id.")
+            selector = selector[len(prefix):]
+        if selector.endswith(manifests.MANIFEST_SUFFIX):
+            return self.load(selector[:-len(manifests.MANIFEST_SUFFIX)])
+        if manifests.BACKUP_ID.match(selector) and self._head(selector + manifests.MANIFEST_SUFFIX) is not None:
+            return self.load(selector)
+        for manifest in self.list():
+            if manifest["artifact"] == selector:
+                return manifest
+        return self.load(selector)
+
+    def verify_checksum(self, manifest):
+        """Raise unless every file of the backup exists in the bucket with its size and sha256
+        (each object is streamed through sha256, never held in memory)."""
+        for entry in files_of(manifest):
+            self._verify_entry(manifest["id"], entry)
+        return manifest["sha256"]
+
+    def _verify_entry(self, backup_id, entry):
+        name = entry["artifact"]
+        if name.endswith(DIRECTORY_SUFFIX):
+            size, digest = self._tree_checksum(name)
+            if size is None:
+                size = self._head(name)
+                if size is not None:  # stored as a single object after all
+                    size, digest = self.sha256_object(name)
+        else:
+            size = self._head(name)
+            digest = None
+        if size is None:
+            raise PgBackupError("File '%s' of backup '%s' is missing in '%s'." % (name, backup_id, self.url),
+                                hint="The remote copy is unusable; copy the backup again or use another one.", reason="damaged")
+        if size != entry["size"]:
+            raise PgBackupError("File '%s' of backup '%s' has %d bytes in '%s' but its manifest says %d "
+                                "(truncated or replaced)." % (name, backup_id, size, self.url, entry["size"]),
+                                hint="The remote copy is damaged; copy the backup again or use another one.", reason="damaged")
+        if digest is None:
+            size, digest = self.sha256_object(name)
+        if digest != entry["sha256"]:
+            raise PgBackupError("Checksum mismatch for '%s' of backup '%s' in '%s': the object is corrupted or does "
+                                "not belong to this manifest." % (name, backup_id, self.url),
+                                hint="The remote copy is damaged; copy the backup again or use another one.", reason="damaged")
+
+    def _tree_checksum(self, dir_name):
+        """(total size, checksum like fsutil.sha256_tree) of a directory artifact; (None, None) if absent."""
+        files = self._directory_files(dir_name)
+        if not files:
+            return None, None
+        lines = []
+        for relative in sorted(files):
+            lines.append("%s %s\n" % (relative, self.sha256_object("%s/%s" % (dir_name, relative))[1]))
+        return sum(files.values()), hashlib.sha256("".join(sorted(lines)).encode("utf-8")).hexdigest()
+
+    def delete(self, manifest):
+        """Delete a backup: the manifest first (it stops being a backup), then its other objects."""
+        backup_id = manifests.check_backup_id(manifest["id"])
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.manifest_key(backup_id))
+        except Exception as exc:
+            raise self._error(exc, "delete", backup_id + manifests.MANIFEST_SUFFIX)
+        self._delete_keys(key for key, _ in self._iter_keys(self.key(backup_id + ".")))
+
+    def write_sidecar(self, backup_id, name, data):
+        manifests.check_backup_id(backup_id)
+        self._put_json("%s.%s.json" % (backup_id, name), data)
+
+    def read_sidecar(self, backup_id, name):
+        manifests.check_backup_id(backup_id)
+        try:
+            return self._get_json("%s.%s.json" % (backup_id, name))
+        except PgBackupError as exc:
+            if "not valid JSON" in exc.message:
+                return None
+            raise
+
+    # Transfers
+
+    def _upload_file(self, path, name, sha256=None, progress=None):
+        """Multipart, streaming upload (boto3 reads the file part by part; never all in memory)."""
+        try:
+            self.client.upload_file(path, self.bucket, self.key(name),
+                                    ExtraArgs=self._extra_args({"sha256": sha256} if sha256 else None),
+                                    Callback=progress, Config=self.transfer_config)
+        except PgBackupError:
+            raise
+        except Exception as exc:
+            if not any(isinstance(cause, (botocore_exceptions.BotoCoreError, botocore_exceptions.ClientError))
+                       for cause in _causes(exc)):
+                raise PgBackupError("Upload of '%s' to '%s' was interrupted: %s." % (
+                    path, self.url_of(name), str(exc).rstrip(".") or type(exc).__name__),
+                                    hint="The partial copy was removed and no manifest was written; the local backup "
+                                         "was not touched. Retry the copy.")
+            raise _upload_error(self._error(exc, "upload to", name), path)
+
+    def upload(self, manifest, source, progress=None):
+        """Copy a complete backup from a LocalRepository into this bucket; manifest last.
+
+        Returns a result dict. On any failure the objects this call uploaded are removed (best
+        effort), no manifest is written, and the source is left as it was.
+        """
+        backup_id = manifests.check_backup_id(manifest["id"])
+        self.check_bucket()
+        existing = self._get_json(backup_id + manifests.MANIFEST_SUFFIX)
+        if existing is not None and existing.get("sha256") == manifest["sha256"]:
+            try:
+                self.verify_checksum(manifest)
+                return {"target": self.url, "id": backup_id, "changed": False, "verified": True,
+                        "artifact": self.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
+            except PgBackupError:
+                pass  # damaged remote copy: replace it below
+        if existing is not None:
+            # Whatever is there stops being a backup before its files are replaced.
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=self.manifest_key(backup_id))
+            except Exception as exc:
+                raise self._error(exc, "delete", backup_id + manifests.MANIFEST_SUFFIX)
+        uploaded = []
+        try:
+            for entry in files_of(manifest):
+                local = os.path.join(source.path, entry["artifact"])
+                if os.path.isdir(local):
+                    for relative in _tree_files(local):
+                        name = "%s/%s" % (entry["artifact"], relative)
+                        uploaded.append(name)
+                        self._upload_file(os.path.join(local, relative), name, None, progress)
+                else:
+                    uploaded.append(entry["artifact"])
+                    self._upload_file(local, entry["artifact"], entry["sha256"], progress)
+            for entry in files_of(manifest):
+                try:
+                    self._verify_entry(backup_id, entry)
+                except PgBackupError as exc:
+                    if exc.details.get("reason") == "damaged":
+                        raise PgBackupError("Checksum mismatch after upload: %s" % exc.message,
+                                            hint="The copy in '%s' was removed and no manifest was written; the local "
+                                                 "backup was not touched. Retry the copy." % self.url, reason="damaged")
+                    raise
+            self._put_json(backup_id + manifests.MANIFEST_SUFFIX, manifest)
+        except BaseException:
+            self._remove_quietly(uploaded)
+            raise
+        return {"target": self.url, "id": backup_id, "changed": True, "verified": True,
+                "artifact": self.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
+
+    def _remove_quietly(self, names):
+        """Best-effort removal of partly uploaded objects (the endpoint may be gone)."""
+        keys = []
+        for name in names:
+            if name.endswith("/"):
+                continue
+            keys.append(self.key(name))
+        try:
+            self._delete_keys(keys)
+        except Exception:  # nothing more to do; without a manifest they are never listed
+            pass
+
+    def download(self, manifest, local_repository, progress=None):
+        """Fetch a complete backup into a LocalRepository (for restores) and verify its checksum
+        there before publishing it (temp names, fsync, rename, manifest last). Returns the manifest.
+
+        A backup already present locally whose checksum verifies is not downloaded again.
+        """
+        backup_id = manifests.check_backup_id(manifest["id"])
+        local_repository.prepare()
+        if os.path.exists(local_repository.manifest_path(backup_id)):
+            local = local_repository.load(backup_id)
+            if local.get("sha256") == manifest["sha256"]:
+                try:
+                    local_repository.verify_checksum(local)
+                    return local
+                except PgBackupError:
+                    pass
+            local_repository.delete(local)
+        temp_files = {}
+        try:
+            for entry in files_of(manifest):
+                name = entry["artifact"]
+                temp = local_repository.temp_path(backup_id, name[len(backup_id):] if name.startswith(backup_id)
+                                                  else "." + name)
+                temp_files[temp] = name
+                files = self._directory_files(name) if name.endswith(DIRECTORY_SUFFIX) else {}
+                if files:
+                    os.mkdir(temp, fsutil.DIR_MODE)
+                    for relative in sorted(files):
+                        target = os.path.join(temp, *relative.split("/"))
+                        if not os.path.isdir(os.path.dirname(target)):
+                            os.makedirs(os.path.dirname(target), fsutil.DIR_MODE)
+                        self._download_file("%s/%s" % (name, relative), target, progress)
+                else:
+                    self._download_file(name, temp, progress)
+                size, digest = fsutil.artifact_size(temp), fsutil.artifact_checksum(temp)
+                if size != entry["size"] or digest != entry["sha256"]:
+                    raise PgBackupError("Checksum mismatch for '%s' of backup '%s' downloaded from '%s'." % (
+                        name, backup_id, self.url),
+                        hint="The remote copy is damaged; nothing was kept locally. Use another backup.")
+            local_repository.commit(manifest, temp_files)
+        except OSError as exc:
+            raise fsutil.describe_os_error(exc, local_repository.path)
+        finally:
+            local_repository.discard(*temp_files)
+        return manifest
+
+    def _download_file(self, name, path, progress=None):
+        try:
+            self.client.download_file(self.bucket, self.key(name), path, Callback=progress, Config=self.transfer_config)
+        except Exception as exc:
+            raise self._error(exc, "download", name)
+
+
+def _upload_error(error, path):
+    if os.path.exists(path):
+        return error
+    return PgBackupError("Upload interrupted: source file '%s' disappeared during the upload (%s)." % (path, error.message),
+                         hint="The partial copy was removed and no manifest was written. Retry the copy.")
+
+
+def _tree_files(path):
+    """Relative paths ('/'-separated) of all files below ``path``, sorted."""
+    found = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in files:
+            found.append(os.path.relpath(os.path.join(root, name), path).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def _copy_stream(source, target, progress=None):
+    """Copy a file with O_EXCL to a private file, fsync it; returns its sha256."""
+    digest = hashlib.sha256()
+    with open(source, "rb") as reader:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, fsutil.FILE_MODE)
+        with os.fdopen(fd, "wb") as writer:
+            while True:
+                chunk = reader.read(READ_CHUNK)
+                if not chunk:
+                    break
+                writer.write(chunk)
+                digest.update(chunk)
+                if progress:
+                    progress(len(chunk))
+            writer.flush()
+            os.fsync(writer.fileno())
+    return digest.hexdigest()
+
+
+def copy_to_local(manifest, source, target, progress=None):
+    """Copy a complete backup between two local (or NFS) repositories: temporary names, fsync,
+    rename, manifest last; then re-read the copy and compare with the manifest."""
+    backup_id = manifests.check_backup_id(manifest["id"])
+    if os.path.realpath(source.path) == os.path.realpath(target.path):
+        raise PgBackupError("Copy target '%s' is the backup's own repository." % target.path,
+                            hint="Give another directory (e.g. an NFS mount) or an s3:// URL.")
+    target.prepare()
+    if os.path.exists(target.manifest_path(backup_id)):
+        existing = target.load(backup_id)
+        if existing.get("sha256") == manifest["sha256"]:
+            try:
+                target.verify_checksum(existing)
+                return {"target": target.path, "id": backup_id, "changed": False, "verified": True,
+                        "artifact": target.artifact_path(manifest), "size": manifest["size"],
+                        "sha256": manifest["sha256"]}
+            except PgBackupError:
+                pass
+        target.delete(existing)
+    temp_files = {}
+    try:
+        for entry in files_of(manifest):
+            name = entry["artifact"]
+            local = os.path.join(source.path, name)
+            temp = target.temp_path(backup_id, name[len(backup_id):] if name.startswith(backup_id) else "." + name)
+            temp_files[temp] = name
+            if os.path.isdir(local):
+                os.mkdir(temp, fsutil.DIR_MODE)
+                for relative in _tree_files(local):
+                    destination = os.path.join(temp, *relative.split("/"))
+                    if not os.path.isdir(os.path.dirname(destination)):
+                        os.makedirs(os.path.dirname(destination), fsutil.DIR_MODE)
+                    _copy_stream(os.path.join(local, relative), destination, progress)
+                digest = fsutil.sha256_tree(temp)
+            else:
+                digest = _copy_stream(local, temp, progress)
+            if digest != entry["sha256"]:
+                raise PgBackupError("Checksum mismatch while copying '%s' of backup '%s' to '%s': the source changed "
+                                    "or is damaged." % (name, backup_id, target.path),
+                                    hint="Nothing was published on the target; verify the source backup.")
+        target.commit(manifest, temp_files)
+    except OSError as exc:
+        raise fsutil.describe_os_error(exc, target.path)
+    finally:
+        target.discard(*temp_files)
+    try:
+        target.verify_checksum(manifest)
+    except PgBackupError as exc:
+        fsutil.remove_quietly(target.manifest_path(backup_id))
+        raise PgBackupError("Checksum mismatch after copying to '%s': %s" % (target.path, exc.message),
+                            hint="The copy's manifest was removed; the source was not touched. Check the target storage.")
+    return {"target": target.path, "id": backup_id, "changed": True, "verified": True,
+            "artifact": target.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
+
+
+def copy_backup(manifest, source_repo, target_repo, progress=None):
+    """Copy one COMPLETE backup (artifact, extra files, manifest last) to another repository.
+
+    ``source_repo``/``target_repo``: LocalRepository or S3Repository (see open_repository).
+    The source is verified first and never modified. Returns {target, id, changed, verified,
+    artifact, size, sha256}; raises PgBackupError naming the cause, with no manifest on the target.
+    ``progress``: optional callable receiving the number of bytes just transferred.
+    """
+    manifests.validate(manifest, "of backup '%s'" % manifest.get("id"))
+    source_is_s3 = isinstance(source_repo, S3Repository)
+    target_is_s3 = isinstance(target_repo, S3Repository)
+    if source_is_s3 and target_is_s3:
+        raise PgBackupError("Copying directly from one S3 repository to another is not supported.",
+                            hint="Download the backup to a local repository first, then copy it from there.")
+    try:
+        source_repo.verify_checksum(manifest)
+    except PgBackupError as exc:
+        raise PgBackupError("Backup '%s' in '%s' fails its checksum, so it was not copied: %s" % (
+            manifest["id"], describe_location(source_repo), exc.message),
+            hint="Take a new backup; do not spread a damaged one.")
+    if target_is_s3:
+        return target_repo.upload(manifest, source_repo, progress=progress)
+    if source_is_s3:
+        existed = os.path.exists(target_repo.manifest_path(manifest["id"]))
+        source_repo.download(manifest, target_repo, progress=progress)
+        return {"target": target_repo.path, "id": manifest["id"], "changed": not existed, "verified": True,
+                "artifact": target_repo.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
+    return copy_to_local(manifest, source_repo, target_repo, progress=progress)
+
+
+def copy_to_targets(manifest, source_repo, targets, owner=None, s3_options=None, check_mode=False, progress=None):
+    """Copy a backup to every target (paths or s3:// URLs) — what ``copy_to`` means for the
+    pg_dump module, the backup_copy module and the runner.
+
+    Every target is attempted even when one fails. Returns one result per target (with
+    ``failed``/``msg`` for failures); raises PgBackupError (``details['results']``) after all
+    targets were tried if any failed. In check mode only resolves the targets and reports
+    whether each would be copied (the bucket is checked for reachability).
+    """
+    results = []
+    failures = []
+    for target in targets or []:
+        try:
+            repo = open_repository(target, owner=owner, **(s3_options or {}))
+            if check_mode:
+                results.append(_plan_copy(manifest, repo))
+            else:
+                results.append(copy_backup(manifest, source_repo, repo, progress=progress))
+        except PgBackupError as exc:
+            failures.append("%s: %s" % (target, exc.message))
+            results.append({"target": target, "id": manifest["id"], "changed": False, "failed": True,
+                            "msg": str(exc)})
+    if failures:
+        copied = len(results) - len(failures)
+        raise PgBackupError("Copying backup '%s' failed for %d of %d target(s): %s" % (
+            manifest["id"], len(failures), len(results), "; ".join(failures)),
+            hint="The local backup is intact%s; fix the cause and copy again (todoapi.pgbackup.backup_copy)." % (
+                " and %d target(s) got their copy" % copied if copied else ""),
+            results=results)
+    return results
+
+
+def _plan_copy(manifest, repo):
+    """Check mode: would ``manifest`` be copied to ``repo`` (S3: the bucket must be reachable)?"""
+    if isinstance(repo, S3Repository):
+        repo.check_bucket()
+        present = repo._head(manifest["id"] + manifests.MANIFEST_SUFFIX) is not None
+    else:
+        present = os.path.exists(repo.manifest_path(manifest["id"]))
+    return {"target": describe_location(repo), "id": manifest["id"], "changed": not present, "verified": False,
+            "artifact": repo.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}

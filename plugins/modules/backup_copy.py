@@ -1,0 +1,212 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: backup_copy
+short_description: Copy a complete, verified backup to S3 (or an S3-compatible store) and/or another directory
+version_added: 0.1.0
+description:
+  - Copies one backup (artifact, extra files such as the globals, and its manifest) from O(repository) to every
+    location in O(copy_to), e.g. an S3 bucket for off-site storage and an NFS mount.
+  - The backup's checksum is verified in O(repository) first; a damaged backup is never spread.
+  - To S3 the files are uploaded as streaming multipart uploads (never read into memory), then read back from
+    the bucket and compared with the manifest's size and sha256. Only then is the manifest uploaded, so a
+    backup is listed in the bucket only when it is complete and proven.
+  - To a directory the files are copied under temporary names, fsynced, renamed, and the manifest is written last.
+  - A failed copy removes what it uploaded, writes no manifest, never touches O(repository), and fails naming the
+    cause (endpoint unreachable, access denied, no such bucket, checksum mismatch after upload). All targets are
+    attempted even when one fails.
+  - A target that already holds the same backup with a verifying checksum is left alone (not changed).
+extends_documentation_fragment:
+  - todoapi.pgbackup.connection.repository
+options:
+  backup:
+    description:
+      - Which backup to copy, as V(latest) (the newest backup of O(database) whose checksum verifies) or a backup id.
+    type: str
+    default: latest
+  database:
+    description: Database whose newest backup V(latest) means. Without it, V(latest) is the newest backup of any database.
+    type: str
+  copy_to:
+    description:
+      - Where to copy the backup, each a local or NFS-mounted directory or an C(s3://bucket/prefix) URL.
+      - The layout at the target is the repository's (C(<prefix>/<id>.dump.zst), C(<prefix>/<id>.manifest.json), ...),
+        so the target can itself be used as a repository.
+    type: list
+    elements: str
+    required: true
+  s3_endpoint_url:
+    description:
+      - Endpoint of an S3-compatible service, e.g. C(https://storage.googleapis.com) (Google Cloud Storage with HMAC keys)
+        or C(https://minio.example.com:9000). Path-style addressing is used with a custom endpoint.
+      - Unset means AWS S3.
+    type: str
+  s3_region:
+    description: Region of the bucket (e.g. V(eu-central-1)). Defaults to the AWS configuration of the host.
+    type: str
+  s3_profile:
+    description: Profile from the host's AWS shared config/credentials files.
+    type: str
+  aws_access_key:
+    description:
+      - Access key id. Without O(aws_access_key) and O(aws_secret_key), credentials come from boto3's default chain
+        (C(AWS_*) environment variables, shared credentials files, container or instance role).
+    type: str
+    aliases: [s3_access_key]
+  aws_secret_key:
+    description: Secret access key belonging to O(aws_access_key). Never logged.
+    type: str
+    aliases: [s3_secret_key]
+  aws_session_token:
+    description: Session token for temporary credentials.
+    type: str
+  s3_sse:
+    description: Server-side encryption of the uploaded objects.
+    type: str
+    choices: [AES256, aws:kms]
+  s3_kms_key_id:
+    description: KMS key id or ARN, with O(s3_sse=aws:kms). Unset means the bucket's/account's default KMS key.
+    type: str
+  s3_chunk_size_mb:
+    description:
+      - Multipart part size in MiB (at least 5). S3 allows 10000 parts per object, so the default of 64 covers objects
+        up to 625 GiB. Memory use is about four parts.
+    type: int
+    default: 64
+notes:
+  - Supports check mode; it verifies the backup's checksum, checks that each bucket is reachable, and reports
+    which targets would get a copy, without writing anything.
+  - Credentials given as options are passed to boto3 only; they do not appear in results or messages.
+  - Client-side encryption of the backup itself is done at backup time (O(todoapi.pgbackup.pg_dump#module:encrypt_recipients)),
+    so the storage provider only ever sees C(age) ciphertext; see docs/storage.md.
+requirements:
+  - boto3 on the managed host (for s3:// targets)
+seealso:
+  - module: todoapi.pgbackup.pg_dump
+  - module: todoapi.pgbackup.pg_restore
+author:
+  - todoapi.pgbackup maintainers
+'''
+
+EXAMPLES = r'''
+- name: Copy the newest TodoDb backup off-site (credentials from the instance role)
+  todoapi.pgbackup.backup_copy:
+    repository: /var/backups/todoapi
+    database: TodoDb
+    copy_to:
+      - s3://todoapi-backups/prod
+    s3_region: eu-central-1
+    s3_sse: aws:kms
+
+- name: Copy a given backup to Google Cloud Storage (HMAC keys) and to an NFS mount
+  todoapi.pgbackup.backup_copy:
+    repository: /var/backups/todoapi
+    backup: 20240106T020000Z_logical_TodoDb
+    copy_to:
+      - s3://todoapi-backups-gcs/prod
+      - /mnt/nfs/todoapi-backups
+    s3_endpoint_url: https://storage.googleapis.com
+    s3_region: auto
+    aws_access_key: "{{ vault_gcs_hmac_access_id }}"
+    aws_secret_key: "{{ vault_gcs_hmac_secret }}"
+  register: copied
+
+- name: Show where the copies went
+  ansible.builtin.debug:
+    msg: "{{ copied.results | map(attribute='artifact') | list }}"
+'''
+
+RETURN = r'''
+backup:
+  description: The manifest of the copied backup.
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: Backup id.
+      type: str
+      sample: 20240106T020000Z_logical_TodoDb
+    sha256:
+      description: SHA-256 of the artifact.
+      type: str
+    size:
+      description: Size of the artifact in bytes.
+      type: int
+results:
+  description: One entry per O(copy_to) target, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    target:
+      description: The target repository (path or s3:// URL).
+      type: str
+      sample: s3://todoapi-backups/prod
+    id:
+      description: Backup id.
+      type: str
+    changed:
+      description: Whether a copy was made (false when the target already held a verified copy).
+      type: bool
+    verified:
+      description: Whether the copy was read back and matched the manifest's size and sha256 (false in check mode).
+      type: bool
+    artifact:
+      description: Path or s3:// URL of the artifact at the target.
+      type: str
+      sample: s3://todoapi-backups/prod/20240106T020000Z_logical_TodoDb.dump.zst
+    size:
+      description: Size of the artifact in bytes.
+      type: int
+    sha256:
+      description: SHA-256 of the artifact.
+      type: str
+    failed:
+      description: Present and true when copying to this target failed.
+      type: bool
+    msg:
+      description: Why copying to this target failed.
+      type: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import remote
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import REPOSITORY_ARGS
+
+
+def main():
+    spec = dict(REPOSITORY_ARGS)
+    spec.update(remote.S3_ARGUMENT_SPEC)
+    spec.update(
+        backup=dict(type="str", default="latest"),
+        database=dict(type="str"),
+        copy_to=dict(type="list", elements="str", required=True),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    params = module.params
+    if not params["copy_to"]:
+        module.fail_json(msg="copy_to is empty; name at least one directory or s3:// URL.")
+    s3_options = remote.s3_options_from_params(params)
+    try:
+        source = remote.open_repository(params["repository"], owner=params["owner"],
+                                        **(s3_options if remote.is_s3_url(params["repository"]) else {}))
+        manifest = source.resolve(params["backup"], database=params["database"])
+        if params["backup"] != "latest":
+            source.verify_checksum(manifest)
+        results = remote.copy_to_targets(manifest, source, params["copy_to"], owner=params["owner"],
+                                         s3_options=s3_options, check_mode=module.check_mode)
+    except PgBackupError as exc:
+        module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "",
+                         results=exc.details.get("results", []))
+    module.exit_json(changed=any(result["changed"] for result in results), backup=manifest, results=results)
+
+
+if __name__ == "__main__":
+    main()
