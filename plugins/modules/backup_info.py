@@ -1,0 +1,114 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: backup_info
+short_description: List the backups of a repository and judge their health
+version_added: 0.1.0
+description:
+  - Lists the complete backups of a repository (id, database, kind, finish time, age, size, verified state) and the
+    newest usable backup of each database, and reports health problems, the checks behind the seed's
+    C(check_backups.sh) and more.
+  - Problem codes are V(no_backup), V(stale) (newest usable backup older than O(max_age_hours)), V(empty) (artifact
+    missing or zero bytes), V(truncated) (size differs from the manifest), V(size_anomaly) (newest size more than
+    O(size_anomaly_factor) times or less than 1/O(size_anomaly_factor) of the median of the previous 7),
+    V(verify_failed) (last verification failed), V(last_run_failed) (the runner's last backup event in O(log_file)
+    is an error) and V(damaged_manifest).
+  - Read-only; artifacts are not hashed (use M(todoapi.pgbackup.backup_verify) for that).
+extends_documentation_fragment:
+  - todoapi.pgbackup.connection.repository
+options:
+  database:
+    description: Only report this database; no backup of it is a V(no_backup) problem.
+    type: str
+  max_age_hours:
+    description: The newest usable backup of a database must be younger than this.
+    type: float
+    default: 25
+  size_anomaly_factor:
+    description: How far the newest backup's size may be from the median of the previous ones (factor, both ways).
+    type: float
+    default: 3.0
+  log_file:
+    description: The on-host runner's JSON-lines log, to report a failed last backup run.
+    type: path
+notes:
+  - Supports check mode; the module never changes anything.
+seealso:
+  - module: todoapi.pgbackup.backup_verify
+author:
+  - todoapi.pgbackup maintainers
+'''
+
+EXAMPLES = r'''
+- name: Check the backups of TodoDb
+  todoapi.pgbackup.backup_info:
+    repository: /var/backups/todoapi
+    database: TodoDb
+    log_file: /var/log/todoapi_backup.log
+  register: backups
+
+- name: Fail when something is wrong
+  ansible.builtin.assert:
+    that: backups.ok
+    fail_msg: "{{ backups.health | map(attribute='message') | join(' ') }}"
+'''
+
+RETURN = r'''
+ok:
+  description: V(true) when no problem was found.
+  returned: always
+  type: bool
+backups:
+  description: Complete backups, oldest first.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"id": "20240106T020000Z_logical_TodoDb", "database": "TodoDb", "kind": "logical", "age_hours": 3.5,
+            "size": 10485760, "file_state": "ok", "verified": "verified"}]
+latest:
+  description: Newest usable backup (file intact, verification not failed) of each database, or null.
+  returned: always
+  type: dict
+health:
+  description: Problems found, each with C(code), C(severity), C(database), C(message) and sometimes C(backups).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"code": "stale", "severity": "critical", "database": "TodoDb", "message": "..."}]
+metrics:
+  description: Per database C(last_success_timestamp), C(size_bytes), C(duration_seconds), C(verified) (0/1),
+    C(age_seconds), C(backups) and C(ok).
+  returned: always
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import status
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import REPOSITORY_ARGS, repository_from, run_or_fail
+
+
+def main():
+    spec = dict(REPOSITORY_ARGS)
+    spec.update(
+        database=dict(type="str"),
+        max_age_hours=dict(type="float", default=25),
+        size_anomaly_factor=dict(type="float", default=3.0),
+        log_file=dict(type="path"),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    params = module.params
+    result = run_or_fail(module, status.backup_status, repository_from(module), database=params["database"],
+                         max_age_hours=params["max_age_hours"], size_anomaly_factor=params["size_anomaly_factor"],
+                         log_file=params["log_file"])
+    module.exit_json(changed=False, ok=result["ok"], backups=result["backups"], latest=result["latest"],
+                     health=result["health"], metrics=result["metrics"])
+
+
+if __name__ == "__main__":
+    main()
