@@ -62,7 +62,7 @@ S3_ARGUMENT_SPEC = dict(
     aws_secret_key=dict(type="str", no_log=True, aliases=["s3_secret_key"]),
     aws_session_token=dict(type="str", no_log=True),
     s3_sse=dict(type="str", choices=list(SSE_CHOICES)),
-    s3_kms_key_id=dict(type="str"),
+    s3_kms_key_id=dict(type="str", no_log=False),
     s3_chunk_size_mb=dict(type="int", default=DEFAULT_CHUNK_MB),
 )
 
@@ -523,13 +523,16 @@ class S3Repository(object):
         backup_id = manifests.check_backup_id(manifest["id"])
         self.check_bucket()
         existing = self._get_json(backup_id + manifests.MANIFEST_SUFFIX)
-        if existing is not None and existing.get("sha256") == manifest["sha256"]:
+        if existing is not None and existing.get("sha256") != manifest["sha256"]:
+            raise _refuse_different_backup(self.url, backup_id)
+        if existing is not None:
             try:
                 self.verify_checksum(manifest)
                 return {"target": self.url, "id": backup_id, "changed": False, "verified": True,
                         "artifact": self.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
-            except PgBackupError:
-                pass  # damaged remote copy: replace it below
+            except PgBackupError as exc:
+                if exc.details.get("reason") != "damaged":
+                    raise  # e.g. the connection broke: do not touch the remote copy
         if existing is not None:
             # Whatever is there stops being a backup before its files are replaced.
             try:
@@ -586,13 +589,13 @@ class S3Repository(object):
         local_repository.prepare()
         if os.path.exists(local_repository.manifest_path(backup_id)):
             local = local_repository.load(backup_id)
-            if local.get("sha256") == manifest["sha256"]:
-                try:
-                    local_repository.verify_checksum(local)
-                    return local
-                except PgBackupError:
-                    pass
-            local_repository.delete(local)
+            if local.get("sha256") != manifest["sha256"]:
+                raise _refuse_different_backup(local_repository.path, backup_id)
+            try:
+                local_repository.verify_checksum(local)
+                return local
+            except PgBackupError:
+                local_repository.delete(local)  # a damaged copy of this very backup: replace it
         temp_files = {}
         try:
             for entry in files_of(manifest):
@@ -627,6 +630,12 @@ class S3Repository(object):
             self.client.download_file(self.bucket, self.key(name), path, Callback=progress, Config=self.transfer_config)
         except Exception as exc:
             raise self._error(exc, "download", name)
+
+
+def _refuse_different_backup(location, backup_id):
+    return PgBackupError("'%s' already holds a different backup with the id '%s' (other sha256)." % (location, backup_id),
+                         hint="Nothing was overwritten. Use a separate directory/prefix per server, or remove that backup "
+                              "there if it is not needed.")
 
 
 def _upload_error(error, path):
@@ -675,15 +684,14 @@ def copy_to_local(manifest, source, target, progress=None):
     target.prepare()
     if os.path.exists(target.manifest_path(backup_id)):
         existing = target.load(backup_id)
-        if existing.get("sha256") == manifest["sha256"]:
-            try:
-                target.verify_checksum(existing)
-                return {"target": target.path, "id": backup_id, "changed": False, "verified": True,
-                        "artifact": target.artifact_path(manifest), "size": manifest["size"],
-                        "sha256": manifest["sha256"]}
-            except PgBackupError:
-                pass
-        target.delete(existing)
+        if existing.get("sha256") != manifest["sha256"]:
+            raise _refuse_different_backup(target.path, backup_id)
+        try:
+            target.verify_checksum(existing)
+            return {"target": target.path, "id": backup_id, "changed": False, "verified": True,
+                    "artifact": target.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
+        except PgBackupError:
+            target.delete(existing)  # a damaged copy of this very backup: replace it
     temp_files = {}
     try:
         for entry in files_of(manifest):

@@ -91,7 +91,7 @@ seealso:
   - module: todoapi.pgbackup.pg_dump
   - module: todoapi.pgbackup.pg_restore
 author:
-  - todoapi.pgbackup maintainers
+  - todoapi.pgbackup maintainers (@todoapi)
 '''
 
 EXAMPLES = r'''

@@ -451,6 +451,25 @@ def test_damaged_source_is_not_copied(tmp_repo, bucket, s3_endpoint, other_dir):
     assert keys_in(s3_endpoint, bucket) == [] and os.listdir(other_dir) == []
 
 
+def test_different_backup_with_the_same_id_is_never_overwritten(tmp_repo, bucket, s3_endpoint, other_dir):
+    s3 = remote.open_repository("s3://%s/shared" % bucket, **s3_options(s3_endpoint))
+    first = synthetic_backup(tmp_repo, 4096)
+    remote.copy_backup(first, LocalRepository(tmp_repo), s3)
+    remote.copy_backup(first, LocalRepository(tmp_repo), LocalRepository(other_dir))
+    other_host = tempfile.mkdtemp(prefix="pgbackup-otherhost-")
+    try:
+        second = synthetic_backup(other_host, 4096)  # same id, other bytes (another server, same second)
+        for target in (s3, LocalRepository(other_dir)):
+            with pytest.raises(PgBackupError, match="already holds a different backup with the id '%s'" % first["id"]):
+                remote.copy_backup(second, LocalRepository(other_host), target)
+        with pytest.raises(PgBackupError, match="already holds a different backup"):
+            s3.download(first, LocalRepository(other_host))
+    finally:
+        shutil.rmtree(other_host, ignore_errors=True)
+    s3.verify_checksum(first)
+    LocalRepository(other_dir).verify_checksum(first)
+
+
 def test_one_failing_target_does_not_stop_the_others(source, bucket, s3_endpoint, other_dir):
     repo, manifest = source
     targets = ["s3://no-such-bucket-%s" % uuid.uuid4().hex[:6], other_dir]
