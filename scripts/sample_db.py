@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Create (or rebuild) a generated Todo API database: scripts/sample_db.py --port 55432 --password-file F --size-mb 20"""
 
 from __future__ import absolute_import, division, print_function

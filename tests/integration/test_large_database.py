@@ -23,7 +23,7 @@ def large_db(pg):
 
 def test_200mb_database_round_trips_full_and_per_table(ansible_playbook, pg, large_db, tmp_repo):
     args = dict(connection_args(pg), database=large_db, repository=tmp_repo)
-    backup, _ = run_module(ansible_playbook, "todoapi.pgbackup.pg_dump", args)
+    backup, unused_run = run_module(ansible_playbook, "todoapi.pgbackup.pg_dump", args)
     source = table_fingerprints(pg, large_db)
     assert all(backup["backup"]["tables"][key] == value["rows"] for key, value in source.items())
     for jobs, target in ((1, "Large serial"), (2, "Large parallel")):

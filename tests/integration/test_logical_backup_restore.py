@@ -19,14 +19,14 @@ RESTORE = "todoapi.pgbackup.pg_restore"
 def dump(ansible_playbook, db, repo, **extra):
     args = dict(connection_args(db.cluster), database=db.name, repository=repo)
     args.update(extra)
-    task, _ = run_module(ansible_playbook, DUMP, args)
+    task, unused_run = run_module(ansible_playbook, DUMP, args)
     return task["backup"]
 
 
 def restore(ansible_playbook, db, repo, expect_failure=False, check=False, **extra):
     args = dict(connection_args(db.cluster), repository=repo, source_database=db.name)
     args.update(extra)
-    task, _ = run_module(ansible_playbook, RESTORE, args, expect_failure=expect_failure, check=check)
+    task, unused_run = run_module(ansible_playbook, RESTORE, args, expect_failure=expect_failure, check=check)
     return task
 
 
@@ -154,7 +154,7 @@ def test_per_table_restore_that_would_break_a_foreign_key_changes_nothing(ansibl
 
 def test_check_mode_changes_nothing(ansible_playbook, todo_db, tmp_repo, target_db):
     args = dict(connection_args(todo_db.cluster), database=todo_db.name, repository=tmp_repo)
-    task, _ = run_module(ansible_playbook, DUMP, args, check=True)
+    task, unused_run = run_module(ansible_playbook, DUMP, args, check=True)
     assert task["changed"] and "public.Todos" in task["backup"]["tables"]
     assert os.listdir(tmp_repo) == []
     dump(ansible_playbook, todo_db, tmp_repo)
@@ -240,7 +240,7 @@ def test_full_disk_fails_cleanly_and_leaves_no_partial_backup(ansible_playbook, 
         pytest.skip("cannot mount a tmpfs here")
     try:
         args = dict(connection_args(todo_db.cluster), database=todo_db.name, repository=mount_point, globals=False)
-        task, _ = run_module(ansible_playbook, DUMP, args, expect_failure=True)
+        task, unused_run = run_module(ansible_playbook, DUMP, args, expect_failure=True)
         assert "No space left" in task["msg"]
         assert os.listdir(mount_point) == []
     finally:
@@ -254,7 +254,7 @@ def test_unwritable_repository_is_reported(ansible_playbook, todo_db, tmp_path):
         pytest.skip("cannot mount a tmpfs here")
     try:
         args = dict(connection_args(todo_db.cluster), database=todo_db.name, repository=mount_point)
-        task, _ = run_module(ansible_playbook, DUMP, args, expect_failure=True)
+        task, unused_run = run_module(ansible_playbook, DUMP, args, expect_failure=True)
         assert "not writable" in task["msg"] or "Permission denied" in task["msg"] or "Read-only" in task["msg"], task["msg"]
     finally:
         os.system("umount '%s'" % mount_point)
