@@ -96,7 +96,7 @@ def open_repository(url_or_path, owner=None, **s3_options):
 def parse_s3_url(url):
     """``s3://bucket/some/prefix/`` -> ('bucket', 'some/prefix')."""
     rest = url[len(S3_SCHEME):]
-    bucket, _, prefix = rest.partition("/")
+    bucket, prefix = (rest.split("/", 1) + [""])[:2]
     prefix = prefix.strip("/")
     if not bucket or any(part in ("", ".", "..") for part in prefix.split("/") if prefix):
         raise PgBackupError("'%s' is not a valid S3 repository URL." % url,
@@ -233,8 +233,7 @@ class S3Repository(object):
                                   botocore_exceptions.ProxyConnectionError)):
                 return PgBackupError("Cannot reach S3 endpoint %s while trying to %s %s: %s." % (
                     endpoint, action, where, str(cause).rstrip(".")),
-                                     hint="Check s3_endpoint_url, DNS, firewall and proxy settings; the local backup "
-                                          "was not touched.")
+                    hint="Check s3_endpoint_url, DNS, firewall and proxy settings; the local backup was not touched.")
             if isinstance(cause, botocore_exceptions.ReadTimeoutError):
                 return PgBackupError("S3 endpoint %s stopped answering while trying to %s %s." % (endpoint, action, where),
                                      hint="Retry later; check the network path to the endpoint.")
@@ -294,7 +293,7 @@ class S3Repository(object):
 
     def _names(self):
         base = self.key("")
-        return [key[len(base):] for key, _ in self._iter_keys(base, delimiter="/")]
+        return [key[len(base):] for key, size in self._iter_keys(base, delimiter="/")]
 
     def _head(self, name):
         """Size of an object, or None when it does not exist."""
@@ -480,7 +479,7 @@ class S3Repository(object):
             self.client.delete_object(Bucket=self.bucket, Key=self.manifest_key(backup_id))
         except Exception as exc:
             raise self._error(exc, "delete", backup_id + manifests.MANIFEST_SUFFIX)
-        self._delete_keys(key for key, _ in self._iter_keys(self.key(backup_id + ".")))
+        self._delete_keys(key for key, size in self._iter_keys(self.key(backup_id + ".")))
 
     def write_sidecar(self, backup_id, name, data):
         manifests.check_backup_id(backup_id)
@@ -510,8 +509,8 @@ class S3Repository(object):
                        for cause in _causes(exc)):
                 raise PgBackupError("Upload of '%s' to '%s' was interrupted: %s." % (
                     path, self.url_of(name), str(exc).rstrip(".") or type(exc).__name__),
-                                    hint="The partial copy was removed and no manifest was written; the local backup "
-                                         "was not touched. Retry the copy.")
+                    hint="The partial copy was removed and no manifest was written; the local backup was not touched. "
+                         "Retry the copy.")
             raise _upload_error(self._error(exc, "upload to", name), path)
 
     def upload(self, manifest, source, progress=None):

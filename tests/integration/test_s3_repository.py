@@ -176,8 +176,7 @@ def synthetic_backup(repo_path, size, backup_id="20240106T020000Z_logical_Big"):
 # Happy paths
 
 
-def test_copy_to_s3_and_second_path_then_restore_from_s3(pg, todo_db, tmp_repo, bucket, s3_endpoint, other_dir,
-                                                          restored_db):
+def test_copy_to_s3_and_second_path_then_restore_from_s3(pg, todo_db, tmp_repo, bucket, s3_endpoint, other_dir, restored_db):
     manifest = take_backup(pg, todo_db.name, tmp_repo)
     assert "globals" in manifest["extra_files"]
     s3 = remote.open_repository("s3://%s/prod/todo" % bucket, **s3_options(s3_endpoint))
@@ -235,7 +234,7 @@ def test_directory_format_copies_each_file_and_restores(pg, todo_db, tmp_repo, b
     result = remote.copy_backup(manifest, LocalRepository(tmp_repo), s3)
     assert result["changed"] and result["verified"]
     dir_files = sorted(os.path.relpath(os.path.join(root, f), os.path.join(tmp_repo, manifest["artifact"]))
-                       for root, _, files in os.walk(os.path.join(tmp_repo, manifest["artifact"])) for f in files)
+                       for root, dirs, files in os.walk(os.path.join(tmp_repo, manifest["artifact"])) for f in files)
     assert "toc.dat" in dir_files
     assert keys_in(s3_endpoint, bucket, manifest["artifact"] + "/") == [manifest["artifact"] + "/" + f for f in dir_files]
     s3.verify_checksum(manifest)
@@ -503,7 +502,7 @@ def test_backup_copy_module(ansible_playbook, source, bucket, s3_endpoint, other
             "s3_endpoint_url": s3_endpoint, "s3_region": REGION, "aws_access_key": ACCESS_KEY,
             "aws_secret_key": SECRET_KEY, "s3_sse": "AES256"}
 
-    planned, _ = run_backup_copy(ansible_playbook, args, check=True)
+    planned = run_backup_copy(ansible_playbook, args, check=True)[0]
     assert planned["changed"] and [r["changed"] for r in planned["results"]] == [True, True]
     assert keys_in(s3_endpoint, bucket) == [] and os.listdir(other_dir) == []
 
@@ -514,7 +513,7 @@ def test_backup_copy_module(ansible_playbook, source, bucket, s3_endpoint, other
     assert SECRET_KEY not in run.stdout and SECRET_KEY not in run.stderr
     assert "module/%s.manifest.json" % manifest["id"] in keys_in(s3_endpoint, bucket)
 
-    task, _ = run_backup_copy(ansible_playbook, dict(args, backup=manifest["id"]))
+    task = run_backup_copy(ansible_playbook, dict(args, backup=manifest["id"]))[0]
     assert task["changed"] is False
 
     failed, run = run_backup_copy(ansible_playbook, dict(args, copy_to=["s3://no-such-bucket-%s" % uuid.uuid4().hex[:6]]),
