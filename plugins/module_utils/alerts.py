@@ -80,8 +80,8 @@ def post_webhook(url, payload, timeout=10, headers=None):
 
 def _redact(url):
     """Webhook URLs often carry a secret token in their path: show scheme and host only."""
-    scheme, _, rest = str(url).partition("://")
-    return "%s://%s/..." % (scheme, rest.split("/", 1)[0])
+    scheme, separator, rest = str(url).partition("://")
+    return "%s%s%s/..." % (scheme, separator, rest.split("/", 1)[0])
 
 
 def problem_keys(status):

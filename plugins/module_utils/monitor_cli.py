@@ -10,7 +10,7 @@ Wire it into the runner (``cli.py``)::
     monitor_cli.add_status_arguments(status)
     COMMANDS["status"] = (lambda args, config, log: monitor_cli.run_status_command(args, runner_config=config), False)
 
-It also runs on its own: ``python3 -m <package>.monitor_cli --monitoring-config monitoring.json``.
+``main(argv)`` parses the same options without the runner (returns the exit status).
 
 Settings, lowest priority first: the runner's config (repository, owner, databases,
 log_file, max_age_hours), the monitoring JSON file (``--monitoring-config``; keys are the
@@ -181,7 +181,3 @@ def main(argv=None):
     parser = add_status_arguments(argparse.ArgumentParser(prog="todoapi-pgbackup status",
                                                           description="Check backup health, write metrics, send alerts."))
     return run_status_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

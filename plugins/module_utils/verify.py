@@ -212,7 +212,7 @@ def _check_structure(request):
                                 "('%s'): it is truncated." % (manifest["id"], PLAIN_COMPLETE_MARKER.decode()),
                                 hint="The backup is incomplete; restore another one.")
         return {"format": fmt, "complete_marker": True}
-    pg_restore, _ = find_tool("pg_restore", _major_of(request), request.pg_bin_dir)
+    pg_restore = find_tool("pg_restore", _major_of(request), request.pg_bin_dir)[0]
     try:
         if fmt == "directory" or not stages:
             listing = _run_capture([Stage([pg_restore, "--list", path], name="pg_restore")])
@@ -258,7 +258,7 @@ def _check_physical_structure(request):
         raise PgBackupError("The structure level for physical backups needs a base backup directory holding "
                             "backup_manifest; '%s' is not one." % manifest["artifact"],
                             hint="Verify this backup at level 'checksum'.")
-    tool, _ = find_tool("pg_verifybackup", _major_of(request), request.pg_bin_dir)
+    tool = find_tool("pg_verifybackup", _major_of(request), request.pg_bin_dir)[0]
     plain = not any(name.endswith(TAR_SUFFIXES) or ".tar." in name for name in os.listdir(path))
     if plain:
         _pg_verifybackup(tool, pg_manifest, path, manifest)
@@ -333,7 +333,7 @@ def _server_major(request, dbname):
 
 def _run_amcheck(request, scratch):
     major = _server_major(request, scratch)
-    tool, _ = find_tool("pg_amcheck", major, request.pg_bin_dir)
+    tool = find_tool("pg_amcheck", major, request.pg_bin_dir)[0]
     argv = [tool, "--heapallindexed", "--install-missing", "--no-password",
             "--maintenance-db", logical_restore._conninfo(scratch), "--database", _exact_pattern(scratch)]
     with pgconn.libpq_environment(request.connection) as env:

@@ -42,7 +42,7 @@ notes:
 seealso:
   - module: todoapi.pgbackup.backup_verify
 author:
-  - todoapi.pgbackup maintainers
+  - todoapi.pgbackup maintainers (@todoapi)
 '''
 
 EXAMPLES = r'''

@@ -76,7 +76,7 @@ seealso:
   - module: todoapi.pgbackup.backup_info
   - module: todoapi.pgbackup.pg_restore
 author:
-  - todoapi.pgbackup maintainers
+  - todoapi.pgbackup maintainers (@todoapi)
 '''
 
 EXAMPLES = r'''

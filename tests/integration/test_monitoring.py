@@ -140,7 +140,7 @@ def test_truncated_artifact(todo_db, tmp_repo, monitor, receivers):
 
 def test_size_anomaly_and_always_on_failure(todo_db, tmp_repo, receivers, monitor):
     smtp, hook = receivers
-    for _ in range(4):
+    for unused_number in range(4):
         take_backup(todo_db, tmp_repo)
     assert monitor(alert_mode="always_on_failure")[0] == 0
     todo_db.cluster.sql('DELETE FROM "Todos" WHERE "Id" % 20 <> 0', dbname=todo_db.name)
@@ -178,10 +178,10 @@ def test_undeliverable_alert_is_retried(todo_db, tmp_repo, receivers, monitor):
     manifest = take_backup(todo_db, tmp_repo)
     age_backup(tmp_repo, manifest, hours=48)
     with HttpReceiver(status_code=500) as broken:
-        code, out, err, _ = monitor(webhook_url=broken.url)
+        code, out, err, unused_metrics = monitor(webhook_url=broken.url)
         assert code == 2 and "ALERT NOT DELIVERED" in err and "HTTP 500" in err
         assert "secret-token" not in err
-    code, out, err, _ = monitor()
+    code, out, err, unused_metrics = monitor()
     assert code == 1 and hook.wait_for(1)[0]["json"]["codes"] == ["stale"]
 
 

@@ -129,7 +129,7 @@ def test_missing_artifact_is_reported(todo_db, tmp_repo):
 def test_manifest_of_another_backup_is_a_checksum_mismatch(todo_db, tmp_repo):
     repo, first = take_backup(todo_db, tmp_repo, compression="none")
     todo_db.cluster.sql('DELETE FROM "Todos" WHERE ctid IN (SELECT ctid FROM "Todos" LIMIT 1)', dbname=todo_db.name)
-    _, second = take_backup(todo_db, tmp_repo, compression="none")
+    unused_repo, second = take_backup(todo_db, tmp_repo, compression="none")
     assert first["sha256"] != second["sha256"]
     # Artifact of the second backup under the first backup's name (same size is likely: uncompressed).
     shutil.copyfile(repo.artifact_path(second), repo.artifact_path(first))

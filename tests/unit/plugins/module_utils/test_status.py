@@ -196,7 +196,7 @@ def test_alert_decision_on_change(tmp_path):
 
 def test_alert_decision_always_on_failure_and_bad_input(tmp_path):
     state = str(tmp_path / "state.json")
-    for _ in range(3):
+    for unused_number in range(3):
         decision = alerts.alert_decision(state, fake_status("stale"), "always_on_failure")
         assert decision["send"]
         alerts.save_alert_state(state, decision)
