@@ -167,8 +167,9 @@ def _decode_stages(request):
     stages = streams.read_stages(request.manifest, request.identity_file)
     compression = request.manifest.get("compression") or {}
     # pg_dump's own gzip of a plain script is a .sql.gz file: gunzip it to read it.
+    # (Only if streams.read_stages does not already do it.)
     if request.manifest.get("format") == "plain" and compression.get("applied") == "applied_by_pg_dump" \
-            and compression.get("method") == "gzip":
+            and compression.get("method") == "gzip" and not any(stage.name == "gzip" for stage in stages):
         stages.append(streams.decompress_stage("gzip"))
     return stages
 
