@@ -126,7 +126,9 @@ def read_stages(manifest, identity_file=None):
     if manifest.get("encryption"):
         stages.append(decrypt_stage(identity_file))
     compression = manifest.get("compression") or {}
-    if compression.get("applied") == "external":
+    gzip_plain_script = manifest.get("format") == "plain" and compression.get("method") == "gzip"
+    if compression.get("applied") == "external" or gzip_plain_script:
+        # pg_dump's own gzip of a plain script is a .sql.gz file that psql cannot read.
         stages.append(decompress_stage(compression["method"]))
     return stages
 

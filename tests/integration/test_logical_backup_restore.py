@@ -258,3 +258,9 @@ def test_unwritable_repository_is_reported(ansible_playbook, todo_db, tmp_path):
         assert "not writable" in task["msg"] or "Permission denied" in task["msg"] or "Read-only" in task["msg"], task["msg"]
     finally:
         os.system("umount '%s'" % mount_point)
+
+
+def test_gzip_plain_script_restores(ansible_playbook, todo_db, tmp_repo, target_db):
+    dump(ansible_playbook, todo_db, tmp_repo, format="plain", compression="gzip:6")
+    restore(ansible_playbook, todo_db, tmp_repo, database=target_db)
+    assert_same_data((todo_db.cluster, todo_db.name), (todo_db.cluster, target_db))
