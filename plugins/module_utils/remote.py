@@ -27,6 +27,8 @@ from . import fsutil
 from . import manifest as manifests
 from .errors import PgBackupError
 from .repository import LocalRepository, files_of
+from . import remote_azure
+from . import remote_sftp
 
 try:
     import boto3
@@ -84,12 +86,18 @@ def open_repository(url_or_path, owner=None, **s3_options):
     """A repository object for a local/NFS path or an ``s3://bucket/prefix`` URL."""
     if not url_or_path:
         raise PgBackupError("No repository given.", hint="Set 'repository' to a directory path or an s3://bucket/prefix URL.")
+    if remote_azure.is_azure_url(url_or_path):
+        return remote_azure.open_azure(url_or_path, owner=owner, **s3_options)
+    if remote_sftp.is_sftp_url(url_or_path):
+        return remote_sftp.open_sftp(url_or_path, owner=owner, **s3_options)
     if is_s3_url(url_or_path):
-        return S3Repository(url_or_path, **s3_options)
+        return S3Repository(url_or_path, **dict((key, value) for key, value in s3_options.items()
+                                                if not key.startswith(("azure_", "sftp_"))))
     if "://" in url_or_path:
         raise PgBackupError("Repository '%s' uses an unsupported URL scheme." % url_or_path,
-                            hint="Use a local or NFS-mounted path, or s3://bucket/prefix (with s3_endpoint_url for "
-                                 "S3-compatible services such as MinIO or Google Cloud Storage).")
+                            hint="Use a local or NFS-mounted path, s3://bucket/prefix (with s3_endpoint_url for "
+                                 "S3-compatible services such as MinIO or Google Cloud Storage), azure://container/prefix "
+                                 "or sftp://user@host[:port]/path.")
     return LocalRepository(url_or_path, owner=owner)
 
 
@@ -736,10 +744,10 @@ def copy_backup(manifest, source_repo, target_repo, progress=None):
     ``progress``: optional callable receiving the number of bytes just transferred.
     """
     manifests.validate(manifest, "of backup '%s'" % manifest.get("id"))
-    source_is_s3 = isinstance(source_repo, S3Repository)
-    target_is_s3 = isinstance(target_repo, S3Repository)
+    source_is_s3 = not isinstance(source_repo, LocalRepository)  # S3, Azure or SFTP: upload()/download()
+    target_is_s3 = not isinstance(target_repo, LocalRepository)
     if source_is_s3 and target_is_s3:
-        raise PgBackupError("Copying directly from one S3 repository to another is not supported.",
+        raise PgBackupError("Copying directly from one remote repository (S3, Azure, SFTP) to another is not supported.",
                             hint="Download the backup to a local repository first, then copy it from there.")
     try:
         source_repo.verify_checksum(manifest)
@@ -794,6 +802,9 @@ def _plan_copy(manifest, repo):
     if isinstance(repo, S3Repository):
         repo.check_bucket()
         present = repo._head(manifest["id"] + manifests.MANIFEST_SUFFIX) is not None
+    elif not isinstance(repo, LocalRepository):  # Azure, SFTP (remote_store.RemoteRepository)
+        repo.check_access()
+        present = repo.has_manifest(manifest["id"])
     else:
         present = os.path.exists(repo.manifest_path(manifest["id"]))
     return {"target": describe_location(repo), "id": manifest["id"], "changed": not present, "verified": False,
