@@ -85,9 +85,10 @@ def parse_sftp_url(url):
         port = parts.port or DEFAULT_PORT
     except ValueError:
         port = None
-    path = posixpath.normpath(unquote(parts.path or "")) if parts.path else ""
+    raw_path = unquote(parts.path or "")
+    path = posixpath.normpath(raw_path) if raw_path else ""
     if (parts.scheme.lower() != "sftp" or not parts.username or not parts.hostname or port is None or parts.password
-            or parts.query or parts.fragment or not path.startswith("/") or ".." in path.split("/")):
+            or parts.query or parts.fragment or not path.startswith("/") or ".." in raw_path.split("/")):
         raise PgBackupError("'%s' is not a valid SFTP repository URL." % _without_password(url),
                             hint="Write it as sftp://user@host[:port]/absolute/path (no password in the URL: "
                                  "authentication is by key, sftp_key_file).")
@@ -193,7 +194,7 @@ class SftpRepository(RemoteRepository):
         return PgBackupError("Cannot connect to SFTP server %s: %s." % (self.server, exc))
 
     def close(self):
-        for thing in (self._sftp, self.ssh):
+        for thing in (getattr(self, "_sftp", None), getattr(self, "ssh", None)):
             if thing is not None:
                 try:
                     thing.close()

@@ -74,7 +74,7 @@ def wait_for_port(port, process, timeout=60, log_path=None, what="server"):
     raise RuntimeError("%s did not start on 127.0.0.1:%d:\n%s" % (what, port, output))
 
 
-def stop_process(process, timeout=10):
+def stop_process(process, timeout=3):
     """Terminate one process we started (by its own handle), then kill it if it lingers."""
     if process is None or process.poll() is not None:
         return
