@@ -1,0 +1,233 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: dr_assess
+short_description: Find the newest backup that verifies, and the data-loss window it implies, for a disaster recovery
+version_added: 0.1.0
+description:
+  - The seed's Disaster Recovery Plan step 1 ("Assess the Situation") - determine the most recent valid backup.
+  - Goes through the backups of O(database) in O(repository), newest first, and picks the first whose files match
+    their manifest's size and sha256 (O(level=checksum)) and, with O(level=structure), whose archive also reads back
+    completely (C(pg_restore --list) and a full read, or C(pg_verifybackup) for a physical backup).
+  - B(Read-only) - nothing is written into O(repository) (no verification record, no temporary files), so it can be a
+    read-only mount of the backup storage.
+  - An C(s3://bucket/prefix) O(repository) is downloaded into O(download_to) first (checksum proven before a backup
+    is kept there); the result's RV(repository) is then that local directory.
+  - The data-loss window is the time from the backup's finish to O(incident_time) (default now); with O(wal_archive)
+    and O(kind=physical) it is the time since the newest archived WAL segment instead.
+  - Fails naming every backup it tried and why, when none verifies.
+options:
+  repository:
+    description:
+      - Where the backups are - a local directory, a (read-only) NFS mount, or an C(s3://bucket/prefix) URL.
+    type: str
+    required: true
+  owner:
+    description: OS user to own O(download_to) and the downloaded files (only applied when running as root).
+    type: str
+    default: postgres
+  database:
+    description: Database whose backups to consider (case-sensitive).
+    type: str
+    required: true
+  kind:
+    description: V(logical) (pg_dump) or V(physical) (pg_basebackup) backups.
+    type: str
+    choices: [logical, physical]
+    default: logical
+  level:
+    description: How much a candidate must prove, V(checksum) or V(structure) (needs C(pg_restore) on the host).
+    type: str
+    choices: [checksum, structure]
+    default: structure
+  download_to:
+    description: Local directory to download an S3 backup into (created 0700 for O(owner)). Required for S3.
+    type: path
+  identity_file:
+    description: C(age) identity (private key) file, to read encrypted backups at O(level=structure).
+    type: path
+  wal_archive:
+    description: WAL archive directory, to report the newest archived WAL segment (point-in-time recovery).
+    type: path
+  incident_time:
+    description: When the data was lost (ISO 8601); the data-loss window ends there. Defaults to now.
+    type: str
+  pg_bin_dir:
+    description: Directory holding C(pg_restore) / C(pg_verifybackup); by default found automatically.
+    type: path
+  s3_endpoint_url:
+    description: Endpoint of an S3-compatible service (MinIO, Google Cloud Storage ...); unset means AWS S3.
+    type: str
+  s3_region:
+    description: Region of the bucket.
+    type: str
+  s3_profile:
+    description: Profile from the host's AWS shared config/credentials files.
+    type: str
+  aws_access_key:
+    description: Access key id; without it credentials come from boto3's default chain.
+    type: str
+    aliases: [s3_access_key]
+  aws_secret_key:
+    description: Secret access key belonging to O(aws_access_key). Never logged.
+    type: str
+    aliases: [s3_secret_key]
+  aws_session_token:
+    description: Session token for temporary credentials.
+    type: str
+  s3_sse:
+    description: Server-side encryption (only used for uploads; accepted for symmetry with M(todoapi.pgbackup.backup_copy)).
+    type: str
+    choices: [AES256, aws:kms]
+  s3_kms_key_id:
+    description: KMS key id, with O(s3_sse=aws:kms).
+    type: str
+  s3_chunk_size_mb:
+    description: Multipart part size in MiB for downloads.
+    type: int
+    default: 64
+notes:
+  - Supports check mode; the assessment only reads (an S3 download is skipped in check mode).
+requirements:
+  - PostgreSQL client programs (C(pg_restore)) for O(level=structure); boto3 for S3.
+seealso:
+  - module: todoapi.pgbackup.pg_restore
+  - module: todoapi.pgbackup.dr_report
+author:
+  - todoapi.pgbackup maintainers
+'''
+
+EXAMPLES = r'''
+- name: Which backup will we restore, and how much data is lost?
+  todoapi.pgbackup.dr_assess:
+    repository: /mnt/backups/todoapi
+    database: TodoDb
+  register: assessed
+
+- name: Say it
+  ansible.builtin.debug:
+    msg: "Restoring {{ assessed.backup.id }}; changes after {{ assessed.backup_finished_at }} are lost ({{ assessed.data_loss_seconds }} s)"
+
+- name: From S3, downloaded to the new server first
+  todoapi.pgbackup.dr_assess:
+    repository: s3://todoapi-backups/db1
+    database: TodoDb
+    download_to: /var/lib/todoapi-dr/repository
+    s3_region: eu-central-1
+'''
+
+RETURN = r'''
+backup:
+  description: Manifest of the chosen backup.
+  returned: success
+  type: dict
+repository:
+  description: Local directory to restore the chosen backup from (the download directory for S3).
+  returned: success
+  type: str
+downloaded:
+  description: Whether the backup was downloaded from S3.
+  returned: success
+  type: bool
+level:
+  description: Level the chosen backup was verified at.
+  returned: success
+  type: str
+candidates:
+  description: Backups tried, newest first, each with C(id), C(finished_at), C(usable) and C(error).
+  returned: always
+  type: list
+  elements: dict
+skipped_newer:
+  description: Ids of newer backups that did not verify and were skipped.
+  returned: success
+  type: list
+  elements: str
+backup_finished_at:
+  description: When the chosen backup finished (UTC); changes after it are lost.
+  returned: success
+  type: str
+reference_time:
+  description: End of the data-loss window (O(incident_time) or the time of the assessment).
+  returned: success
+  type: str
+assessed_at:
+  description: Time of the assessment (UTC).
+  returned: success
+  type: str
+data_loss_seconds:
+  description: The data-loss window (achieved RPO) in seconds.
+  returned: success
+  type: float
+wal:
+  description: Newest archived WAL segment (C(segment), C(file), C(archived_at)), or null.
+  returned: success
+  type: dict
+manifest_problems:
+  description: Damaged manifests found in the repository (those backups were not considered).
+  returned: success
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import dr
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
+
+try:
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils import remote
+except ImportError:
+    remote = None
+
+S3_ARGS = dict(
+    s3_endpoint_url=dict(type="str"),
+    s3_region=dict(type="str"),
+    s3_profile=dict(type="str"),
+    aws_access_key=dict(type="str", no_log=True, aliases=["s3_access_key"]),
+    aws_secret_key=dict(type="str", no_log=True, aliases=["s3_secret_key"]),
+    aws_session_token=dict(type="str", no_log=True),
+    s3_sse=dict(type="str", choices=["AES256", "aws:kms"]),
+    s3_kms_key_id=dict(type="str", no_log=False),
+    s3_chunk_size_mb=dict(type="int", default=64),
+)
+
+
+def main():
+    spec = dict(
+        repository=dict(type="str", required=True),
+        owner=dict(type="str", default="postgres"),
+        database=dict(type="str", required=True),
+        kind=dict(type="str", default="logical", choices=list(dr.KINDS)),
+        level=dict(type="str", default="structure", choices=list(dr.ASSESS_LEVELS)),
+        download_to=dict(type="path"),
+        identity_file=dict(type="path"),
+        wal_archive=dict(type="path"),
+        incident_time=dict(type="str"),
+        pg_bin_dir=dict(type="path"),
+    )
+    spec.update(S3_ARGS)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    params = module.params
+    remote_source = dr.is_remote(params["repository"])
+    s3_options = remote.s3_options_from_params(params) if remote_source else None
+    try:
+        if module.check_mode and remote_source:
+            module.exit_json(changed=False, candidates=[], msg="Check mode: the S3 source would be listed and its newest "
+                                                               "verifying backup downloaded to %s." % params["download_to"])
+        result = dr.assess(params["repository"], params["database"], kind=params["kind"], level=params["level"],
+                           download_to=params["download_to"], owner=params["owner"], s3_options=s3_options,
+                           identity_file=params["identity_file"], pg_bin_dir=params["pg_bin_dir"],
+                           wal_archive_dir=params["wal_archive"], incident_time=params["incident_time"])
+    except PgBackupError as exc:
+        module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "", candidates=exc.details.get("candidates", []))
+    module.exit_json(changed=bool(result["downloaded"]), **result)
+
+
+if __name__ == "__main__":
+    main()
