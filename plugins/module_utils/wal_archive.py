@@ -331,13 +331,30 @@ def _publish(temp, final, replace):
 
 # -- restore ---------------------------------------------------------------------------------
 
-def restore_segment(wal_name, target_path, archive_dir, identity_file=None):
-    """Copy one WAL file from the archive to ``target_path`` (restore_command)."""
+def find_in_stream_dirs(wal_name, stream_dirs):
+    """A file pg_receivewal wrote: the complete segment, else its ``.partial`` (the newest WAL
+    when the primary is gone; PostgreSQL must get it under the complete name)."""
+    for directory in stream_dirs or []:
+        if not os.path.isdir(directory):
+            raise WalArchiveError("WAL stream directory '%s' does not exist." % directory,
+                                  hint="Check the mount, or leave the stream directory out.")
+        for candidate in (wal_name, wal_name + ".partial" if SEGMENT.match(wal_name) else None):
+            if candidate and os.path.isfile(os.path.join(directory, candidate)):
+                return os.path.join(directory, candidate)
+    return None
+
+
+def restore_segment(wal_name, target_path, archive_dir, identity_file=None, stream_dirs=None):
+    """Copy one WAL file from the archive (then from pg_receivewal's ``stream_dirs``) to
+    ``target_path`` (restore_command)."""
     check_wal_name(wal_name)
     _require_archive_dir(archive_dir)
     found = existing_files(archive_dir, wal_name)
     if not found:
-        raise WalSegmentMissing("WAL file '%s' is not in the archive." % wal_name)
+        streamed = find_in_stream_dirs(wal_name, stream_dirs)
+        if not streamed:
+            raise WalSegmentMissing("WAL file '%s' is not in the archive." % wal_name)
+        found = [streamed]
     source = found[0]
     temp = "%s.todoapi-restore-%d" % (target_path, os.getpid())
     try:
@@ -399,11 +416,16 @@ def _decode_to(source, destination, identity_file):
 
 # -- inspection --------------------------------------------------------------------------
 
-def list_segments(archive_dir, timeline=None, segment_size=DEFAULT_SEGMENT_SIZE):
-    """{segment number: name} of the archived segments (of one timeline, when given)."""
+def list_segments(archive_dir, timeline=None, segment_size=DEFAULT_SEGMENT_SIZE, stream_dirs=None):
+    """{segment number: name} of the archived segments (of one timeline, when given); with
+    ``stream_dirs`` also pg_receivewal's complete and ``.partial`` segments."""
     _require_archive_dir(archive_dir)
     found = {}
-    for entry in os.listdir(archive_dir):
+    entries = list(os.listdir(archive_dir))
+    for directory in stream_dirs or []:
+        if os.path.isdir(directory):
+            entries += [e[:-len(".partial")] if e.endswith(".partial") else e for e in os.listdir(directory)]
+    for entry in entries:
         name = _strip_encoding(entry)
         if name is None or not SEGMENT.match(name):
             continue
@@ -431,17 +453,21 @@ def _segno_of(value, timeline, segment_size):
     return lsn_to_int(value) // segment_size
 
 
-def wal_range_present(archive_dir, timeline, start, end=None, segment_size=DEFAULT_SEGMENT_SIZE):
+def wal_range_present(archive_dir, timeline, start, end=None, segment_size=DEFAULT_SEGMENT_SIZE, stream_dirs=None,
+                      also_present=None):
     """Check that every segment of ``timeline`` from ``start`` to ``end`` is archived.
 
     ``start``/``end``: segment names, LSNs ('0/3000060') or segment numbers. Without
     ``end`` the range runs to the newest archived segment of the timeline, so a hole
-    anywhere after ``start`` is reported. Returns a dict: complete (bool), missing (names,
+    anywhere after ``start`` is reported. ``stream_dirs``: pg_receivewal directories that
+    count as archive too; ``also_present``: segment numbers known to exist elsewhere. Returns a dict: complete (bool), missing (names,
     at most 20 listed, missing_count the total), first/last (names), last_contiguous
     (newest segment reachable from ``start`` without a hole, or None).
     """
     timeline = int(timeline, 16) if isinstance(timeline, str) else int(timeline)
-    present = list_segments(archive_dir, timeline, segment_size)
+    present = list_segments(archive_dir, timeline, segment_size, stream_dirs)
+    for segno in also_present or ():  # e.g. the segments a base backup carries itself
+        present.setdefault(segno, segment_file_name(timeline, segno, segment_size))
     first = _segno_of(start, timeline, segment_size)
     last = _segno_of(end, timeline, segment_size) if end is not None else max([first] + list(present))
     missing = [segno for segno in range(first, last + 1) if segno not in present]

@@ -8,7 +8,8 @@
 
 Settings come from options or from a JSON config file (``--config``, default
 /etc/todoapi-pgbackup/wal.json when it exists) with keys archive_dir, compress
-(none|zstd), compress_level, recipients (age public keys), identity_file. Options win.
+(none|zstd), compress_level, recipients (age public keys), identity_file, stream_dirs
+(pg_receivewal directories restore-wal searches after the archive). Options win.
 
 Exit status: 0 done; 1 failed (archive-wal: PostgreSQL retries later) or, for restore-wal,
 the file is simply not in the archive (quiet: PostgreSQL probes for such files);
@@ -59,6 +60,8 @@ def build_parser():
     restore.add_argument("wal_name")
     restore.add_argument("target_path")
     restore.add_argument("--identity", dest="identity_file", help="age identity (private key) file")
+    restore.add_argument("--stream-dir", action="append", dest="stream_dirs",
+                         help="pg_receivewal directory searched after the archive (repeatable)")
     check = sub.add_parser("check-range", parents=[common], help="report holes in the archive")
     check.add_argument("--timeline", type=int, required=True)
     check.add_argument("--start", required=True, help="segment name or LSN")
@@ -114,7 +117,8 @@ def main(argv=None):
         if args.command == "restore-wal":
             try:
                 wal_archive.restore_segment(args.wal_name, args.target_path, archive_dir,
-                                            identity_file=_setting(args, config, "identity_file"))
+                                            identity_file=_setting(args, config, "identity_file"),
+                                            stream_dirs=_setting(args, config, "stream_dirs", []))
             except wal_archive.WalSegmentMissing:
                 return EXIT_MISSING
             except PgBackupError as exc:

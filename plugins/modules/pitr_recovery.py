@@ -1,0 +1,252 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pitr_recovery
+short_description: Recover a PostgreSQL cluster to a point in time from a base backup and the WAL archive
+version_added: 0.1.0
+description:
+  - Picks the newest physical base backup (M(todoapi.pgbackup.pg_basebackup)) that ends before the target and
+    verifies its checksum, then checks that the WAL archive holds every segment from the backup on, without a hole,
+    up to the target. A target before the oldest base backup, after the end of the archive, an unknown restore point
+    name or a hole is reported as an error B(before anything is changed).
+  - Moves an existing data directory aside to C(<data_dir>.pre-pitr-<UTC time>) (it is never deleted), extracts the
+    backup, checks it with C(pg_verifybackup), writes C(restore_command) (the C(todoapi-pgbackup-wal restore-wal) helper
+    of role C(todoapi.pgbackup.wal_archiving)), the recovery target and C(recovery_target_action=promote) into
+    C(postgresql.auto.conf), and creates C(recovery.signal), without which PostgreSQL ignores all recovery settings.
+  - Starts the server, waits until it has reached the target and is promoted (C(pg_is_in_recovery()) false), and
+    reports the new timeline and the last replayed transaction. Recovery that ends before the target is an error.
+  - The target server is a Debian cluster (O(cluster_version) and O(cluster_name), started with C(pg_ctlcluster); its
+    C(postgresql.conf) stays in C(/etc/postgresql)) or a plain data directory with a port (O(data_dir), O(port),
+    started with C(pg_ctl); minimal C(postgresql.conf)/C(pg_hba.conf) are written when the backup has none).
+options:
+  repository:
+    description: Backup repository holding the physical base backups.
+    type: path
+    required: true
+  archive_dir:
+    description: WAL archive directory written by C(todoapi-pgbackup-wal archive-wal).
+    type: path
+    required: true
+  stream_dirs:
+    description:
+      - Directories of C(pg_receivewal) searched after the archive; its C(.partial) segment holds the newest WAL
+        when the primary is lost.
+    type: list
+    elements: path
+    default: []
+  target:
+    description:
+      - V(latest) replays all archived WAL; V(immediate) stops as soon as the base backup is consistent.
+      - Ignored when one of O(target_time), O(target_xid), O(target_lsn) or O(target_name) is given.
+    type: str
+    choices: [latest, immediate]
+    default: latest
+  target_time:
+    description: Recover up to this time (ISO 8601; without a zone it is UTC), e.g. C(2024-01-06T14:30:00Z).
+    type: str
+  target_xid:
+    description: Recover up to the commit of this transaction id.
+    type: str
+  target_lsn:
+    description: Recover up to this WAL location, e.g. C(0/3000060).
+    type: str
+  target_name:
+    description: Recover up to this restore point (created with C(pg_create_restore_point())).
+    type: str
+  target_inclusive:
+    description: Whether the target transaction/time/LSN itself is included (C(recovery_target_inclusive)).
+    type: bool
+    default: true
+  backup:
+    description: Base backup id to start from; default V(auto) picks the newest usable one.
+    type: str
+    default: auto
+  cluster_version:
+    description: PostgreSQL major version of the Debian cluster to recover into.
+    type: str
+  cluster_name:
+    description: Debian cluster name to recover into (C(pg_lsclusters)); mutually exclusive with O(data_dir).
+    type: str
+  data_dir:
+    description: Data directory of a non-Debian server to recover into; needs O(port).
+    type: path
+  port:
+    description: Port of the recovered server when O(data_dir) is used.
+    type: int
+  owner:
+    description: OS user PostgreSQL runs as; owns the recovered data directory.
+    type: str
+    default: postgres
+  wal_command:
+    description: Path of the installed WAL helper used in C(restore_command).
+    type: path
+    default: /usr/local/bin/todoapi-pgbackup-wal
+  restore_command:
+    description: Complete C(restore_command) to use instead of one built from O(wal_command).
+    type: str
+  identity_file:
+    description: age identity (private key) file for an encrypted WAL archive.
+    type: path
+  stop_server:
+    description: Stop a running target server (fast shutdown) instead of failing. Its data directory is moved aside.
+    type: bool
+    default: false
+  archive_after_recovery:
+    description:
+      - Keep the archiving settings of the backup, so the promoted server archives its new timeline into the archive.
+        V(false) writes C(archive_mode = off), for test restores next to a live primary.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait for the server to finish recovery and promote.
+    type: int
+    default: 3600
+  pg_bin_dir:
+    description: Directory of the PostgreSQL programs (default Debian's C(/usr/lib/postgresql/<major>/bin)).
+    type: path
+notes:
+  - Supports check mode; it chooses the backup and checks the WAL archive and the target, and changes nothing.
+  - Must run as root (or the PostgreSQL OS user) on the database host.
+  - Tablespaces other than the default ones are not restored.
+requirements:
+  - PostgreSQL server programs of the backup's major version (C(pg_ctl), C(psql), C(pg_waldump), C(pg_verifybackup))
+  - zstd, gzip or lz4 for compressed backups; age for an encrypted archive
+seealso:
+  - module: todoapi.pgbackup.pg_basebackup
+author:
+  - todoapi.pgbackup maintainers
+'''
+
+EXAMPLES = r'''
+- name: Recover cluster 15/main to just before a bad deployment
+  todoapi.pgbackup.pitr_recovery:
+    repository: /var/backups/todoapi
+    archive_dir: /var/lib/postgresql/wal-archive
+    cluster_version: "15"
+    cluster_name: main
+    target_time: "2024-01-06T14:30:00Z"
+    stop_server: true
+  register: pitr
+
+- name: Report where recovery stopped
+  ansible.builtin.debug:
+    msg: "timeline {{ pitr.recovery.timeline }}, last transaction {{ pitr.recovery.last_replay_timestamp }}"
+
+- name: Rebuild a lost server with everything that was archived
+  todoapi.pgbackup.pitr_recovery:
+    repository: /var/backups/todoapi
+    archive_dir: /var/lib/postgresql/wal-archive
+    stream_dirs: [/var/lib/postgresql/wal-stream]
+    cluster_version: "15"
+    cluster_name: main
+    target: latest
+'''
+
+RETURN = r'''
+recovery:
+  description: What was recovered; in check mode the plan (chosen backup, WAL check, target) instead.
+  returned: always
+  type: dict
+  contains:
+    backup_id:
+      description: Base backup the recovery started from.
+      type: str
+      sample: 20240106T020000Z_physical_15-main
+    timeline:
+      description: Timeline of the promoted server.
+      type: int
+      sample: 2
+    last_replay_timestamp:
+      description: Commit time of the last transaction replayed (C(pg_last_xact_replay_timestamp())).
+      type: str
+      sample: "2024-01-06 14:29:58.123456+00"
+    recovery_stop:
+      description: PostgreSQL's own log line saying where recovery stopped, when it stopped at a target.
+      type: str
+      sample: recovery stopping before commit of transaction 7421, time 2024-01-06 14:30:01.5+00
+    current_lsn:
+      description: WAL position of the promoted server.
+      type: str
+    data_dir:
+      description: Data directory of the recovered server.
+      type: str
+    previous_data_dir:
+      description: Where the previous data directory was moved (null when there was none).
+      type: str
+    wal:
+      description: The WAL range check (first/last segment, last contiguous segment, missing segments).
+      type: dict
+    target:
+      description: The recovery target (kind, value, inclusive; the LSN of a named restore point).
+      type: dict
+    restore_command:
+      description: The restore_command the server used.
+      type: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import pitr
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import run_or_fail
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            repository=dict(type="path", required=True),
+            archive_dir=dict(type="path", required=True),
+            stream_dirs=dict(type="list", elements="path", default=[]),
+            target=dict(type="str", default="latest", choices=["latest", "immediate"]),
+            target_time=dict(type="str"),
+            target_xid=dict(type="str"),
+            target_lsn=dict(type="str"),
+            target_name=dict(type="str"),
+            target_inclusive=dict(type="bool", default=True),
+            backup=dict(type="str", default="auto"),
+            cluster_version=dict(type="str"),
+            cluster_name=dict(type="str"),
+            data_dir=dict(type="path"),
+            port=dict(type="int"),
+            owner=dict(type="str", default="postgres"),
+            wal_command=dict(type="path", default=pitr.DEFAULT_WAL_COMMAND),
+            restore_command=dict(type="str"),
+            identity_file=dict(type="path"),
+            stop_server=dict(type="bool", default=False),
+            archive_after_recovery=dict(type="bool", default=True),
+            timeout=dict(type="int", default=3600),
+            pg_bin_dir=dict(type="path"),
+        ),
+        mutually_exclusive=[["target_time", "target_xid", "target_lsn", "target_name"], ["cluster_name", "data_dir"]],
+        required_together=[["cluster_version", "cluster_name"], ["data_dir", "port"]],
+        required_one_of=[["cluster_name", "data_dir"]],
+        supports_check_mode=True,
+    )
+    params = module.params
+    request = run_or_fail(
+        module, pitr.PitrRequest, LocalRepository(params["repository"], owner=params["owner"]), params["archive_dir"],
+        target=params["target"], target_time=params["target_time"], target_xid=params["target_xid"],
+        target_lsn=params["target_lsn"], target_name=params["target_name"], target_inclusive=params["target_inclusive"],
+        backup=params["backup"], cluster_version=params["cluster_version"], cluster_name=params["cluster_name"],
+        data_dir=params["data_dir"], port=params["port"], owner=params["owner"], wal_command=params["wal_command"],
+        restore_command=params["restore_command"], identity_file=params["identity_file"],
+        stream_dirs=params["stream_dirs"], stop_server=params["stop_server"],
+        archive_after_recovery=params["archive_after_recovery"], timeout=params["timeout"],
+        pg_bin_dir=params["pg_bin_dir"])
+    if module.check_mode:
+        module.exit_json(changed=True, recovery=run_or_fail(module, lambda: pitr.public_plan(pitr.plan(request))))
+    try:
+        result = pitr.recover(request)
+    except PgBackupError as exc:
+        module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "")
+    module.exit_json(changed=True, recovery=result)
+
+
+if __name__ == "__main__":
+    main()
