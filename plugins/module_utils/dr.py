@@ -74,8 +74,9 @@ def _verify_without_record(repository, manifest, level, identity_file, pg_bin_di
 
 
 def assess(source, database, kind="logical", level="structure", download_to=None, owner=None, s3_options=None,
-           identity_file=None, pg_bin_dir=None, wal_archive_dir=None, incident_time=None, now=None):
-    """Pick the newest backup of ``database`` that verifies; raise PgBackupError when none does.
+           identity_file=None, pg_bin_dir=None, wal_archive_dir=None, incident_time=None, now=None, backup="latest"):
+    """Pick the newest backup of ``database`` that verifies (or check the one ``backup`` names);
+    raise PgBackupError when none does.
 
     Returns {backup, repository (local path to restore from), source, downloaded, level, candidates
     [{id, finished_at, usable, error}], backup_finished_at, assessed_at, reference_time,
@@ -94,8 +95,12 @@ def assess(source, database, kind="logical", level="structure", download_to=None
     if not remote_source and not repository.exists():
         raise PgBackupError("Backup repository '%s' does not exist or is not mounted." % source,
                             hint="Mount the backup storage (read-only) or give the right path.")
-    candidates = list(reversed(repository.list(database=database, kind=kind)))
-    problems = list(getattr(repository, "problems", []) or [])
+    if backup and backup != "latest":
+        candidates = [_named_backup(repository, backup, database, kind)]
+        problems = []
+    else:
+        candidates = list(reversed(repository.list(database=database, kind=kind)))
+        problems = list(getattr(repository, "problems", []) or [])
     checked = []
     chosen, restore_repository, used_level = None, repository, level
     for manifest in candidates:
@@ -138,6 +143,15 @@ def assess(source, database, kind="logical", level="structure", download_to=None
             last = manifests.parse_time(result["wal"]["archived_at"])
             result["data_loss_seconds"] = round(max(0.0, (reference - last).total_seconds()), 3)
     return result
+
+
+def _named_backup(repository, backup_id, database, kind):
+    manifest = repository.load(backup_id)
+    if manifest["database"] != database or manifest["kind"] != kind:
+        raise PgBackupError("Backup '%s' is a %s backup of database '%s', not a %s backup of '%s'." % (
+            backup_id, manifest["kind"], manifest["database"], kind, database),
+            hint="Name a backup of the database being recovered, or use 'latest'.")
+    return manifest
 
 
 def _nothing_usable(source, database, kind, checked, problems):

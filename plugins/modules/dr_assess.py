@@ -36,6 +36,11 @@ options:
     description: Database whose backups to consider (case-sensitive).
     type: str
     required: true
+  backup:
+    description:
+      - V(latest) (the newest backup that verifies) or the id of the one backup to check (and fail if it does not verify).
+    type: str
+    default: latest
   kind:
     description: V(logical) (pg_dump) or V(physical) (pg_basebackup) backups.
     type: str
@@ -203,6 +208,7 @@ def main():
         repository=dict(type="str", required=True),
         owner=dict(type="str", default="postgres"),
         database=dict(type="str", required=True),
+        backup=dict(type="str", default="latest"),
         kind=dict(type="str", default="logical", choices=list(dr.KINDS)),
         level=dict(type="str", default="structure", choices=list(dr.ASSESS_LEVELS)),
         download_to=dict(type="path"),
@@ -223,7 +229,8 @@ def main():
         result = dr.assess(params["repository"], params["database"], kind=params["kind"], level=params["level"],
                            download_to=params["download_to"], owner=params["owner"], s3_options=s3_options,
                            identity_file=params["identity_file"], pg_bin_dir=params["pg_bin_dir"],
-                           wal_archive_dir=params["wal_archive"], incident_time=params["incident_time"])
+                           wal_archive_dir=params["wal_archive"], incident_time=params["incident_time"],
+                           backup=params["backup"])
     except PgBackupError as exc:
         module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "", candidates=exc.details.get("candidates", []))
     module.exit_json(changed=bool(result["downloaded"]), **result)

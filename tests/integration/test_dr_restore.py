@@ -1,0 +1,256 @@
+# -*- coding: utf-8 -*-
+"""playbooks/dr_restore.yml plays a real disaster on this machine.
+
+A source cluster with a generated TodoDb serves a stand-in application; a backup is taken; more
+data is written (and will be lost); the source cluster is destroyed (immediate stop, dropped). The
+playbook then provisions a NEW cluster (another name and port, standing for the new host; package
+installs skipped), restores the newest backup that verifies, checks it, rewrites the application's
+connection string, restarts the application and writes the DR report. Checked: the data equals the
+source's at backup time, the application is healthy on the new server, the report's RTO/RPO, and the
+backup repository is byte-identical afterwards. A second test corrupts the only backup: the recovery
+stops at the assessment, creates nothing, and still writes a report naming the failed step.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from tests.lib.ansible_run import REPO_ROOT, run_playbook
+from tests.lib.dbcompare import assert_same_data, table_fingerprints
+from tests.lib.pgcluster import PgCluster, drop_cluster, find_free_port, next_cluster_name
+from tests.lib.standin_app import StandinApp
+from tests.lib.tododb import create_todo_db
+
+DR_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "dr_restore.yml")
+BACKUP_ROLE = os.path.join(REPO_ROOT, "roles", "backup", "tasks", "main.yml")
+SYSTEM_PYTHON = "/usr/bin/python3"  # become_user postgres cannot run the test venv's Python (under /root)
+PLAYBOOK_ENV = {"ANSIBLE_PIPELINING": "1"}
+ADMIN_PASSWORD = "dr-Admin-Secret-31"
+APP_PASSWORD = "dr-App;Secret=42"  # ';' and '=' must survive the Npgsql connection string
+STEPS = ["assess", "prepare", "restore", "verify", "application"]
+SOURCE_DB_MB = 4
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (clusters, become postgres)")
+
+
+def repository_state(path):
+    """{relative path: sha256} of every file below path (what 'byte-identical' is checked against)."""
+    state = {}
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            with open(full, "rb") as handle:
+                state[os.path.relpath(full, path)] = hashlib.sha256(handle.read()).hexdigest()
+    return state
+
+
+def backup_with_runner(collections_root, cluster, database, repository, work_dir):
+    """Install the backup role's on-host runner below work_dir (no schedule) and run it as postgres, like cron would."""
+    base = os.path.join(work_dir, "runner")
+    os.makedirs(os.path.join(base, "run"))
+    os.chmod(work_dir, 0o755)
+    os.chmod(base, 0o755)
+    shutil.chown(os.path.join(base, "run"), "postgres", "postgres")
+    runner = os.path.join(base, "bin", "todoapi-pgbackup")
+    config_dir = os.path.join(base, "etc")
+    extra_vars = {
+        "pgbackup_install_packages": False, "pgbackup_logrotate_enabled": False, "pgbackup_scheduler": "none",
+        "pgbackup_databases": [database], "pgbackup_repository": repository, "pgbackup_config_dir": config_dir,
+        "pgbackup_log_file": os.path.join(base, "backup.log"), "pgbackup_lock_file": os.path.join(base, "run", "lock"),
+        "pgbackup_engine_dir": os.path.join(base, "lib"), "pgbackup_runner_path": runner,
+        "pgbackup_systemd_unit_dir": os.path.join(base, "systemd"), "pgbackup_job_name": "dr-test-%d" % os.getpid(),
+        "pgbackup_db_host": cluster.host, "pgbackup_db_port": cluster.port, "pgbackup_db_user": cluster.user,
+        "pgbackup_password": cluster.password,
+    }
+    os.makedirs(os.path.join(base, "bin"))
+    run_playbook("- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: todoapi.pgbackup.backup\n",
+                 extra_vars=extra_vars, collections_root=collections_root)
+    done = subprocess.run(["runuser", "-u", "postgres", "--", runner, "--config", os.path.join(config_dir, "config.json"),
+                           "backup"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, "runner backup failed:\n%s\n%s" % (done.stdout, done.stderr)
+    return LocalRepository(repository).resolve("latest", database=database)
+
+
+def backup_with_engine(cluster, database, repository):
+    spec = ConnectionSpec(host=cluster.host, port=cluster.port, user=cluster.user, password=cluster.password)
+    return logical_backup.backup(logical_backup.LogicalBackupRequest(database, LocalRepository(repository), spec))
+
+
+@pytest.fixture
+def work_dir():
+    path = tempfile.mkdtemp(prefix="pgbackup-dr-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def new_host():
+    """Cluster name and port the playbook's postgresql_server role creates (dropped afterwards)."""
+    name, port = next_cluster_name(15), find_free_port()
+    try:
+        yield name, port
+    finally:
+        drop_cluster(15, name)
+
+
+def dr_vars(repository, work_dir, new_host, app=None, **overrides):
+    name, port = new_host
+    values = {
+        "ansible_python_interpreter": SYSTEM_PYTHON,
+        "dr_target": "localhost",
+        "dr_source": repository,
+        "dr_database": "TodoDb",
+        "dr_install_packages": False,
+        "dr_pg_cluster": name,
+        "dr_pg_port": port,
+        "dr_listen_addresses": "127.0.0.1",
+        "dr_app_networks": ["127.0.0.1/32"],
+        "dr_admin_password": ADMIN_PASSWORD,
+        "dr_app_password": APP_PASSWORD,
+        "dr_app_db_host": "127.0.0.1",
+        "dr_work_dir": os.path.join(work_dir, "dr-work"),
+        "dr_report_dir": os.path.join(work_dir, "reports"),
+        "dr_jobs": 2,
+        # Test speed: no fsync in the throwaway cluster, not started at boot.
+        "postgresql_server_initdb_options": ["--data-checksums", "--no-sync"],
+        "postgresql_server_settings": {"fsync": "off"},
+        "postgresql_server_start_at_boot": False,
+    }
+    if app is not None:
+        values.update({
+            "dr_app_manager": "command",
+            "dr_app_stop_command": app.command_line("stop"),
+            "dr_app_start_command": app.command_line("start"),
+            "dr_app_health_command": app.command_line("health"),
+            "dr_app_health_retries": 15,
+            "dr_app_health_delay": 1,
+            "dr_app_connection_file": app.settings,
+            "dr_app_connection_format": "appsettings_json",
+        })
+    values.update(overrides)
+    return values
+
+
+def read_report(report_dir):
+    names = sorted(os.listdir(report_dir))
+    md = [n for n in names if n.endswith(".md")]
+    js = [n for n in names if n.endswith(".json")]
+    assert len(md) == 1 and len(js) == 1, names
+    assert md[0][:-3] == js[0][:-5] and md[0].startswith("dr-report-"), names
+    with open(os.path.join(report_dir, js[0])) as handle:
+        report = json.load(handle)
+    with open(os.path.join(report_dir, md[0])) as handle:
+        markdown = handle.read()
+    return report, markdown
+
+
+def test_dr_rebuilds_lost_server_and_reconnects_the_app(collections_root, work_dir, new_host, tmp_repo):
+    source = PgCluster.create()
+    app = StandinApp(work_dir, find_free_port())
+    try:
+        create_todo_db(source, dbname="TodoDb", size_mb=SOURCE_DB_MB)
+        app.write_settings(source.host, source.port, "TodoDb", source.user, source.password)
+        app.start()
+        assert app.health()[0] == 200
+
+        if os.path.exists(BACKUP_ROLE):
+            manifest = backup_with_runner(collections_root, source, "TodoDb", tmp_repo, work_dir)
+        else:
+            manifest = backup_with_engine(source, "TodoDb", tmp_repo)
+        at_backup = table_fingerprints(source, "TodoDb")
+        # Written after the backup: this is the data the disaster loses (inside the RPO).
+        source.sql('INSERT INTO "Users" ("Email", "UserName", "PasswordHash", "CreatedAt") '
+                   "VALUES ('late@example.com', 'late', 'x', now())", dbname="TodoDb")
+        repository_before = repository_state(tmp_repo)
+        backup_done = time.time()
+
+        # The disaster: the server dies and its data is gone.
+        source.stop(mode="immediate")
+        source.drop()
+        assert app.health()[0] == 503
+
+        started = time.time()
+        result = run_playbook(DR_PLAYBOOK, extra_vars=dr_vars(tmp_repo, work_dir, new_host, app),
+                              collections_root=collections_root, env=PLAYBOOK_ENV)
+        wall = time.time() - started
+
+        # The data is what the source held at backup time.
+        name, port = new_host
+        new = PgCluster(15, name, port, password=ADMIN_PASSWORD)
+        assert_same_data(at_backup, (new, "TodoDb"))
+        # The application was pointed at the new server, restarted, and is healthy there, as its own role.
+        with open(app.settings) as handle:
+            settings = json.load(handle)
+        assert settings["Logging"]["LogLevel"]["Default"] == "Information", "other settings must be kept"
+        connection = settings["ConnectionStrings"]["DefaultConnection"]
+        assert connection == 'Host=127.0.0.1;Port=%d;Database=TodoDb;Username=todoapi_app;Password="%s"' % (
+            port, APP_PASSWORD)
+        code, body = app.health()
+        assert code == 200 and body["users"] == at_backup["public.Users"]["rows"], body
+        # The backups were only read.
+        assert repository_state(tmp_repo) == repository_before
+
+        report, markdown = read_report(os.path.join(work_dir, "reports"))
+        assert report["outcome"] == "succeeded" and report["failed_steps"] == []
+        assert [s["name"] for s in report["steps"]] == STEPS
+        assert all(s["status"] == "ok" and s["duration_seconds"] >= 0 for s in report["steps"]), report["steps"]
+        assert report["backup"]["id"] == manifest["id"]
+        assert 0 < report["rto_seconds"] <= wall
+        assert abs(sum(s["duration_seconds"] for s in report["steps"]) - report["rto_seconds"]) < 5
+        # RPO: from the backup's end to the start of the recovery.
+        assert 0 < report["rpo_seconds"] <= time.time() - backup_done + 60
+        assert report["rto_met"] is True and report["rpo_met"] is True
+        assert report["objectives"] == {"rto_hours": 4.0, "rpo_hours": 24.0}
+        assert "SUCCEEDED" in markdown and manifest["id"] in markdown and "| RTO" in markdown
+        summary = result.task("Summary")["msg"]
+        assert "SUCCEEDED" in summary and "RTO" in summary
+        print("\nDR drill: RTO %.1f s, RPO %.1f s, steps %s" % (
+            report["rto_seconds"], report["rpo_seconds"],
+            ", ".join("%s %.1f s" % (s["name"], s["duration_seconds"]) for s in report["steps"])))
+    finally:
+        app.stop()
+        source.drop()
+
+
+def test_dr_stops_at_assess_when_the_only_backup_is_corrupt(collections_root, pg, todo_db, tmp_repo, work_dir, new_host):
+    manifest = backup_with_engine(pg, todo_db.name, tmp_repo)
+    artifact = os.path.join(tmp_repo, manifest["artifact"])
+    with open(artifact, "r+b") as handle:  # one flipped byte, same size: only the checksum can tell
+        handle.seek(manifest["size"] // 2)
+        byte = handle.read(1)
+        handle.seek(manifest["size"] // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    repository_before = repository_state(tmp_repo)
+
+    result = run_playbook(DR_PLAYBOOK, extra_vars=dr_vars(tmp_repo, work_dir, new_host, dr_database=todo_db.name),
+                          collections_root=collections_root, env=PLAYBOOK_ENV, expect_failure=True)
+
+    failed = result.task("Fail the play when the recovery failed")
+    assert "DISASTER RECOVERY FAILED at step 'assess'" in failed["msg"]
+    assert "None of the 1 backup(s)" in failed["msg"] and "Checksum mismatch" in failed["msg"], failed["msg"]
+    name, _port = new_host
+    assert not os.path.exists("/etc/postgresql/15/%s" % name), "nothing may be provisioned after a failed assessment"
+    assert repository_state(tmp_repo) == repository_before
+
+    report, markdown = read_report(os.path.join(work_dir, "reports"))
+    assert report["outcome"] == "failed" and report["failed_steps"] == ["assess"]
+    assert [(s["name"], s["status"]) for s in report["steps"]] == [("assess", "failed")] + [
+        (name, "not_run") for name in STEPS[1:]]
+    assert "Checksum mismatch" in report["steps"][0]["detail"]
+    assert report["backup"] is None and report["rpo_seconds"] is None
+    assert report["rto_met"] is False
+    assert "FAILED" in markdown and "## What failed" in markdown
