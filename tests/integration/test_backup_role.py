@@ -1,0 +1,401 @@
+# -*- coding: utf-8 -*-
+"""The backup role end to end: converge it on localhost, then run the installed runner the
+way cron does and prove the result is a good backup.
+
+Everything the role writes goes below a temporary directory (repository, config, log,
+engine, runner, lock); the only shared place touched is the crontab of OS user postgres,
+whose entries carry a unique job name and are removed afterwards.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import fcntl
+import glob
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from tests.lib.ansible_run import REPO_ROOT, run_playbook
+from tests.lib.tododb import create_todo_db, todo_row_counts
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("crontab") or not shutil.which("runuser"),
+                                reason="needs root, crontab and runuser")
+
+ROLE_PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: todoapi.pgbackup.backup
+"""
+OS_USER = "postgres"
+
+
+def crontab_text():
+    done = subprocess.run(["crontab", "-l", "-u", OS_USER], capture_output=True, text=True, check=False)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def cron_entries(job_name):
+    """{job: (schedule, command)} of the role's entries ('#Ansible: <job_name> <job>' + next line)."""
+    entries = {}
+    lines = crontab_text().splitlines()
+    for index, line in enumerate(lines):
+        prefix = "#Ansible: %s " % job_name
+        if line.startswith(prefix) and index + 1 < len(lines):
+            fields = lines[index + 1].split(None, 5)
+            entries[line[len(prefix):]] = (" ".join(fields[:5]), fields[5])
+    return entries
+
+
+def remove_cron_entries(job_name):
+    lines = crontab_text().splitlines()
+    kept, skip_next = [], False
+    for line in lines:
+        if skip_next:
+            skip_next = False
+            continue
+        if line.startswith("#Ansible: %s " % job_name):
+            skip_next = True
+            continue
+        kept.append(line)
+    if kept == lines:
+        return
+    if any(line.strip() for line in kept):
+        subprocess.run(["crontab", "-u", OS_USER, "-"], input="\n".join(kept) + "\n", text=True, check=True)
+    else:
+        subprocess.run(["crontab", "-r", "-u", OS_USER], check=False)
+
+
+def run_as_postgres(command, **kwargs):
+    return subprocess.run(["runuser", "-u", OS_USER, "--", "sh", "-c", command], capture_output=True, text=True,
+                          timeout=300, check=False, **kwargs)
+
+
+def changed_tasks(result):
+    return [(t["task"], [r.get("item") for r in t.get("results", []) if r.get("changed")])
+            for t in result.tasks if t.get("changed")]
+
+
+def log_tail(path, lines=15):
+    try:
+        with open(path) as handle:
+            return "".join(handle.readlines()[-lines:])
+    except OSError as exc:
+        return "(no log: %s)" % exc
+
+
+def log_events(path):
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+class ProcessWatcher(object):
+    """Collects the command line and environment of every process while a run is going on."""
+
+    def __init__(self):
+        self.commands = []
+        self.environments = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.daemon = True
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        while not self._stop.is_set():
+            for proc in glob.glob("/proc/[0-9]*"):
+                for name, bucket in (("cmdline", self.commands), ("environ", self.environments)):
+                    try:
+                        with open(os.path.join(proc, name), "rb") as handle:
+                            bucket.append(handle.read().replace(b"\0", b" ").decode("utf-8", "replace"))
+                    except OSError:
+                        pass
+
+    def saw(self, text):
+        return any(text in snapshot for snapshot in self.commands + self.environments)
+
+    def saw_process(self, text):
+        return any(text in snapshot for snapshot in self.commands)
+
+
+class Installed(object):
+    """What the module fixture set up."""
+
+
+@pytest.fixture(scope="module")
+def installed(pg, collections_root):
+    suffix = uuid.uuid4().hex[:8]
+    base = tempfile.mkdtemp(prefix="pgbackup-role-")
+    os.chmod(base, 0o755)  # the runner runs as postgres and must reach its files
+    os.makedirs(os.path.join(base, "bin"))
+    database = "TodoDb_role_%s" % suffix
+    ctx = Installed()
+    ctx.base = base
+    ctx.database = database
+    ctx.pg = pg
+    ctx.job_name = "pgbackup-test-%s" % suffix
+    ctx.repository = os.path.join(base, "repo")
+    ctx.config_dir = os.path.join(base, "etc")
+    ctx.config_file = os.path.join(ctx.config_dir, "config.json")
+    ctx.passfile = os.path.join(ctx.config_dir, "pgpass")
+    ctx.log_file = os.path.join(base, "log", "todoapi_backup.log")
+    ctx.lock_file = os.path.join(base, "run", "pgbackup.lock")
+    ctx.runner = os.path.join(base, "bin", "todoapi-pgbackup")
+    ctx.password = pg.password
+    ctx.extra_vars = {
+        "pgbackup_install_packages": False,
+        "pgbackup_logrotate_enabled": False,
+        "pgbackup_databases": [database],
+        "pgbackup_repository": ctx.repository,
+        "pgbackup_config_dir": ctx.config_dir,
+        "pgbackup_log_file": ctx.log_file,
+        "pgbackup_lock_file": ctx.lock_file,
+        "pgbackup_engine_dir": os.path.join(base, "lib"),
+        "pgbackup_runner_path": ctx.runner,
+        "pgbackup_systemd_unit_dir": os.path.join(base, "systemd"),
+        "pgbackup_job_name": ctx.job_name,
+        "pgbackup_db_host": pg.host,
+        "pgbackup_db_port": pg.port,
+        "pgbackup_db_user": pg.user,
+        "pgbackup_password": pg.password,
+        "pgbackup_lock_wait_seconds": 120,
+    }
+    os.makedirs(os.path.join(base, "log"))
+    os.makedirs(os.path.join(base, "run"))
+    shutil.chown(os.path.join(base, "run"), OS_USER, OS_USER)  # like /run/lock: writable by the runner
+    os.makedirs(ctx.extra_vars["pgbackup_systemd_unit_dir"])
+    ctx.row_counts = create_todo_db(pg, dbname=database, size_mb=2)
+    # pg_dump & co. behind wrappers that record the argv and environment of every call
+    ctx.tool_calls = os.path.join(base, "run", "tool-calls.txt")
+    wrappers = os.path.join(base, "pgbin")
+    os.makedirs(wrappers)
+    for tool in ("pg_dump", "pg_dumpall", "pg_restore", "psql"):
+        path = os.path.join(wrappers, tool)
+        with open(path, "w") as handle:
+            handle.write("#!/bin/sh\n{ echo \"%s $*\"; env; } >> %s\nexec %s \"$@\"\n"
+                         % (tool, ctx.tool_calls, pg.tool(tool)))
+        os.chmod(path, 0o755)
+    ctx.extra_vars["pgbackup_pg_bin_dir"] = wrappers
+
+    def converge(**overrides):
+        extra = dict(ctx.extra_vars, **overrides.pop("extra_vars", {}))
+        return run_playbook(ROLE_PLAYBOOK, extra_vars=extra, collections_root=collections_root, **overrides)
+
+    ctx.converge = converge
+    try:
+        ctx.check_run = converge(check=True, diff=True)
+        ctx.created_in_check_mode = os.path.exists(ctx.config_file) or os.path.exists(ctx.repository)
+        ctx.first = converge(diff=True)
+        ctx.second = converge()
+        yield ctx
+    finally:
+        remove_cron_entries(ctx.job_name)
+        for name in (database, database + "_restored"):
+            pg.drop_database(name)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_converge_check_mode_then_idempotent(installed):
+    assert installed.check_run.stats["failures"] == 0
+    assert installed.check_run.stats["changed"] > 0
+    assert not installed.created_in_check_mode, "check mode must not write anything"
+    assert installed.first.stats["changed"] > 0
+    assert installed.second.stats["changed"] == 0, changed_tasks(installed.second)
+    # the passfile task is no_log: not even --diff shows its content
+    assert installed.password not in installed.first.stdout + installed.first.stderr
+    assert installed.password not in installed.check_run.stdout + installed.check_run.stderr
+
+
+def test_files_modes_owners_and_no_secret_in_config(installed):
+    postgres = pwd.getpwnam(OS_USER)
+
+    def mode_and_owner(path):
+        info = os.stat(path)
+        return stat.S_IMODE(info.st_mode), info.st_uid
+
+    assert mode_and_owner(installed.repository) == (0o700, postgres.pw_uid)
+    assert mode_and_owner(installed.passfile) == (0o600, postgres.pw_uid)
+    config_mode, config_uid = mode_and_owner(installed.config_file)
+    assert config_uid == 0 and config_mode & 0o007 == 0 and config_mode == 0o640
+    assert os.stat(installed.config_file).st_gid == postgres.pw_gid
+    assert mode_and_owner(installed.log_file)[0] & 0o007 == 0
+    with open(installed.config_file) as handle:
+        text = handle.read()
+    config = json.loads(text)
+    assert installed.password not in text
+    assert config["connection"]["passfile"] == installed.passfile and "password" not in config["connection"]
+    assert config["databases"] == [installed.database]
+    assert config["retention"] == {"daily_days": 30, "weekly_weeks": 13, "monthly_months": 12, "keep_last": 1}
+    with open(installed.runner) as handle:
+        runner = handle.read()
+    assert runner.startswith("#!/usr/bin/python3\n") and len(runner.splitlines()) <= 6 and "cli.main()" in runner
+    version = subprocess.run([installed.runner, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("todoapi-pgbackup ")
+
+
+def test_cron_entries_follow_the_seed(installed):
+    entries = cron_entries(installed.job_name)
+    assert sorted(entries) == ["backup", "prune", "verify"]
+    schedule, command = entries["backup"]
+    assert schedule == "0 2 * * *"
+    assert command == "%s --config %s backup >> %s 2>&1" % (installed.runner, installed.config_file, installed.log_file)
+    assert installed.password not in crontab_text()
+
+
+def test_cron_command_takes_a_valid_restorable_backup(installed):
+    _schedule, command = cron_entries(installed.job_name)["backup"]
+    lock = os.open(installed.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    with ProcessWatcher() as watcher:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the runner waits a moment: long enough to be seen
+        run = subprocess.Popen(["runuser", "-u", OS_USER, "--", "sh", "-c", command], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        os.close(lock)
+        stdout, stderr = run.communicate(timeout=300)
+    done = subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
+    assert done.returncode == 0, done.stdout + done.stderr + log_tail(installed.log_file)
+    assert watcher.saw_process("--config %s backup" % installed.config_file), "the watcher never saw the runner"
+    assert not watcher.saw(installed.password), "the password showed up in a command line or environment"
+    with open(installed.tool_calls) as handle:  # what the pg_dump/pg_dumpall wrappers saw, every call
+        calls = handle.read()
+    assert "pg_dump " in calls and "pg_dumpall " in calls and "PGPASSFILE=%s" % installed.passfile in calls
+    assert installed.password not in calls and "PGPASSWORD" not in calls
+
+    repo = LocalRepository(installed.repository)
+    backups = repo.list(database=installed.database)
+    assert len(backups) == 1
+    manifest = backups[0]
+    repo.verify_checksum(manifest)
+    assert manifest["tables"]["public.Todos"] == installed.row_counts["Todos"]
+
+    postgres_uid = pwd.getpwnam(OS_USER).pw_uid
+    for name in os.listdir(installed.repository):
+        info = os.stat(os.path.join(installed.repository, name))
+        assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == postgres_uid, name
+
+    events = log_events(installed.log_file)  # every line of the log is one JSON object
+    ok = [e for e in events if e["event"] == "backup_ok"]
+    assert ok and ok[-1]["backup_id"] == manifest["id"] and ok[-1]["database"] == installed.database
+    assert ok[-1]["size"] == manifest["size"] and ok[-1]["duration"] >= 0
+    with open(installed.log_file) as handle:
+        assert installed.password not in handle.read()
+
+    spec = ConnectionSpec(host=installed.pg.host, port=installed.pg.port, user=installed.pg.user,
+                          password=installed.pg.password)
+    target = installed.database + "_restored"
+    logical_restore.restore(logical_restore.LogicalRestoreRequest(
+        repo, spec, database=target, backup=manifest["id"], source_database=installed.database))
+    assert todo_row_counts(installed.pg, target) == installed.row_counts
+
+
+def test_verify_and_prune_cron_commands(installed):
+    entries = cron_entries(installed.job_name)
+    for job in ("verify", "prune"):
+        done = run_as_postgres(entries[job][1])
+        assert done.returncode == 0, "%s: %s%s" % (job, done.stdout, done.stderr)
+    events = log_events(installed.log_file)
+    assert any(e["event"] == "verify_ok" for e in events)
+    assert any(e["event"] in ("prune_ok", "prune_skipped") for e in events)
+    assert LocalRepository(installed.repository).list(database=installed.database), "prune deleted the only backup"
+
+
+def test_list_json_as_postgres(installed):
+    done = run_as_postgres("%s --config %s list --json" % (installed.runner, installed.config_file))
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout)
+    assert [b["database"] for b in listing["backups"]] == [installed.database] * len(listing["backups"])
+
+
+def test_concurrent_runs_serialize(installed):
+    command = "%s --config %s backup" % (installed.runner, installed.config_file)
+    seen_before = len(log_events(installed.log_file))
+    runs = [subprocess.Popen(["runuser", "-u", OS_USER, "--", "sh", "-c", command], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for attempt in range(2)]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    events = log_events(installed.log_file)[seen_before:]
+    pids = sorted(set(e["pid"] for e in events))
+    assert len(pids) == 2, events
+    windows = []
+    for pid in pids:
+        acquired = [e["ts"] for e in events if e.get("pid") == pid and e["event"] == "lock_acquired"]
+        released = [e["ts"] for e in events if e.get("pid") == pid and e["event"] == "lock_released"]
+        assert len(acquired) == 1 and len(released) == 1, (pid, events[-12:])
+        windows.append((acquired[0], released[0]))
+    windows.sort()
+    assert windows[0][1] <= windows[1][0], "the two runs overlapped: %s" % windows
+
+
+def test_lock_busy_exits_75(installed):
+    fd = os.open(installed.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        started = time.monotonic()
+        done = run_as_postgres("%s --config %s --lock-wait 1 verify" % (installed.runner, installed.config_file))
+        elapsed = time.monotonic() - started
+    finally:
+        os.close(fd)
+    assert done.returncode == 75, done.stdout + done.stderr
+    assert "still holds lock file" in done.stdout
+    assert 1 <= elapsed < 30
+    assert log_events(installed.log_file)[-1]["event"] == "lock_timeout"
+    after = run_as_postgres("%s --config %s --lock-wait 1 verify" % (installed.runner, installed.config_file))
+    assert after.returncode == 0, after.stdout + after.stderr
+
+
+def test_backup_now_playbook(installed, collections_root):
+    repository = os.path.join(installed.base, "repo-now")
+    result = run_playbook(os.path.join(REPO_ROOT, "playbooks", "backup_now.yml"), collections_root=collections_root,
+                          extra_vars={"target": "localhost", "pgbackup_become": False,
+                                      "pgbackup_databases": [installed.database], "pgbackup_repository": repository,
+                                      "pgbackup_db_host": installed.pg.host, "pgbackup_db_port": installed.pg.port,
+                                      "pgbackup_password": installed.password})
+    assert result.stats["failures"] == 0
+    assert installed.password not in result.stdout
+    repo = LocalRepository(repository)
+    backups = repo.list(database=installed.database)
+    assert len(backups) == 1
+    repo.verify_checksum(backups[0])
+    assert os.stat(repository).st_uid == pwd.getpwnam(OS_USER).pw_uid
+
+    failed = run_playbook(os.path.join(REPO_ROOT, "playbooks", "backup_now.yml"), collections_root=collections_root,
+                          expect_failure=True,
+                          extra_vars={"target": "localhost", "pgbackup_become": False,
+                                      "pgbackup_databases": ["NoSuchDb", installed.database],
+                                      "pgbackup_repository": repository, "pgbackup_db_host": installed.pg.host,
+                                      "pgbackup_db_port": installed.pg.port, "pgbackup_password": installed.password})
+    assert "NoSuchDb" in failed.task("Fail if any database was not backed up")["msg"]
+    assert len(repo.list(database=installed.database)) == 2, "the good database is backed up despite the bad one"
+
+
+@pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="systemd runs here; the refusal cannot be shown")
+def test_systemd_scheduler_is_refused_without_systemd(installed):
+    result = installed.converge(extra_vars={"pgbackup_scheduler": "systemd"}, expect_failure=True)
+    assert "systemd does not run this host" in result.task("todoapi.pgbackup.backup : Fail unless systemd is the service manager")["msg"]
+
+
+def test_scheduler_none_removes_the_cron_entries(installed):
+    assert cron_entries(installed.job_name)
+    result = installed.converge(extra_vars={"pgbackup_scheduler": "none"})
+    assert result.stats["changed"] > 0
+    assert cron_entries(installed.job_name) == {}
+    again = installed.converge(extra_vars={"pgbackup_scheduler": "none"})
+    assert again.stats["changed"] == 0, changed_tasks(again)
