@@ -49,8 +49,8 @@ def parse_compression(value, fmt):
     text = (value or "none").strip().lower()
     location = "server"
     if text.startswith("client-") or text.startswith("server-"):
-        location, _, text = text.partition("-")
-    method, _, level = text.partition(":")
+        location, dash, text = text.partition("-")
+    method, colon, level = text.partition(":")
     if method not in COMPRESSION_METHODS:
         raise PgBackupError("Unknown base backup compression '%s'." % value,
                             hint="Use none, or [client-|server-]gzip|lz4|zstd[:level], e.g. server-zstd:3.")
@@ -131,7 +131,7 @@ def _next_xid(conn):
 
 
 def parse_lsn(text):
-    high, _, low = str(text).partition("/")
+    high, slash, low = str(text).partition("/")
     try:
         return (int(high, 16) << 32) + int(low, 16)
     except ValueError:
@@ -237,7 +237,7 @@ def extract_backup(artifact_dir, destination):
 
 def verify_data_directory(data_dir, manifest_path, bin_dir):
     """pg_verifybackup on an extracted/plain data directory (checksums of every file, WAL range)."""
-    verifier, _ = find_tool("pg_verifybackup", 15, bin_dir)
+    verifier = find_tool("pg_verifybackup", 15, bin_dir)[0]
     argv = [verifier, "-q", "-m", manifest_path]
     wal_dir = os.path.join(data_dir, "pg_wal")
     waldump = os.path.join(os.path.dirname(verifier), "pg_waldump")

@@ -62,10 +62,10 @@ class PitrRequest(object):
                  data_dir=None, port=None, owner="postgres", wal_command=DEFAULT_WAL_COMMAND, restore_command=None,
                  identity_file=None, stream_dirs=None, stop_server=False, archive_after_recovery=True,
                  timeout=3600, pg_bin_dir=None):
-        given = [(kind, value) for kind, value in (("time", target_time), ("xid", target_xid), ("lsn", target_lsn),
-                                                    ("name", target_name)) if value not in (None, "")]
+        candidates = (("time", target_time), ("xid", target_xid), ("lsn", target_lsn), ("name", target_name))
+        given = [(kind, value) for kind, value in candidates if value not in (None, "")]
         if len(given) > 1:
-            raise PgBackupError("Give only one recovery target (got %s)." % ", ".join("target_" + k for k, _ in given),
+            raise PgBackupError("Give only one recovery target (got %s)." % ", ".join("target_" + pair[0] for pair in given),
                                 hint="PostgreSQL stops at one target: a time, an xid, an LSN or a restore point name.")
         if given and target not in (None, "", "latest"):
             raise PgBackupError("target '%s' cannot be combined with target_%s." % (target, given[0][0]))
@@ -489,7 +489,7 @@ def recovery_settings(request, target_server):
 def write_recovery_config(data_dir, settings):
     """Replace our block (and any line setting the same keys) in postgresql.auto.conf; add recovery.signal."""
     path = os.path.join(data_dir, "postgresql.auto.conf")
-    keys = set(MANAGED_KEYS) | set(key for key, _ in settings)
+    keys = set(MANAGED_KEYS) | set(pair[0] for pair in settings)
     kept = []
     if os.path.exists(path):
         with open(path) as handle:
@@ -538,7 +538,7 @@ def plan(request):
     repo = request.repository
     backups = repo.list(kind="physical")
     major = int((backups[-1]["server_version_num"] if backups else 150000)) // 10000
-    waldump, _ = find_tool("pg_waldump", major, request.pg_bin_dir)
+    waldump = find_tool("pg_waldump", major, request.pg_bin_dir)[0]
     name_lsn = locate_target(request, backups, waldump)
     manifest, skipped = choose_backup(request, backups, name_lsn)
     report = check_wal(request, manifest)
@@ -668,8 +668,8 @@ def recovery_failure(request, log):
 
 
 def describe_result(server, log_offset, replay_time):
-    row, _ = server.sql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), pg_current_wal_lsn(), "
-                        "pg_last_xact_replay_timestamp()")
+    row = server.sql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), pg_current_wal_lsn(), "
+                     "pg_last_xact_replay_timestamp()")[0]
     timeline_hex, current_lsn, replay = (row or "||").split("|")[:3]
     log = server.log_since(log_offset)
     stop = re.findall(r"LOG:\s+(recovery stopping [^\n]*)", log)

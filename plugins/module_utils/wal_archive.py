@@ -89,7 +89,7 @@ def segment_file_name(timeline, segno, segment_size=DEFAULT_SEGMENT_SIZE):
 
 
 def lsn_to_int(text):
-    high, _, low = str(text).partition("/")
+    high, slash, low = str(text).partition("/")
     try:
         return (int(high, 16) << 32) + int(low, 16)
     except ValueError:
@@ -476,7 +476,10 @@ def wal_range_present(archive_dir, timeline, start, end=None, segment_size=DEFAU
     while segno in present:
         contiguous = segno
         segno += 1
-    name = lambda number: segment_file_name(timeline, number, segment_size)  # noqa: E731
+
+    def name(number):
+        return segment_file_name(timeline, number, segment_size)
+
     return {
         "complete": not missing,
         "missing": [name(n) for n in missing[:20]],

@@ -79,7 +79,7 @@ seealso:
   - module: todoapi.pgbackup.pitr_recovery
   - module: todoapi.pgbackup.pg_dump
 author:
-  - todoapi.pgbackup maintainers
+  - todoapi.pgbackup maintainers (@todoapi)
 '''
 
 EXAMPLES = r'''

@@ -120,7 +120,7 @@ requirements:
 seealso:
   - module: todoapi.pgbackup.pg_basebackup
 author:
-  - todoapi.pgbackup maintainers
+  - todoapi.pgbackup maintainers (@todoapi)
 '''
 
 EXAMPLES = r'''
