@@ -24,7 +24,7 @@ import re
 import traceback
 
 from .errors import PgBackupError
-from .remote_store import RemoteRepository, delta_progress, open_local_source, open_local_target
+from .remote_store import RemoteRepository, check_private_file, delta_progress, open_local_source, open_local_target
 
 try:
     from azure.core import exceptions as azure_exceptions
@@ -96,6 +96,7 @@ def parse_azure_url(url):
 
 def read_credentials_file(path):
     """The connection string in a private credentials file (first non-comment line)."""
+    check_private_file(path, "Azure credentials file", "azure_credentials_file")
     try:
         with open(path) as handle:
             lines = [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]

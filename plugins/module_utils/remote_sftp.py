@@ -28,7 +28,7 @@ import traceback
 import uuid
 
 from .errors import PgBackupError
-from .remote_store import READ_CHUNK, RemoteRepository, open_local_source, open_local_target
+from .remote_store import READ_CHUNK, RemoteRepository, check_private_file, open_local_source, open_local_target
 from .repository import TMP_PREFIX
 
 try:
@@ -141,9 +141,8 @@ class SftpRepository(RemoteRepository):
         if self._sftp is not None and self.ssh.get_transport() is not None and self.ssh.get_transport().is_active():
             return self._sftp
         self.close()
-        if self.key_file and not os.path.isfile(self.key_file):
-            raise PgBackupError("SSH private key file '%s' does not exist or is not a file." % self.key_file,
-                                hint="Set sftp_key_file to the backup user's private key (0600).")
+        if self.key_file:
+            check_private_file(self.key_file, "SSH private key file", "sftp_key_file")
         client = paramiko.SSHClient()
         try:
             client.load_host_keys(self.known_hosts)

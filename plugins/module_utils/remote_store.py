@@ -365,6 +365,18 @@ class RemoteRepository(object):
         self.close()
 
 
+def check_private_file(path, what, option):
+    """Refuse a secret file (private key, credentials) that group or others may read, as ssh does."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise PgBackupError("%s '%s' cannot be used: %s." % (what, path, exc.strerror),
+                            hint="Create it (mode 0600, owned by the backup user) or fix %s." % option)
+    if info.st_mode & 0o077:
+        raise PgBackupError("%s '%s' has mode %04o: group or others may read it, so it is refused." % (
+            what, path, info.st_mode & 0o7777), hint="chmod 0600 '%s' (owned by the backup user)." % path)
+
+
 def open_local_source(path):
     """Open a local file to upload; a vanished or unreadable file becomes a clear error."""
     try:

@@ -249,6 +249,10 @@ def test_azure_missing_container_and_no_credentials(azurite, workdir, monkeypatc
     with open(credentials, "w") as handle:
         handle.write("# rotated by playbooks/rotate_backup_credentials.yml\n%s\n" % azurite.connection_string)
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    os.chmod(credentials, 0o644)
+    with pytest.raises(PgBackupError, match="has mode 0644: group or others may read it"):
+        remote.open_repository("azure://%s/env" % container, azure_credentials_file=credentials)
+    os.chmod(credentials, 0o600)
     from_file = remote.open_repository("azure://%s/env" % container, azure_credentials_file=credentials)
     assert [m["id"] for m in from_file.list()] == [manifest["id"]]
 
