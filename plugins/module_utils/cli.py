@@ -598,14 +598,14 @@ def cmd_list(args, config, log):
 
 def print_table(rows, path):
     if not rows:
-        print("No backups in %s." % path)
+        sys.stdout.write("No backups in %s.\n" % path)
         return
     header = ("ID", "DATABASE", "FINISHED (UTC)", "SIZE", "FORMAT", "ENCRYPTED")
     lines = [header] + [(r["id"], r["database"], r["finished_at"][:19].replace("T", " "), human_size(r["size"]),
                          "%s/%s" % (r["format"], r["compression"]), "yes" if r["encrypted"] else "no") for r in rows]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for line in lines:
-        print("  ".join(str(value).ljust(width) for value, width in zip(line, widths)).rstrip())
+        sys.stdout.write("  ".join(str(value).ljust(width) for value, width in zip(line, widths)).rstrip() + "\n")
 
 
 def backups_to_verify(args, config, repository):

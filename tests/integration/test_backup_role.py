@@ -140,11 +140,24 @@ class Installed(object):
     """What the module fixture set up."""
 
 
+def snapshot_collection(base):
+    """A private copy of the collection (roles, plugins, playbooks, meta): the converges compare
+    the installed engine with its source, which must not change under them mid-test."""
+    root = os.path.join(base, "collections")
+    target = os.path.join(root, "ansible_collections", "todoapi", "pgbackup")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("roles", "plugins", "playbooks", "meta"):
+        shutil.copytree(os.path.join(REPO_ROOT, name), os.path.join(target, name), ignore=ignore)
+    shutil.copy(os.path.join(REPO_ROOT, "galaxy.yml"), target)
+    return root
+
+
 @pytest.fixture(scope="module")
-def installed(pg, collections_root):
+def installed(pg):
     suffix = uuid.uuid4().hex[:8]
     base = tempfile.mkdtemp(prefix="pgbackup-role-")
     os.chmod(base, 0o755)  # the runner runs as postgres and must reach its files
+    collections_root = snapshot_collection(base)
     os.makedirs(os.path.join(base, "bin"))
     database = "TodoDb_role_%s" % suffix
     ctx = Installed()
@@ -200,11 +213,13 @@ def installed(pg, collections_root):
         return run_playbook(ROLE_PLAYBOOK, extra_vars=extra, collections_root=collections_root, **overrides)
 
     ctx.converge = converge
+    ctx.collections_root = collections_root
     try:
         ctx.check_run = converge(check=True, diff=True)
         ctx.created_in_check_mode = os.path.exists(ctx.config_file) or os.path.exists(ctx.repository)
         ctx.first = converge(diff=True)
         ctx.second = converge()
+        ctx.check_after = converge(check=True, diff=True)
         yield ctx
     finally:
         remove_cron_entries(ctx.job_name)
@@ -219,6 +234,7 @@ def test_converge_check_mode_then_idempotent(installed):
     assert not installed.created_in_check_mode, "check mode must not write anything"
     assert installed.first.stats["changed"] > 0
     assert installed.second.stats["changed"] == 0, changed_tasks(installed.second)
+    assert installed.check_after.stats["changed"] == 0, changed_tasks(installed.check_after)
     # the passfile task is no_log: not even --diff shows its content
     assert installed.password not in installed.first.stdout + installed.first.stderr
     assert installed.password not in installed.check_run.stdout + installed.check_run.stderr
@@ -361,7 +377,8 @@ def test_lock_busy_exits_75(installed):
     assert after.returncode == 0, after.stdout + after.stderr
 
 
-def test_backup_now_playbook(installed, collections_root):
+def test_backup_now_playbook(installed):
+    collections_root = installed.collections_root
     repository = os.path.join(installed.base, "repo-now")
     result = run_playbook(os.path.join(REPO_ROOT, "playbooks", "backup_now.yml"), collections_root=collections_root,
                           extra_vars={"target": "localhost", "pgbackup_become": False,
@@ -394,8 +411,9 @@ def test_systemd_scheduler_is_refused_without_systemd(installed):
 
 def test_scheduler_none_removes_the_cron_entries(installed):
     assert cron_entries(installed.job_name)
-    result = installed.converge(extra_vars={"pgbackup_scheduler": "none"})
+    result = installed.converge(extra_vars={"pgbackup_scheduler": "none"}, env={"ANSIBLE_RUN_TAGS": "pgbackup_schedule"})
     assert result.stats["changed"] > 0
     assert cron_entries(installed.job_name) == {}
+    assert not [name for name in result.task_names() if "Install the runner" in name], "--tags pgbackup_schedule ran more"
     again = installed.converge(extra_vars={"pgbackup_scheduler": "none"})
     assert again.stats["changed"] == 0, changed_tasks(again)
