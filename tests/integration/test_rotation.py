@@ -101,7 +101,11 @@ def setup(pg, collections_root):
         "backup_login_name": ctx.login, "backup_login_password": ctx.password, "backup_login_physical": True,
         "backup_login_admin_become": False, "backup_login_admin_host": pg.host, "backup_login_admin_port": pg.port,
         "backup_login_admin_password": pg.password,
+        # pg_hba.conf rules go to a copy: the session cluster's own file stays as the other tests expect it
+        "backup_login_hba_sources": ["127.0.0.1/32"], "backup_login_hba_contype": "host",
+        "backup_login_hba_file": os.path.join(ctx.base, "pg_hba.conf"),
     }
+    shutil.copy(os.path.join(pg.conf_dir, "pg_hba.conf"), ctx.login_vars["backup_login_hba_file"])
     ctx.admin_vars = {"rotate_db_admin_become": False, "rotate_db_admin_host": pg.host,
                       "rotate_db_admin_port": pg.port, "rotate_db_admin_password": pg.password}
     create_todo_db(pg, dbname=ctx.database, size_mb=1)
@@ -149,6 +153,11 @@ def test_backup_login_has_exactly_the_backup_privileges(setup):
     member_of = setup.pg.sql("SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
                              "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = %s", (setup.login,))
     assert member_of == [("pg_read_all_data",)]
+    with open(setup.login_vars["backup_login_hba_file"]) as handle:
+        rules = [line.split("#")[0].split() for line in handle if setup.login in line and not line.startswith("#")]
+    assert sorted(rules) == sorted([
+        ["host", "all", setup.login, "127.0.0.1/32", "scram-sha-256"],
+        ["host", "replication", setup.login, "127.0.0.1/32", "scram-sha-256"]]), rules
 
 
 def test_logical_backup_as_backup_login_restores(setup, tmp_repo):
