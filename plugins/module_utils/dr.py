@@ -66,11 +66,20 @@ def open_source(source, owner=None, s3_options=None):
 
 def _verify_without_record(repository, manifest, level, identity_file, pg_bin_dir):
     """Verify up to ``level`` and record nothing: the source repository must stay byte-identical."""
-    if level == "checksum" or verify is None:
+    if level == "checksum" or verify is None or _extracts_into_repository(repository, manifest):
         repository.verify_checksum(manifest)
         return "checksum"
     verify.verify_backup(repository, manifest, level, identity_file=identity_file, pg_bin_dir=pg_bin_dir, record=False)
     return level
+
+
+def _extracts_into_repository(repository, manifest):
+    """A tar-format base backup is checked structurally by extracting it into the repository: not
+    in a read-only assessment (pitr_recovery runs pg_verifybackup on the extracted copy anyway)."""
+    if manifest.get("kind") != "physical":
+        return False
+    path = repository.artifact_path(manifest) if hasattr(repository, "artifact_path") else ""
+    return not (os.path.isdir(path) and os.path.isfile(os.path.join(path, "PG_VERSION")))
 
 
 def assess(source, database, kind="logical", level="structure", download_to=None, owner=None, s3_options=None,
@@ -99,7 +108,8 @@ def assess(source, database, kind="logical", level="structure", download_to=None
         candidates = [_named_backup(repository, backup, database, kind)]
         problems = []
     else:
-        candidates = list(reversed(repository.list(database=database, kind=kind)))
+        # A physical base backup holds the whole cluster; its manifest names the cluster, not a database.
+        candidates = list(reversed(repository.list(database=database if kind == "logical" else None, kind=kind)))
         problems = list(getattr(repository, "problems", []) or [])
     checked = []
     chosen, restore_repository, used_level = None, repository, level
@@ -147,7 +157,7 @@ def assess(source, database, kind="logical", level="structure", download_to=None
 
 def _named_backup(repository, backup_id, database, kind):
     manifest = repository.load(backup_id)
-    if manifest["database"] != database or manifest["kind"] != kind:
+    if manifest["kind"] != kind or (kind == "logical" and manifest["database"] != database):
         raise PgBackupError("Backup '%s' is a %s backup of database '%s', not a %s backup of '%s'." % (
             backup_id, manifest["kind"], manifest["database"], kind, database),
             hint="Name a backup of the database being recovered, or use 'latest'.")
@@ -156,7 +166,8 @@ def _named_backup(repository, backup_id, database, kind):
 
 def _nothing_usable(source, database, kind, checked, problems):
     if not checked:
-        detail = "it holds no %s backup of database '%s'" % (kind, database)
+        detail = ("it holds no logical backup of database '%s'" % database if kind == "logical"
+                  else "it holds no physical base backup")
         if problems:
             detail += " (%d damaged manifest(s): %s)" % (len(problems), "; ".join(problems[:3]))
         return PgBackupError("No backup to restore in '%s': %s." % (source, detail),

@@ -73,8 +73,13 @@ def _text(value):
 
 
 def build(steps, started_at, finished_at=None, objectives=None, backup=None, data_loss_seconds=None,
-          reference_time=None, expected_steps=None, context=None, error=None, now=None):
-    """The report as a dict (what the JSON file holds)."""
+          reference_time=None, expected_steps=None, context=None, error=None, now=None, recovery_point=None):
+    """The report as a dict (what the JSON file holds).
+
+    RPO (data-loss window), first that applies: ``reference_time`` (default ``started_at``) minus
+    ``recovery_point`` (the last transaction a point-in-time recovery replayed); ``data_loss_seconds``;
+    ``reference_time`` minus the backup's ``finished_at``.
+    """
     now = now or manifests.utcnow()
     steps = normalize_steps(steps, expected_steps)
     started = _time(started_at, "started_at")
@@ -86,7 +91,7 @@ def build(steps, started_at, finished_at=None, objectives=None, backup=None, dat
     failed_steps = [step["name"] for step in steps if step["status"] == "failed"]
     succeeded = not failed_steps and not error
     rto_seconds = round((finished - started).total_seconds(), 3)
-    rpo_seconds = _rpo_seconds(backup, data_loss_seconds, reference_time, started)
+    rpo_seconds = _rpo_seconds(backup, data_loss_seconds, reference_time, started, recovery_point)
     report = {
         "report_version": REPORT_VERSION,
         "outcome": "succeeded" if succeeded else "failed",
@@ -98,6 +103,7 @@ def build(steps, started_at, finished_at=None, objectives=None, backup=None, dat
         # A failed recovery restored nothing, so its RTO is not met whatever the clock says.
         "rto_met": bool(succeeded and rto_seconds <= goals["rto_hours"] * 3600),
         "rpo_met": None if rpo_seconds is None else bool(rpo_seconds <= goals["rpo_hours"] * 3600),
+        "recovery_point": manifests.isoformat(_time(recovery_point, "recovery_point")) if recovery_point else None,
         "steps": steps,
         "failed_steps": failed_steps,
         "error": _text(error) or (steps[[s["name"] for s in steps].index(failed_steps[0])]["detail"] if failed_steps else ""),
@@ -109,12 +115,15 @@ def build(steps, started_at, finished_at=None, objectives=None, backup=None, dat
     return report
 
 
-def _rpo_seconds(backup, data_loss_seconds, reference_time, started):
+def _rpo_seconds(backup, data_loss_seconds, reference_time, started, recovery_point=None):
+    reference = _time(reference_time, "reference_time") or started
+    recovered = _time(recovery_point, "recovery_point")
+    if recovered is not None:
+        return round(max(0.0, (reference - recovered).total_seconds()), 3)
     if data_loss_seconds is not None:
         return round(float(data_loss_seconds), 3)
     if not backup or not backup.get("finished_at"):
         return None
-    reference = _time(reference_time, "reference_time") or started
     return round(max(0.0, (reference - manifests.parse_time(backup["finished_at"])).total_seconds()), 3)
 
 

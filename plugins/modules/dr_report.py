@@ -62,6 +62,11 @@ options:
       - Time the data was lost (e.g. when the server failed), to compute the RPO from the backup's finish time when
         O(data_loss_seconds) is not given. Defaults to O(started_at).
     type: str
+  recovery_point:
+    description:
+      - Time of the last transaction a point-in-time recovery replayed (ISO 8601, e.g. C(pg_last_xact_replay_timestamp())).
+        When given, the RPO is the time from it to O(reference_time).
+    type: str
   context:
     description: Facts about the recovery shown at the top of the report (target host, database, method, source).
     type: dict
@@ -169,6 +174,7 @@ def main():
             backup=dict(type="dict"),
             data_loss_seconds=dict(type="float"),
             reference_time=dict(type="str"),
+            recovery_point=dict(type="str"),
             context=dict(type="dict", default={}),
             error=dict(type="str"),
             report_dir=dict(type="path", default="/var/log/todoapi-dr"),
@@ -182,7 +188,8 @@ def main():
     report = run_or_fail(module, dr_report.build, params["steps"], params["started_at"], finished_at=params["finished_at"],
                          objectives=params["objectives"], backup=params["backup"],
                          data_loss_seconds=params["data_loss_seconds"], reference_time=params["reference_time"],
-                         expected_steps=params["expected_steps"], context=params["context"], error=params["error"])
+                         expected_steps=params["expected_steps"], context=params["context"], error=params["error"],
+                         recovery_point=params["recovery_point"])
     if module.check_mode:
         md_path, json_path = dr_report.report_paths(params["report_dir"], report["started_at"], params["prefix"])
     else:

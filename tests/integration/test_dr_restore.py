@@ -23,7 +23,9 @@ import time
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup
+import glob
+
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, physical_backup, wal_cli
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.ansible_run import REPO_ROOT, run_playbook
@@ -76,7 +78,7 @@ def backup_with_runner(collections_root, cluster, database, repository, work_dir
     }
     os.makedirs(os.path.join(base, "bin"))
     run_playbook("- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: todoapi.pgbackup.backup\n",
-                 extra_vars=extra_vars, collections_root=collections_root)
+                 extra_vars=extra_vars, collections_root=collections_root, env=PLAYBOOK_ENV)
     done = subprocess.run(["runuser", "-u", "postgres", "--", runner, "--config", os.path.join(config_dir, "config.json"),
                            "backup"], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, "runner backup failed:\n%s\n%s" % (done.stdout, done.stderr)
@@ -99,12 +101,15 @@ def work_dir():
 
 @pytest.fixture
 def new_host():
-    """Cluster name and port the playbook's postgresql_server role creates (dropped afterwards)."""
+    """Cluster name and port the playbook's postgresql_server role creates (dropped afterwards, with
+    the data directory a point-in-time recovery moved aside)."""
     name, port = next_cluster_name(15), find_free_port()
     try:
         yield name, port
     finally:
         drop_cluster(15, name)
+        for leftover in glob.glob("/var/lib/postgresql/15/%s.*-pitr-*" % name):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def dr_vars(repository, work_dir, new_host, app=None, **overrides):
@@ -254,3 +259,83 @@ def test_dr_stops_at_assess_when_the_only_backup_is_corrupt(collections_root, pg
     assert report["backup"] is None and report["rpo_seconds"] is None
     assert report["rto_met"] is False
     assert "FAILED" in markdown and "## What failed" in markdown
+
+
+def install_wal_helper(base):
+    """What role wal_archiving installs (engine package + todoapi-pgbackup-wal), below base, for the system Python."""
+    lib = os.path.join(base, "lib")
+    engine = os.path.join(lib, "todoapi_pgbackup_engine")
+    os.makedirs(engine)
+    utils = os.path.join(REPO_ROOT, "plugins", "module_utils")
+    for name in os.listdir(utils):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(utils, name), engine)
+    wrapper = os.path.join(base, "todoapi-pgbackup-wal")
+    with open(wrapper, "w") as handle:
+        handle.write(wal_cli.wrapper_script(lib))
+    os.chmod(wrapper, 0o755)
+    for root, _dirs, _files in os.walk(base):
+        os.chmod(root, 0o755)
+    return wrapper
+
+
+def postgres_dir(parent, name):
+    path = os.path.join(parent, name)
+    os.mkdir(path, 0o700)
+    shutil.chown(path, "postgres", "postgres")
+    return path
+
+
+def wait_archived(cluster, timeout=30):
+    segment = cluster.scalar("SELECT pg_walfile_name(pg_switch_wal())")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cluster.scalar("SELECT coalesce(last_archived_wal >= %s, false) FROM pg_stat_archiver", (segment,)):
+            return segment
+        time.sleep(0.2)
+    raise AssertionError("segment %s was not archived\n%s" % (segment, cluster.log_tail()))
+
+
+def test_dr_pitr_replays_the_wal_archive_into_the_new_server(collections_root, work_dir, new_host):
+    os.chmod(work_dir, 0o755)
+    wal_command = install_wal_helper(os.path.join(work_dir, "wal-helper"))
+    archive = postgres_dir(work_dir, "wal-archive")
+    repository = postgres_dir(work_dir, "base-backups")
+    source = PgCluster.create(extra_conf={
+        "archive_mode": "on", "archive_timeout": 5,
+        "archive_command": "%s archive-wal %%p %%f --archive-dir %s" % (wal_command, archive)})
+    try:
+        create_todo_db(source, dbname="TodoDb", size_mb=1)
+        spec = ConnectionSpec(host=source.host, port=source.port, user=source.user, password=source.password)
+        base = physical_backup.backup(physical_backup.PhysicalBackupRequest(LocalRepository(repository), spec))
+        # Written after the base backup: only WAL replay brings these back.
+        source.sql('INSERT INTO "Users" ("Email", "UserName", "PasswordHash", "CreatedAt") '
+                   "VALUES ('after-base@example.com', 'after-base', 'x', now())", dbname="TodoDb")
+        source.sql('DELETE FROM "Todos" WHERE "Id" % 7 = 0', dbname="TodoDb")
+        wait_archived(source)
+        at_disaster = table_fingerprints(source, "TodoDb")
+        sources_before = (repository_state(repository), repository_state(archive))
+        source.stop(mode="immediate")
+        source.drop()
+
+        run_playbook(DR_PLAYBOOK, extra_vars=dr_vars(repository, work_dir, new_host, dr_method="pitr", dr_wal_archive=archive,
+                                                     dr_wal_command=wal_command, dr_install_wal_helper=False),
+                     collections_root=collections_root, env=PLAYBOOK_ENV)
+
+        name, port = new_host
+        new = PgCluster(15, name, port, password=ADMIN_PASSWORD)
+        assert_same_data(at_disaster, (new, "TodoDb"))
+        assert new.scalar("SHOW listen_addresses") == "127.0.0.1"
+        assert new.scalar("SHOW archive_mode") == "off", "the recovered server must not write into the source archive"
+        assert (repository_state(repository), repository_state(archive)) == sources_before
+
+        report, _markdown = read_report(os.path.join(work_dir, "reports"))
+        assert report["outcome"] == "succeeded", report
+        assert [(s["name"], s["status"]) for s in report["steps"]] == [
+            ("assess", "ok"), ("prepare", "ok"), ("restore", "ok"), ("verify", "ok"), ("application", "skipped")]
+        assert report["backup"]["id"] == base["id"] and report["recovery_point"]
+        # RPO: from the last replayed transaction to the start of the recovery, i.e. seconds, not a day.
+        assert 0 <= report["rpo_seconds"] < 120 and report["rpo_met"] is True
+        print("\nPITR DR drill: RTO %.1f s, RPO %.1f s" % (report["rto_seconds"], report["rpo_seconds"]))
+    finally:
+        source.drop()
