@@ -270,7 +270,7 @@ def _smoke(conn, queries):
 
 
 def _pg_amcheck(connection, database, major, pg_bin_dir):
-    tool, _ = find_tool("pg_amcheck", major, pg_bin_dir)
+    tool = find_tool("pg_amcheck", major, pg_bin_dir)[0]
     pattern = '"%s"' % database.replace('"', '""')
     argv = [tool, "--heapallindexed", "--install-missing", "--no-password",
             "--maintenance-db", "dbname='%s'" % database.replace("\\", "\\\\").replace("'", "\\'"), "--database", pattern]

@@ -47,7 +47,7 @@ seealso:
   - module: todoapi.pgbackup.pg_restore
   - module: todoapi.pgbackup.backup_verify
 author:
-  - todoapi.pgbackup maintainers
+  - todoapi.pgbackup maintainers (@todoapi)
 '''
 
 EXAMPLES = r'''

@@ -105,7 +105,7 @@ seealso:
   - module: todoapi.pgbackup.pg_restore
   - module: todoapi.pgbackup.dr_report
 author:
-  - todoapi.pgbackup maintainers
+  - todoapi.pgbackup maintainers (@todoapi)
 '''
 
 EXAMPLES = r'''

@@ -91,7 +91,7 @@ notes:
 seealso:
   - module: todoapi.pgbackup.dr_assess
 author:
-  - todoapi.pgbackup maintainers
+  - todoapi.pgbackup maintainers (@todoapi)
 '''
 
 EXAMPLES = r'''

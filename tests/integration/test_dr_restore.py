@@ -336,6 +336,8 @@ def test_dr_pitr_replays_the_wal_archive_into_the_new_server(collections_root, w
         assert report["backup"]["id"] == base["id"] and report["recovery_point"]
         # RPO: from the last replayed transaction to the start of the recovery, i.e. seconds, not a day.
         assert 0 <= report["rpo_seconds"] < 120 and report["rpo_met"] is True
-        print("\nPITR DR drill: RTO %.1f s, RPO %.1f s" % (report["rto_seconds"], report["rpo_seconds"]))
+        print("\nPITR DR drill: RTO %.1f s, RPO %.1f s, steps %s" % (
+            report["rto_seconds"], report["rpo_seconds"],
+            ", ".join("%s %.1f s" % (s["name"], s["duration_seconds"] or 0) for s in report["steps"])))
     finally:
         source.drop()

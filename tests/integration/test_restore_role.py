@@ -74,8 +74,8 @@ def test_full_restore_with_confirmation(ansible_playbook, pg, todo_db, tmp_repo,
     assert table_fingerprints(pg, todo_db.name) != at_backup
     pid_before = open(app.pidfile).read()
 
-    result = ansible_playbook(RESTORE_PLAYBOOK, extra_vars=restore_vars(pg, todo_db, tmp_repo, app,
-                                                                         pgbackup_restore_confirm=True))
+    extra_vars = restore_vars(pg, todo_db, tmp_repo, app, pgbackup_restore_confirm=True)
+    result = ansible_playbook(RESTORE_PLAYBOOK, extra_vars=extra_vars)
 
     assert_same_data(at_backup, (pg, todo_db.name))
     restored = result.task("todoapi.pgbackup.restore : Restore the whole database")

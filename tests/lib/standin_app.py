@@ -124,10 +124,14 @@ def make_handler(params, settings_path):
     return Handler
 
 
+def exit_on_signal(signum, frame):
+    raise SystemExit(0)
+
+
 def serve(settings, port):
     params = parse_npgsql(read_connection_string(settings))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), make_handler(params, settings))
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+    signal.signal(signal.SIGTERM, exit_on_signal)
     try:
         server.serve_forever()
     finally:
@@ -247,7 +251,7 @@ def cmd_health(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start")
     start.add_argument("--settings", required=True)
