@@ -357,4 +357,3 @@ class AzureRepository(RemoteRepository):
 def _first_line(exc):
     text = str(exc).strip().splitlines()
     return text[0].rstrip(".") if text else type(exc).__name__
-

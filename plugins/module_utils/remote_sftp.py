@@ -120,8 +120,9 @@ class SftpRepository(RemoteRepository):
             raise PgBackupError("SFTP repositories need the Python library paramiko, which is not installed.",
                                 hint="Install it on this host: apt-get install python3-paramiko, or pip install paramiko.")
         self.user, self.host, self.port, self.root = parse_sftp_url(url)
-        self.url = "sftp://%s@%s%s%s" % (self.user, self.host if ":" not in self.host else "[%s]" % self.host,
-                                        "" if self.port == DEFAULT_PORT else ":%d" % self.port, self.root.rstrip("/"))
+        host = self.host if ":" not in self.host else "[%s]" % self.host
+        port = "" if self.port == DEFAULT_PORT else ":%d" % self.port
+        self.url = "sftp://%s@%s%s%s" % (self.user, host, port, self.root.rstrip("/"))
         self.path = self.url
         self.key_file = os.path.expanduser(key_file) if key_file else None
         self.key_passphrase = key_passphrase or None
@@ -232,8 +233,8 @@ class SftpRepository(RemoteRepository):
                 return PgBackupError("The connection to SFTP server %s was interrupted while trying to %s %s: %s." % (
                     self.server, action, where, str(cause).rstrip(".") or type(cause).__name__),
                     hint="Check the network path to the server and retry; the local backup was not touched.")
-        return PgBackupError("SFTP server %s refused to %s %s: %s." % (self.server, action, where,
-                                                                      str(exc).rstrip(".") or type(exc).__name__))
+        reason = str(exc).rstrip(".") or type(exc).__name__
+        return PgBackupError("SFTP server %s refused to %s %s: %s." % (self.server, action, where, reason))
 
     @staticmethod
     def _missing(exc):

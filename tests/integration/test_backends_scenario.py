@@ -28,7 +28,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.remote_azure impo
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.remote_sftp import SftpRepository
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.dbcompare import assert_same_data
-from tests.lib.servers import AzuriteServer, azurite, moto, sshd  # noqa: F401 (fixtures)
+from tests.lib.servers import AzuriteServer, azurite, moto, sshd  # noqa: F401  # pylint: disable=unused-import
 from tests.lib.tododb import create_todo_db
 
 BACKENDS = ["local", "s3", "azure", "sftp"]

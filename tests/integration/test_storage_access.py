@@ -24,7 +24,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgB
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.ansible_run import run_playbook
-from tests.lib.servers import sshd  # noqa: F401 (fixture)
+from tests.lib.servers import sshd  # noqa: F401  # pylint: disable=unused-import
 from tests.lib.tododb import create_todo_db
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root and runuser")
@@ -68,8 +68,8 @@ def backups(pg):
     repo = LocalRepository(os.path.join(base, "repo", "todoapi"), owner=OS_USER)
     try:
         custom = logical_backup.backup(logical_backup.LogicalBackupRequest(name, repo, connection(pg)))
-        directory = logical_backup.backup(logical_backup.LogicalBackupRequest(name, repo, connection(pg), fmt="directory",
-                                                                            compression="gzip:6"))
+        request = logical_backup.LogicalBackupRequest(name, repo, connection(pg), fmt="directory", compression="gzip:6")
+        directory = logical_backup.backup(request)
         repo.write_sidecar(custom["id"], "verify", {"history": []})
         yield base, repo, custom, directory
     finally:
