@@ -38,6 +38,7 @@ DEB_PACKAGES=(
   python3-boto3
   pgbackrest
   openssh-client
+  openssh-server
   cron
   make
   git
@@ -190,4 +191,5 @@ install_debian_packages
 ensure_pg_rundir
 ensure_locale
 setup_venv
+sh "${REPO_ROOT}/scripts/install-test-tools.sh"
 log "done"

@@ -109,8 +109,11 @@ def _cluster_facts(conn):
     info = pgconn.server_info(conn)
     rows = pgconn.query(conn, "SELECT current_setting('cluster_name'), current_setting('wal_level'), "
                               "current_setting('archive_mode'), current_setting('wal_segment_size'), "
-                              "(SELECT system_identifier FROM pg_control_system())::text, "
-                              "current_setting('data_directory', true)")
+                              # A login with only REPLICATION may read neither: both are informational.
+                              "CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') "
+                              "THEN (SELECT system_identifier FROM pg_control_system())::text END, "
+                              "CASE WHEN pg_has_role('pg_read_all_settings', 'USAGE') "
+                              "THEN current_setting('data_directory') END")
     cluster_name, wal_level, archive_mode, segment_size, system_identifier, data_directory = rows[0]
     info.update({"cluster_name": cluster_name or "", "wal_level": wal_level, "archive_mode": archive_mode,
                  "wal_segment_size": _size_in_bytes(segment_size), "system_identifier": system_identifier,

@@ -36,6 +36,7 @@ import os
 
 from . import manifest as manifests
 from .errors import PgBackupError
+from .repository import LocalRepository
 from .repository import TMP_PREFIX
 
 DEFAULT_POLICY = {"daily_days": 30, "weekly_weeks": 13, "monthly_months": 12, "keep_last": 1}
@@ -214,6 +215,8 @@ def _plan_group(backups, policy, now, verifier):
 def stale_temp_files(repository, now, hours=STALE_TEMP_HOURS):
     """``.tmp-*`` entries not modified for ``hours``: reported, never deleted (a backup may still be writing)."""
     stale = []
+    if not isinstance(repository, LocalRepository):
+        return stale  # remote stores have no work in progress: objects appear only when complete
     limit = now.timestamp() - hours * 3600
     for name in sorted(os.listdir(repository.path)):
         if not name.startswith(TMP_PREFIX):

@@ -35,7 +35,8 @@ options:
     type: str
   copy_to:
     description:
-      - Where to copy the backup, each a local or NFS-mounted directory or an C(s3://bucket/prefix) URL.
+      - Where to copy the backup, each a local or NFS-mounted directory, an C(s3://bucket/prefix),
+        C(azure://container/prefix) or C(sftp://user@host[:port]/path) URL.
       - The layout at the target is the repository's (C(<prefix>/<id>.dump.zst), C(<prefix>/<id>.manifest.json), ...),
         so the target can itself be used as a repository.
     type: list
@@ -79,6 +80,46 @@ options:
         up to 625 GiB. Memory use is about four parts.
     type: int
     default: 64
+  azure_connection_string:
+    description:
+      - Azure Storage connection string for C(azure://) targets. Also read from E(AZURE_STORAGE_CONNECTION_STRING).
+    type: str
+  azure_account_name:
+    description: Storage account name, with O(azure_account_key) or O(azure_sas_token).
+    type: str
+  azure_account_url:
+    description: Blob service URL, for accounts outside the public cloud or emulators.
+    type: str
+  azure_account_key:
+    description: Storage account key.
+    type: str
+  azure_sas_token:
+    description: Shared access signature token.
+    type: str
+  azure_credentials_file:
+    description: File (mode 0600) holding the connection string, so no secret needs to be a module argument.
+    type: path
+  azure_chunk_size_mb:
+    description: Block size of streamed uploads, in MiB.
+    type: int
+    default: 16
+  azure_max_concurrency:
+    description: Parallel block uploads per blob.
+    type: int
+    default: 4
+  sftp_key_file:
+    description: Private key for C(sftp://) targets (key-based login only; mode 0600).
+    type: path
+  sftp_key_passphrase:
+    description: Passphrase of O(sftp_key_file).
+    type: str
+  sftp_known_hosts:
+    description: known_hosts file that must hold the server's host key; unknown or changed keys are refused.
+    type: path
+  sftp_timeout:
+    description: Connection timeout for SFTP, in seconds.
+    type: int
+    default: 30
 notes:
   - Supports check mode; it verifies the backup's checksum, checks that each bucket is reachable, and reports
     which targets would get a copy, without writing anything.
@@ -176,7 +217,7 @@ results:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import remote
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import remote, remote_azure, remote_sftp
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import REPOSITORY_ARGS
 
@@ -184,6 +225,8 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common imp
 def main():
     spec = dict(REPOSITORY_ARGS)
     spec.update(remote.S3_ARGUMENT_SPEC)
+    spec.update(remote_azure.AZURE_ARGUMENT_SPEC)
+    spec.update(remote_sftp.SFTP_ARGUMENT_SPEC)
     spec.update(
         backup=dict(type="str", default="latest"),
         database=dict(type="str"),
@@ -193,15 +236,16 @@ def main():
     params = module.params
     if not params["copy_to"]:
         module.fail_json(msg="copy_to is empty; name at least one directory or s3:// URL.")
-    s3_options = remote.s3_options_from_params(params)
+    options = remote.s3_options_from_params(params)
+    options.update(remote_azure.azure_options_from_params(params))
+    options.update(remote_sftp.sftp_options_from_params(params))
     try:
-        source = remote.open_repository(params["repository"], owner=params["owner"],
-                                        **(s3_options if remote.is_s3_url(params["repository"]) else {}))
+        source = remote.open_repository(params["repository"], owner=params["owner"], **options)
         manifest = source.resolve(params["backup"], database=params["database"])
         if params["backup"] != "latest":
             source.verify_checksum(manifest)
         results = remote.copy_to_targets(manifest, source, params["copy_to"], owner=params["owner"],
-                                         s3_options=s3_options, check_mode=module.check_mode)
+                                         s3_options=options, check_mode=module.check_mode)
     except PgBackupError as exc:
         module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "",
                          results=exc.details.get("results", []))

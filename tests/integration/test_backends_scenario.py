@@ -168,14 +168,7 @@ def test_backup_copy_list_verify_restore_prune(pg, source, target, workdir):
         pg.drop_database(restored)
 
     # prune: the GFS engine on the copy keeps the newest and deletes the older backup
-    try:
-        pruned = retention.apply_retention(repo, KEEP_NEWEST_ONLY, database=database)
-    except (OSError, IOError) as exc:
-        if isinstance(repo, LocalRepository):
-            raise
-        pytest.xfail("retention.apply_retention cannot prune %s repositories yet: stale_temp_files() lists "
-                     "repository.path with os.listdir (%s); see the storage-breadth report" % (repo.kind if hasattr(
-                         repo, "kind") else "s3", exc))
+    pruned = retention.apply_retention(repo, KEEP_NEWEST_ONLY, database=database)
     assert [entry["id"] for entry in pruned["deleted"]] == [older["id"]]
     assert [m["id"] for m in repo.list(database=database)] == [newer["id"]]
     repo.verify_checksum(repo.load(newer["id"]))
