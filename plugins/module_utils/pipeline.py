@@ -15,6 +15,7 @@ __metaclass__ = type
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -93,8 +94,10 @@ class Pipeline(object):
                 err_handle = open(err_path, "wb")
                 self.stderr_files.append(err_path)
                 try:
+                    # Own process group: kill() then also stops helpers a stage forked (pg_basebackup's
+                    # WAL streamer), which would otherwise outlive a killed stage and hold its connection.
                     proc = subprocess.Popen(stage.argv, stdin=proc_stdin, stdout=proc_stdout, stderr=err_handle,
-                                            env=self.env, close_fds=True)
+                                            env=self.env, close_fds=True, start_new_session=True)
                 except OSError as exc:
                     raise PgBackupError("Cannot start '%s': %s." % (stage.name, exc.strerror or exc),
                                         hint="Check that it is installed and executable.")
@@ -146,11 +149,10 @@ class Pipeline(object):
 
     def kill(self):
         for proc in self.processes:
-            if proc.poll() is None:
-                try:
-                    proc.kill()
-                except OSError:
-                    pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def stderr_text(self, index):
         with open(self.stderr_files[index], "rb") as handle:
@@ -166,6 +168,7 @@ class Pipeline(object):
                 raise self._feeder_error[0]
             failure = self._first_failure(codes)
             if failure:
+                self.kill()  # what a failed stage left running in its process group
                 raise failure
             return [self.stderr_text(i) for i in range(len(self.stages))]
         finally:
