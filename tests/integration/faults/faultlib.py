@@ -63,16 +63,19 @@ def repo_snapshot(path):
     return state
 
 
-def assert_earlier_backups_intact(before, path, allow_new=False):
-    """Every file that was there is still there with the same sha256; nothing new unless allowed
-    (and then never a ``.tmp-`` leftover)."""
+def assert_earlier_backups_intact(before, path, allow_new=False, allow_tmp=False):
+    """Every file that was there is still there with the same sha256. Nothing new, unless
+    ``allow_new`` (complete backups, never a ``.tmp-`` leftover) or ``allow_tmp`` (only the
+    ``.tmp-`` work files of a run that was killed and could not clean up)."""
     after = repo_snapshot(path)
     lost = sorted(name for name in before if name not in after)
     changed = sorted(name for name in before if name in after and after[name] != before[name])
     new = sorted(name for name in after if name not in before)
     assert not lost, "files of earlier backups were deleted: %s" % lost
     assert not changed, "files of earlier backups were modified: %s" % changed
-    if allow_new:
+    if allow_tmp:
+        assert all(n.split(os.sep)[0].startswith(TMP_PREFIX) for n in new), "new files besides work files: %s" % new
+    elif allow_new:
         assert not [n for n in new if n.split(os.sep)[0].startswith(TMP_PREFIX)], "work files left behind: %s" % new
     else:
         assert not new, "the failed run left files behind: %s" % new
