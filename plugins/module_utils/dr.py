@@ -46,20 +46,19 @@ WAL_ENCODINGS = ("", ".zst", ".age", ".zst.age")
 
 
 def is_remote(source):
-    return bool(remote) and remote.is_s3_url(source)
+    """An URL (s3://, and whatever else the remote storage engine supports), not a path."""
+    return isinstance(source, str) and "://" in source
 
 
 def open_source(source, owner=None, s3_options=None):
-    """The repository backups are read from: a LocalRepository, or an S3Repository for s3:// URLs."""
+    """The repository backups are read from: a LocalRepository for paths, the remote storage
+    engine's repository (S3, ...) for URLs."""
     if not source:
         raise PgBackupError("No backup source given.", hint="Set the repository path (local or NFS) or an s3:// URL.")
-    if "://" in source and not is_remote(source):
-        if remote is None and source.lower().startswith("s3://"):
-            raise PgBackupError("S3 sources need the remote storage engine (remote.py), which is not installed.",
-                                hint="Use a local or NFS path, or install a collection version with S3 support.")
-        raise PgBackupError("Backup source '%s' uses an unsupported URL scheme." % source,
-                            hint="Use a local or NFS path, or s3://bucket/prefix.")
     if is_remote(source):
+        if remote is None:
+            raise PgBackupError("Backup source '%s' is an URL, but the remote storage engine (remote.py) is not installed."
+                                % source, hint="Use a local or NFS path, or a collection version with remote storage.")
         return remote.open_repository(source, owner=owner, **(s3_options or {}))
     return LocalRepository(source, owner=owner)
 

@@ -221,7 +221,7 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
     remote_source = dr.is_remote(params["repository"])
-    s3_options = remote.s3_options_from_params(params) if remote_source else None
+    s3_options = remote.s3_options_from_params(params) if remote and remote.is_s3_url(params["repository"]) else None
     try:
         if module.check_mode and remote_source:
             module.exit_json(changed=False, candidates=[], msg="Check mode: the S3 source would be listed and its newest "

@@ -341,3 +341,36 @@ def test_dr_pitr_replays_the_wal_archive_into_the_new_server(collections_root, w
             ", ".join("%s %.1f s" % (s["name"], s["duration_seconds"] or 0) for s in report["steps"])))
     finally:
         source.drop()
+
+
+def test_assess_downloads_the_newest_good_backup_from_s3(pg, todo_db, tmp_repo, work_dir):
+    """An s3:// source: the newest backup in the bucket is damaged, the one before is downloaded to the
+    new server's work directory and chosen; the bucket is left as it was."""
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils import dr, remote
+    from tests.lib.servers import MotoServer, ToolMissing
+    try:
+        server = MotoServer.start()
+    except ToolMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        bucket = server.create_bucket()
+        url = "s3://%s/db1" % bucket
+        target = remote.open_repository(url, **server.options())
+        local = LocalRepository(tmp_repo)
+        older = backup_with_engine(pg, todo_db.name, tmp_repo)
+        newer = backup_with_engine(pg, todo_db.name, tmp_repo)
+        for manifest in (older, newer):
+            remote.copy_backup(manifest, local, target)
+        client = server.client()
+        client.put_object(Bucket=bucket, Key="db1/" + newer["artifact"], Body=b"\0" * newer["size"])
+        objects_before = sorted((o["Key"], o["ETag"]) for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+
+        download_to = os.path.join(work_dir, "download")
+        result = dr.assess(url, todo_db.name, download_to=download_to, s3_options=server.options())
+
+        assert result["backup"]["id"] == older["id"] and result["skipped_newer"] == [newer["id"]]
+        assert result["downloaded"] and result["repository"] == download_to
+        assert LocalRepository(download_to).verify_checksum(LocalRepository(download_to).load(older["id"]))
+        assert sorted((o["Key"], o["ETag"]) for o in client.list_objects_v2(Bucket=bucket)["Contents"]) == objects_before
+    finally:
+        server.stop()
