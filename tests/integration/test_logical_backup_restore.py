@@ -264,3 +264,14 @@ def test_gzip_plain_script_restores(ansible_playbook, todo_db, tmp_repo, target_
     dump(ansible_playbook, todo_db, tmp_repo, format="plain", compression="gzip:6")
     restore(ansible_playbook, todo_db, tmp_repo, database=target_db)
     assert_same_data((todo_db.cluster, todo_db.name), (todo_db.cluster, target_db))
+
+
+def test_restore_onto_a_new_server_brings_roles_and_keeps_the_operators_login(ansible_playbook, todo_db, tmp_repo,
+                                                                                fresh_pg):
+    dump(ansible_playbook, todo_db, tmp_repo)
+    args = dict(connection_args(fresh_pg), repository=tmp_repo, source_database=todo_db.name, globals=True)
+    run_module(ansible_playbook, RESTORE, args)
+    assert fresh_pg.scalar("SELECT count(*) FROM pg_roles WHERE rolname = 'todoapi_app'") == 1
+    assert_same_data((todo_db.cluster, todo_db.name), (fresh_pg, todo_db.name))
+    # The old server's password for postgres was not applied: the password we restored with still works.
+    assert fresh_pg.scalar("SELECT 1") == 1

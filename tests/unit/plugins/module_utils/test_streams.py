@@ -57,3 +57,13 @@ def test_recipients_are_validated():
 def test_decrypt_without_identity_is_a_clear_error():
     with pytest.raises(PgBackupError, match="no identity"):
         streams.decrypt_stage(None)
+
+
+def test_globals_restore_keeps_the_connecting_roles_password():
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical_restore import keep_own_password
+    script = ("CREATE ROLE postgres;\n"
+              "ALTER ROLE postgres WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:a''b';\n"
+              "ALTER ROLE todoapi_app WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:c';\n")
+    kept = keep_own_password(script, "postgres")
+    assert "ALTER ROLE postgres WITH SUPERUSER LOGIN;" in kept
+    assert "todoapi_app WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:c'" in kept
