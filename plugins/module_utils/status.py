@@ -17,6 +17,7 @@ import os
 
 from . import fsutil
 from . import manifest as manifests
+from . import pgconn
 from .errors import PgBackupError
 from .verify import verification_state
 
@@ -35,6 +36,8 @@ PROBLEM_CODES = {
     "verify_failed": ("critical", "the last verification of a backup failed"),
     "last_run_failed": ("critical", "the runner's last backup run for the database failed"),
     "damaged_manifest": ("warning", "a manifest in the repository cannot be read"),
+    "archive_failing": ("critical", "PostgreSQL's archive_command fails (pg_stat_archiver): WAL piles up in pg_wal and "
+                                    "point-in-time recovery ends at the last archived segment"),
 }
 
 METRICS = (
@@ -220,6 +223,44 @@ def _database_health(name, backups, last_run, now, max_age_hours, factor, window
         problems.append(_problem("last_run_failed", name, "The last backup run of '%s' failed at %s: %s" % (
             name, last_run.get("ts", "an unknown time"), last_run.get("error") or last_run.get("message") or "no error text")))
     return problems, newest_usable
+
+
+ARCHIVER_SQL = """
+SELECT current_setting('archive_mode'), archived_count, last_archived_wal, last_archived_time,
+       failed_count, last_failed_wal, last_failed_time, stats_reset, now()
+  FROM pg_stat_archiver
+"""
+
+
+def _iso_or_none(moment):
+    return manifests.isoformat(moment) if moment is not None else None
+
+
+def archiver_status(connection):
+    """WAL archiving health of the server at ``connection`` (a ConnectionSpec), from pg_stat_archiver.
+
+    ``failing`` is true when the newest archiving attempt failed (its last failure is later than
+    its last success); then ``problems`` holds one ``archive_failing`` problem, in the shape of
+    ``backup_status``'s health entries, so it can go through the same alerts.
+    """
+    conn = pgconn.connect(connection)
+    try:
+        row = pgconn.query(conn, ARCHIVER_SQL)[0]
+    finally:
+        conn.close()
+    mode, archived, last_wal, last_time, failed, failed_wal, failed_time, reset, now = row
+    failing = failed_time is not None and (last_time is None or failed_time > last_time)
+    age = round((now - last_time).total_seconds(), 3) if last_time is not None else None
+    result = {"archive_mode": mode, "archived_count": archived, "last_archived_wal": last_wal,
+              "last_archived_time": _iso_or_none(last_time), "last_archived_age": age, "failed_count": failed,
+              "last_failed_wal": failed_wal, "last_failed_time": _iso_or_none(failed_time),
+              "stats_reset": _iso_or_none(reset), "failing": failing, "problems": []}
+    if failing:
+        result["problems"].append(_problem("archive_failing", None, (
+            "archive_command is failing on %s: %d failed attempt(s) since %s, the last for WAL %s at %s; last successful "
+            "archive: %s." % (connection.describe(), failed, result["stats_reset"] or "the server started", failed_wal,
+                              result["last_failed_time"], ("%s, %.0f s ago" % (last_wal, age)) if last_wal else "never"))))
+    return result
 
 
 def _metrics(newest, backups, ok, now):

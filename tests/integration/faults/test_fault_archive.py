@@ -1,0 +1,118 @@
+# -*- coding: utf-8 -*-
+"""Fault: archive_command fails (the archive directory disappears, like an unmounted NFS share).
+PostgreSQL keeps the segment and retries; status.archiver_status() reads pg_stat_archiver and
+reports ``archive_failing`` (sent as an alert), and the problem clears once archiving works again.
+(A WAL hole before a PITR is refused in tests/integration/test_pitr.py.)"""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import alerts, status, wal_cli
+from tests.integration.faults.faultlib import spec_of
+from tests.lib.pgcluster import PgCluster
+from tests.lib.sinks import HttpReceiver
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def install_wal_tool(base):
+    """What the wal_archiving role installs: the engine package + the wrapper, on the system python."""
+    engine = os.path.join(base, "lib", "todoapi_pgbackup_engine")
+    os.makedirs(engine)
+    utils = os.path.join(REPO_ROOT, "plugins", "module_utils")
+    for name in os.listdir(utils):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(utils, name), engine)
+    wrapper = os.path.join(base, "todoapi-pgbackup-wal")
+    with open(wrapper, "w") as handle:
+        handle.write(wal_cli.wrapper_script(os.path.join(base, "lib")))
+    os.chmod(wrapper, 0o755)
+    for root, dirs, files in os.walk(base):
+        os.chmod(root, 0o755)
+    return wrapper
+
+
+@pytest.fixture(scope="module")
+def archiving():
+    base = tempfile.mkdtemp(prefix="pgbackup-archfault-")
+    os.chmod(base, 0o755)
+    wrapper = install_wal_tool(base)
+    archive = os.path.join(base, "archive")
+    os.mkdir(archive, 0o700)
+    shutil.chown(archive, "postgres", "postgres")
+    cluster = PgCluster.create(extra_conf={
+        "archive_mode": "on", "archive_command": "%s archive-wal %%p %%f --archive-dir %s" % (wrapper, archive)})
+    try:
+        yield cluster, archive
+    finally:
+        cluster.drop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def switch_wal(cluster):
+    """Write something and finish the current segment; returns that segment's name."""
+    cluster.sql("CREATE TABLE IF NOT EXISTS filler (n int); INSERT INTO filler SELECT generate_series(1, 1000)")
+    return cluster.scalar("SELECT pg_walfile_name(pg_switch_wal())")
+
+
+def wait_for(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not reached within %ss" % timeout)
+
+
+def test_failing_archive_command_is_detected_alerted_and_clears(archiving, tmp_path):
+    cluster, archive = archiving
+    spec = spec_of(cluster)
+    first = switch_wal(cluster)
+    healthy = wait_for(lambda: (lambda s: s if s["last_archived_wal"] == first else None)(status.archiver_status(spec)))
+    assert healthy["failing"] is False and healthy["problems"] == [] and healthy["archive_mode"] == "on"
+    assert healthy["last_archived_age"] is not None and healthy["last_archived_age"] < 60
+
+    # The fault: the archive directory is gone.
+    aside = archive + ".unmounted"
+    os.rename(archive, aside)
+    try:
+        stuck = switch_wal(cluster)
+        failing = wait_for(lambda: (lambda s: s if s["failing"] else None)(status.archiver_status(spec)))
+    finally:
+        os.rename(aside, archive)
+    assert failing["last_failed_wal"] == stuck and failing["failed_count"] >= 1
+    assert [p["code"] for p in failing["problems"]] == ["archive_failing"]
+    problem = failing["problems"][0]
+    assert problem["severity"] == "critical"
+    assert "archive_command is failing on 127.0.0.1:%d" % cluster.port in problem["message"]
+    assert "the last for WAL %s" % stuck in problem["message"] and "last successful archive: %s" % first in problem["message"]
+    # PostgreSQL kept the segment for a later attempt, and the engine said why in the server log.
+    assert os.path.exists(os.path.join(cluster.data_dir, "pg_wal", "archive_status", stuck + ".ready"))
+    assert "archive" in cluster.log_tail(200).lower() and archive in cluster.log_tail(200)
+
+    # The alert goes out through the monitoring channels, naming the cause.
+    report = {"ok": False, "checked_at": failing["last_failed_time"], "repository": archive, "latest": {},
+              "health": failing["problems"], "problem_codes": ["archive_failing"], "metrics": {}}
+    decision = alerts.alert_decision(str(tmp_path / "alert-state.json"), report, "on_change")
+    assert decision["send"] and "archive_failing" in decision["subject"]
+    with HttpReceiver() as hook:
+        alerts.post_webhook(hook.url, alerts.webhook_payload(decision, report))
+        received = hook.wait_for(1)[0]["json"]
+    assert received["codes"] == ["archive_failing"] and stuck in received["text"]
+    alerts.save_alert_state(str(tmp_path / "alert-state.json"), decision)
+
+    # Archiving works again (the directory is back): the kept segment is archived, the problem clears.
+    after = switch_wal(cluster)
+    recovered = wait_for(lambda: (lambda s: s if s["last_archived_wal"] == after and not s["failing"] else None)(
+        status.archiver_status(spec)))
+    assert recovered["problems"] == []
+    assert any(name.startswith(stuck) for name in os.listdir(archive)), "the segment that failed is archived now"
+    cleared = dict(report, ok=True, health=[], problem_codes=[])
+    assert alerts.alert_decision(str(tmp_path / "alert-state.json"), cleared, "on_change")["kind"] == "recovery"
