@@ -65,6 +65,8 @@ lint: venv collection-link
 	fi
 	@echo "== ansible-doc render check (plugins/modules)"
 	@bash $(ROOT)/scripts/check-docs.sh
+	@echo "== AWX job templates current (docs/awx)"
+	@$(PYTHON) $(ROOT)/scripts/awx_surveys.py --check
 
 sanity: venv
 	@bash $(ROOT)/scripts/ansible-test.sh sanity

@@ -1,5 +1,6 @@
 """Generate AWX / automation controller job templates with survey specs for the collection's
-playbooks, from the argument specs of the roles each playbook uses.
+playbooks: from the argument specs of the roles each playbook uses, and from the playbook's own
+play-level inputs (its ``vars:`` defaults, described in its header comment).
 
     .venv/bin/python scripts/awx_surveys.py          # writes docs/awx/*.json
     .venv/bin/python scripts/awx_surveys.py --check  # fails if docs/awx is out of date
@@ -11,6 +12,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import sys
 
 import yaml
@@ -40,6 +42,9 @@ def roles_of(playbook_path):
             for item in node:
                 visit(item)
     visit(plays)
+    with open(playbook_path) as handle:
+        # A playbook that takes a role's variables without applying the role says "# survey-role: <name>".
+        found.extend(re.findall(r"^# survey-role: (\S+)$", handle.read(), re.MULTILINE))
     names = []
     for name in found:
         short = name[len(ROLE_PREFIX):] if name.startswith(ROLE_PREFIX) else name
@@ -80,9 +85,38 @@ def role_options(role):
     return specs.get("main", {}).get("options", {})
 
 
+def play_inputs(playbook_path):
+    """{variable: spec} of the first play's literal ``vars:`` defaults, described from the header
+    comment (``#   name   description   default``); templated values are wiring, not inputs."""
+    with open(playbook_path) as handle:
+        text = handle.read()
+    plays = yaml.safe_load(text) or []
+    described = {}
+    for line in text.splitlines():
+        match = re.match(r"^#\s+([a-z_][a-z0-9_]*)\s{2,}(.*?)(\s{2,}\S.*)?$", line)
+        if match:
+            described[match.group(1)] = match.group(2).strip()
+    inputs = {}
+    for variable, value in ((plays[0].get("vars") or {}) if plays else {}).items():
+        if isinstance(value, str) and "{{" in value:
+            continue
+        kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "raw")
+        spec = {"type": kind, "default": value, "description": described.get(variable, "")}
+        if "password" in variable:
+            spec["no_log"] = True
+        inputs[variable] = spec
+    return inputs
+
+
 def job_template(playbook_path):
     name = os.path.splitext(os.path.basename(playbook_path))[0]
     questions, extra_only = [], []
+    for variable, spec in play_inputs(playbook_path).items():
+        question = survey_question(variable, spec) if not isinstance(spec["default"], (list, dict)) else None
+        if question is None:
+            extra_only.append(variable)
+        else:
+            questions.append(question)
     for role in roles_of(playbook_path):
         for variable, spec in sorted(role_options(role).items()):
             question = survey_question(variable, spec)
@@ -97,8 +131,8 @@ def job_template(playbook_path):
         "ask_variables_on_launch": True,
         "ask_inventory_on_launch": True,
         "survey_enabled": bool(questions),
-        "survey_spec": {"name": name, "description": "Generated from the argument specs of roles: %s" % ", ".join(
-            roles_of(playbook_path)), "spec": questions},
+        "survey_spec": {"name": name, "description": "Generated from the playbook's inputs and the argument specs of "
+                        "roles: %s" % (", ".join(roles_of(playbook_path)) or "none"), "spec": questions},
         "extra_vars_only": sorted(set(extra_only)),
     }
 
@@ -111,7 +145,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     for playbook in sorted(glob.glob(os.path.join(ROOT, "playbooks", "*.yml"))):
         name, template = job_template(playbook)
-        if not roles_of(playbook):
+        if not template["survey_spec"]["spec"]:
             continue
         path = os.path.join(OUT, "%s.job_template.json" % name)
         text = json.dumps(template, indent=2, sort_keys=True) + "\n"
