@@ -296,16 +296,18 @@ def _pg_restore_argv(request, major, dbname, extra=()):
 def _load_archive(request, manifest, major, dbname, extra=()):
     stages, path = _decoded_input(request, manifest)
     fmt = manifest.get("format", "custom")
+    # pg_restore refuses -j with --single-transaction: an in-place restore stays one transaction, run serially.
+    jobs = 1 if "--single-transaction" in extra else request.jobs
     with pgconn.libpq_environment(request.connection) as env:
         if fmt == "plain":
             _run(stages + [Stage(_psql(request, major, dbname, ["--single-transaction"]), name="psql",
                                  error_pattern=PSQL_ERROR)], env, stdin=path)
             return
         if fmt == "directory":
-            argv = _pg_restore_argv(request, major, dbname, ["-j", str(request.jobs)] + list(extra) + [path])
+            argv = _pg_restore_argv(request, major, dbname, ["-j", str(jobs)] + list(extra) + [path])
             _run([Stage(argv, name="pg_restore", error_pattern=PG_RESTORE_ERROR)], env)
             return
-        if request.jobs > 1 and fmt == "custom":
+        if jobs > 1 and fmt == "custom":
             _parallel_from_stream(request, stages, path, env, major, dbname, extra)
             return
         argv = _pg_restore_argv(request, major, dbname, extra)

@@ -140,6 +140,10 @@ def explain_decrypt_failure(error):
         if "no identity matched" in text:
             return PgBackupError("The age identity does not match any recipient of this backup (wrong key).",
                                  hint="Use the private key that belongs to one of the recipients in the manifest.")
+        if 'error: reading "' in text:  # age could not use the identity file; the artifact was not even read
+            return PgBackupError("The age identity file cannot be used (it is not an age private key): %s" % error.message,
+                                 hint="Give the file written by age-keygen (a line AGE-SECRET-KEY-1...), not the "
+                                      "public recipient (age1...); the backup itself was not judged.")
         if "header" in text or "parse" in text or "unexpected" in text:
             return PgBackupError("The encrypted artifact is damaged (age cannot read it): %s" % error.message)
     return error
