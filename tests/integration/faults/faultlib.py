@@ -304,15 +304,17 @@ def log_events(path):
 
 class ProcScanner(object):
     """Reads /proc/<pid>/cmdline and /proc/<pid>/environ of every process, again and again,
-    while a run goes on; records each process in which one of ``secrets`` shows up, and
-    every process name it saw (to prove the scan caught the children it was meant to)."""
+    while a run goes on, and records each process in which one of ``secrets`` shows up. For the
+    processes below this test process it also keeps the names seen and, in ``children``,
+    {pid: (name, argv, environment entries)} (to prove the scan caught the children it was meant
+    to watch, and to inspect them)."""
 
     def __init__(self, secrets, interval=0.005):
         self.secrets = [s.encode("utf-8") if isinstance(s, str) else s for s in secrets if s]
         self.interval = interval
         self.hits = []
         self.seen = set()
-        self.environs = {}
+        self.children = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
         self._thread.daemon = True
@@ -336,20 +338,29 @@ class ProcScanner(object):
     def _run(self):
         me = os.getpid()
         while not self._stop.is_set():
+            parents = {}
             for pid in all_pids():
                 if pid == me:
                     continue
                 info = _stat(pid)
                 if not info:
                     continue
-                self.seen.add(info[0])
+                parents[pid] = info
                 for what in ("cmdline", "environ"):
                     data = self._read(pid, what)
-                    if what == "environ" and data:
-                        self.environs.setdefault(info[0], data)
                     for secret in self.secrets:
                         if secret in data:
                             self.hits.append((pid, info[0], what, secret.decode("utf-8", "replace")[:6] + "..."))
+            for pid, (comm, ppid) in parents.items():
+                chain, seen = ppid, 0
+                while chain not in (me, 0, 1) and chain in parents and seen < 64:
+                    chain, seen = parents[chain][1], seen + 1
+                if chain == me:
+                    self.seen.add(comm)
+                    environ = self._read(pid, "environ")
+                    cmdline = self._read(pid, "cmdline")
+                    if environ and cmdline and pid not in self.children:
+                        self.children[pid] = (comm, cmdline.split(b"\0"), environ.split(b"\0"))
             time.sleep(self.interval)
 
 
