@@ -61,6 +61,12 @@ def switch_wal(cluster):
     return cluster.scalar("SELECT pg_walfile_name(pg_switch_wal())")
 
 
+def archiver_when(spec, condition):
+    """archiver_status() when ``condition`` holds for it, else None."""
+    current = status.archiver_status(spec)
+    return current if condition(current) else None
+
+
 def wait_for(predicate, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,7 +81,7 @@ def test_failing_archive_command_is_detected_alerted_and_clears(archiving, tmp_p
     cluster, archive = archiving
     spec = spec_of(cluster)
     first = switch_wal(cluster)
-    healthy = wait_for(lambda: (lambda s: s if s["last_archived_wal"] == first else None)(status.archiver_status(spec)))
+    healthy = wait_for(lambda: archiver_when(spec, lambda s: s["last_archived_wal"] == first))
     assert healthy["failing"] is False and healthy["problems"] == [] and healthy["archive_mode"] == "on"
     assert healthy["last_archived_age"] is not None and healthy["last_archived_age"] < 60
 
@@ -84,7 +90,7 @@ def test_failing_archive_command_is_detected_alerted_and_clears(archiving, tmp_p
     os.rename(archive, aside)
     try:
         stuck = switch_wal(cluster)
-        failing = wait_for(lambda: (lambda s: s if s["failing"] else None)(status.archiver_status(spec)))
+        failing = wait_for(lambda: archiver_when(spec, lambda s: s["failing"]))
     finally:
         os.rename(aside, archive)
     assert failing["last_failed_wal"] == stuck and failing["failed_count"] >= 1
@@ -110,8 +116,7 @@ def test_failing_archive_command_is_detected_alerted_and_clears(archiving, tmp_p
 
     # Archiving works again (the directory is back): the kept segment is archived, the problem clears.
     after = switch_wal(cluster)
-    recovered = wait_for(lambda: (lambda s: s if s["last_archived_wal"] == after and not s["failing"] else None)(
-        status.archiver_status(spec)))
+    recovered = wait_for(lambda: archiver_when(spec, lambda s: s["last_archived_wal"] == after and not s["failing"]))
     assert recovered["problems"] == []
     assert any(name.startswith(stuck) for name in os.listdir(archive)), "the segment that failed is archived now"
     cleared = dict(report, ok=True, health=[], problem_codes=[])

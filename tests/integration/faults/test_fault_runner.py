@@ -39,10 +39,12 @@ def test_runner_killed_mid_backup_leaves_no_backup_and_no_stale_lock(pg, big_db,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     children = []
     try:
-        wait_for_descendant("pg_dump", root_pid=runner.pid, condition=lambda: temp_entries(tmp_repo))
+        dump = wait_for_descendant("pg_dump", root_pid=runner.pid, condition=lambda: temp_entries(tmp_repo))
         children = [pid for pid, name in descendants(runner.pid)]
+        os.kill(dump, signal.SIGSTOP)  # so that the run is certainly unfinished when it is killed
         runner.send_signal(signal.SIGKILL)
         runner.wait(30)
+        os.kill(dump, signal.SIGCONT)
         # pg_dump and zstd lose their reader and die of SIGPIPE.
         assert wait_until_gone(children, timeout=30), "children of the killed runner kept running"
     finally:
@@ -82,8 +84,13 @@ def test_second_runner_is_refused_by_the_lock_while_the_first_runs(pg, big_db, t
     first = subprocess.Popen(runner_argv(config, "backup"), env=runner_env(collections_root),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for_descendant("pg_dump", root_pid=first.pid)
-        second = run_runner(config, collections_root, "--lock-wait", "0", "backup")
+        # Hold the first run mid-dump (SIGSTOP its pg_dump) so it certainly holds the lock meanwhile.
+        dump = wait_for_descendant("pg_dump", root_pid=first.pid)
+        os.kill(dump, signal.SIGSTOP)
+        try:
+            second = run_runner(config, collections_root, "--lock-wait", "0", "backup")
+        finally:
+            os.kill(dump, signal.SIGCONT)
         output = first.communicate(timeout=300)[0]
     finally:
         if first.poll() is None:

@@ -18,9 +18,21 @@ from tests.integration.faults.faultlib import (ProcScanner, files_containing, fi
                                                write_runner_config)
 from tests.lib.dbcompare import assert_same_data
 from tests.lib.module_run import connection_args, run_module
-from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, moto  # noqa: F401 (fixture)
+from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer, ToolMissing
 
 pytest.importorskip("boto3")
+
+
+@pytest.fixture(scope="module")
+def moto():
+    try:
+        server = MotoServer.start()
+    except ToolMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
