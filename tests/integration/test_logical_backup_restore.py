@@ -266,8 +266,7 @@ def test_gzip_plain_script_restores(ansible_playbook, todo_db, tmp_repo, target_
     assert_same_data((todo_db.cluster, todo_db.name), (todo_db.cluster, target_db))
 
 
-def test_restore_onto_a_new_server_brings_roles_and_keeps_the_operators_login(ansible_playbook, todo_db, tmp_repo,
-                                                                                fresh_pg):
+def test_new_server_restore_brings_roles_and_keeps_operators_login(ansible_playbook, todo_db, tmp_repo, fresh_pg):
     dump(ansible_playbook, todo_db, tmp_repo)
     args = dict(connection_args(fresh_pg), repository=tmp_repo, source_database=todo_db.name, globals=True)
     run_module(ansible_playbook, RESTORE, args)
