@@ -37,6 +37,7 @@ DEFAULTS = {
     "log_file": None, "textfile": None, "alert_mode": "on_change", "alert_state_file": None,
     "smtp_host": None, "smtp_port": 25, "smtp_from": None, "smtp_to": [], "smtp_starttls": False,
     "smtp_user": None, "smtp_password": None, "webhook_url": None, "webhook_timeout": 10, "json": False,
+    "check_archiver": False,
 }
 
 
@@ -62,6 +63,8 @@ def add_status_arguments(parser):
     add("--webhook-url")
     add("--webhook-timeout", type=float)
     add("--json", action="store_true", default=None, help="print the whole status as JSON")
+    add("--check-archiver", action="store_true", default=None,
+        help="also check WAL archiving (pg_stat_archiver) on the runner's database server")
     return parser
 
 
@@ -119,13 +122,26 @@ def deliver(settings, decision, status):
     return sent, errors
 
 
-def check(settings, now=None):
-    """Status + textfile + alerts; returns (exit code, report dict)."""
+def check(settings, now=None, connection=None):
+    """Status + textfile + alerts; returns (exit code, report dict).
+
+    With ``check_archiver`` and a ``connection`` (the runner's), a failing archive_command
+    (pg_stat_archiver) is one more problem, alerted like the others."""
     repository = LocalRepository(settings["repository"], owner=settings["owner"])
     status = statuses.backup_status(repository, database=settings["database"], now=now,
                                     expected_databases=settings["databases"],
                                     max_age_hours=settings["max_age_hours"],
                                     size_anomaly_factor=settings["size_anomaly_factor"], log_file=settings["log_file"])
+    if settings["check_archiver"]:
+        if connection is None:
+            raise PgBackupError("check_archiver needs the runner's database connection.",
+                                hint="Run it as 'todoapi-pgbackup status' with the runner's config.")
+        archiver = statuses.archiver_status(connection)
+        status["archiver"] = archiver
+        if archiver["problems"]:
+            status["health"].extend(archiver["problems"])
+            status["problem_codes"] = sorted(set(status["problem_codes"]) | set(p["code"] for p in archiver["problems"]))
+            status["ok"] = False
     report = {"ok": status["ok"], "problem_codes": status["problem_codes"], "alert": None, "errors": []}
     if settings["textfile"]:
         statuses.write_prometheus_textfile(settings["textfile"], status)
@@ -157,7 +173,11 @@ def run_status_command(args, runner_config=None, out=None, err=None):
     err = err or sys.stderr
     try:
         settings = settings_from(args, runner_config)
-        code, report = check(settings)
+        connection = None
+        if settings["check_archiver"] and runner_config:
+            from .cli import connection_spec  # the runner's connection (host, port, user, passfile)
+            connection = connection_spec(runner_config)
+        code, report = check(settings, connection=connection)
     except PgBackupError as exc:
         err.write("pgbackup status: ERROR: %s\n" % exc)
         return EXIT_ERROR

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import alerts, status, wal_cli
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import alerts, monitor_cli, status, wal_cli
 from tests.integration.faults.faultlib import spec_of
 from tests.lib.pgcluster import PgCluster
 from tests.lib.sinks import HttpReceiver
@@ -91,6 +91,17 @@ def test_failing_archive_command_is_detected_alerted_and_clears(archiving, tmp_p
     try:
         stuck = switch_wal(cluster)
         failing = wait_for(lambda: archiver_when(spec, lambda s: s["failing"]))
+        # The monitoring check (runner 'status' with check_archiver) reports and alerts it too.
+        repo = tmp_path / "repo"
+        repo.mkdir()
+        settings = dict(monitor_cli.DEFAULTS, repository=str(repo), check_archiver=True,
+                        alert_state_file=str(tmp_path / "monitor-state.json"))
+        with HttpReceiver() as hook:
+            settings["webhook_url"] = hook.url
+            code, monitored = monitor_cli.check(settings, connection=spec)
+            sent = hook.wait_for(1)[0]["json"]
+        assert code == monitor_cli.EXIT_PROBLEMS and "archive_failing" in monitored["problem_codes"]
+        assert "archive_failing" in sent["codes"]
     finally:
         os.rename(aside, archive)
     assert failing["last_failed_wal"] == stuck and failing["failed_count"] >= 1
