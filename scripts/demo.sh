@@ -90,5 +90,7 @@ ANSIBLE_PIPELINING=1 "${BIN}/ansible-playbook" -i localhost, -c local -e ansible
   -e "@${DR_VARS}" "${ROOT}/playbooks/dr_restore.yml"
 "${APP[@]}" health --port "${APP_PORT}"
 echo "== the DR report"
-cat "$(ls -t "${REPORT_DIR}"/dr-report-*.md | head -1)"
+# Report names carry a UTC timestamp, so the last in sort order is the newest.
+reports=("${REPORT_DIR}"/dr-report-*.md)
+cat "${reports[${#reports[@]}-1]}"
 "${APP[@]}" stop --pidfile "${APP_DIR}/app.pid" >/dev/null
