@@ -174,6 +174,57 @@ class StepFailed(RuntimeError):
     pass
 
 
+CLIENT_CPU = [0.0]  # CPU seconds of the processes run_process waited for (and their waited-for children)
+
+
+def cluster_cpu_seconds(postmaster):
+    """CPU seconds used so far by a cluster: its live processes plus the backends the postmaster reaped."""
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+        if pid == postmaster or ppid == postmaster:  # cutime: e.g. archive_command runs of the archiver
+            total += utime + stime + cutime + cstime
+    return total / tick
+
+
+class Timed(object):
+    """The measured part of a method: checkpoint + cold cache first, then wall time and CPU (client and server)."""
+
+    def __init__(self, bench, watch=()):
+        self.bench = bench
+        self.watch = DiskWatch(watch)
+
+    def __enter__(self):
+        self.load = self.bench.prepare_measurement()
+        self.server0 = cluster_cpu_seconds(self.bench.postmaster)
+        CLIENT_CPU[0] = 0.0
+        self.watch.__enter__()
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.monotonic() - self.started
+        self.watch.__exit__(*exc)
+        self.server_cpu = cluster_cpu_seconds(self.bench.postmaster) - self.server0
+        self.client_cpu = CLIENT_CPU[0]
+        self.bench.last_timed = self
+        return False
+
+    def fields(self):
+        return {"seconds": self.seconds, "peak_disk_bytes": self.watch.peak, "final_disk_bytes": self.watch.final,
+                "cpu_client_seconds": round(self.client_cpu, 2), "cpu_server_seconds": round(self.server_cpu, 2),
+                "loadavg_1m": self.load}
+
+
 def run_process(argv, env=None, log_path=None, stdin_path=None, timeout=7200):
     """Run argv; return (seconds, peak RSS in kB of the process or any of its waited-for children)."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
@@ -194,6 +245,7 @@ def run_process(argv, env=None, log_path=None, stdin_path=None, timeout=7200):
             time.sleep(0.02)
         seconds = time.monotonic() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
+        CLIENT_CPU[0] += usage.ru_utime + usage.ru_stime
     finally:
         if log_path:
             out.close()
@@ -206,6 +258,11 @@ def run_process(argv, env=None, log_path=None, stdin_path=None, timeout=7200):
                 tail = handle.read()[-1500:].decode("utf-8", "replace")
         raise StepFailed("%s exited %s: %s" % (os.path.basename(argv[0]), proc.returncode, tail.strip()))
     return seconds, usage.ru_maxrss
+
+
+def run_process_rss(*args, **kwargs):
+    """run_process, returning only the peak RSS (the Timed block around it keeps the time)."""
+    return run_process(*args, **kwargs)[1]
 
 
 def tree_bytes(path):
@@ -370,12 +427,35 @@ class Bench(object):
             "archive_mode": True,
             "archive_command": "/bin/true",
         })
+        with open(os.path.join(self.cluster.data_dir, "postmaster.pid")) as handle:
+            self.postmaster = int(handle.readline())
+        if self.args.nice:
+            self.renice_cluster()
         self.env = dict(os.environ, PGHOST=self.cluster.host, PGPORT=str(self.cluster.port),
                         PGUSER=self.cluster.user, PGPASSWORD=self.cluster.password)
         for key in ("PGOPTIONS", "PGDATABASE", "PGSERVICE"):
             self.env.pop(key, None)
         self.engine_env = dict(self.env, BENCH_PGPASSWORD=self.cluster.password)
         self.engine_env.pop("PGPASSWORD", None)
+
+    def renice_cluster(self):
+        """Give the cluster's processes the bench's priority (backends forked later inherit the postmaster's)."""
+        with open(os.path.join(self.cluster.data_dir, "postmaster.pid")) as handle:
+            postmaster = int(handle.readline())
+        pids = [postmaster]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open("/proc/%s/stat" % entry) as handle:
+                        if int(handle.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                            pids.append(int(entry))
+                except (OSError, ValueError, IndexError):
+                    pass
+        for pid in pids:
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, self.args.nice)
+            except OSError:
+                pass
 
     def create_database(self, dbname, size_mb):
         from tests.lib.tododb import create_todo_db, database_size_bytes
@@ -404,8 +484,8 @@ class Bench(object):
     def path(self, *parts):
         return os.path.join(self.work, *parts)
 
-    def engine(self, action, tmp_name, watch=(), **spec):
-        """Run one engine call in a child process; returns (child output, seconds, tree RSS kB, disk watch)."""
+    def engine(self, action, tmp_name, **spec):
+        """Run one engine call in a child process (inside a Timed block); returns (child output, tree RSS kB)."""
         spec.update(action=action, host=self.cluster.host, port=self.cluster.port, user=self.cluster.user)
         tmp_dir = mkdir(self.path("tmp", tmp_name), mode=0o1777)
         spec_file = self.path("tmp", tmp_name + ".spec.json")
@@ -415,12 +495,13 @@ class Bench(object):
         with open(spec_file, "w") as handle:
             json.dump(spec, handle)
         argv = [sys.executable, os.path.abspath(__file__), "--engine-child", spec_file]
-        with DiskWatch(list(watch) + [tmp_dir]) as disk:
-            seconds, tree_rss = run_process(argv, env=env, log_path=self.path("logs", tmp_name + ".log"))
+        tree_rss = run_process_rss(argv, env=env, log_path=self.path("logs", tmp_name + ".log"))
         with open(spec["result_file"]) as handle:
             output = json.load(handle)
-        rmtree(tmp_dir)
-        return output, seconds, tree_rss, disk
+        return output, tree_rss
+
+    def engine_tmp(self, tmp_name):
+        return mkdir(self.path("tmp", tmp_name), mode=0o1777)
 
     def drop_db(self, name):
         self.cluster.drop_database(name)
@@ -438,12 +519,11 @@ class Bench(object):
         dump = os.path.join(out_dir, "backup_%s.dump" % time.strftime("%Y%m%d_%H%M%S"))
         argv = [self.bin + "/pg_dump", "-h", self.cluster.host, "-p", str(self.cluster.port), "-U", "postgres",
                 "-d", db["name"], "-F", "c", "-Z", "9", "-f", dump]
-        with DiskWatch([out_dir]) as disk:
-            seconds, rss = run_process(argv, env=self.env, log_path=self.path("logs", "seed-dump-%s.log" % tag))
-        size = os.path.getsize(dump)
+        with Timed(self, [out_dir]) as timed:
+            rss = run_process_rss(argv, env=self.env, log_path=self.path("logs", "seed-dump-%s.log" % tag))
         self.replace_latest(("seed_dump", db["name"]), {"path": dump, "dir": out_dir})
-        return {"seconds": seconds, "size_bytes": size, "tree_rss_kb": rss, "peak_disk_bytes": disk.peak,
-                "command": " ".join(argv[:1] + ["-h", "HOST", "-p", "PORT"] + argv[5:-1] + ["-f", "backup_<ts>.dump"])}
+        return dict(timed.fields(), size_bytes=os.path.getsize(dump), tree_rss_kb=rss,
+                    command="pg_dump -h HOST -p PORT -U postgres -d %s -F c -Z 9 -f backup_<ts>.dump" % db["name"])
 
     def seed_restore(self, db, tag):
         source = self.latest.get(("seed_dump", db["name"]))
@@ -451,29 +531,37 @@ class Bench(object):
             raise StepFailed("no seed dump to restore")
         target = "%s_seedrestore" % db["name"]
         self.drop_db(target)
-        self.prepare_measurement()
         conn = ["-h", self.cluster.host, "-p", str(self.cluster.port), "-U", "postgres"]
         logfile = self.path("logs", "seed-restore-%s.log" % tag)
-        seconds1, _ = run_process([self.bin + "/createdb"] + conn + [target], env=self.env, log_path=logfile)
-        seconds2, rss = run_process([self.bin + "/pg_restore"] + conn + ["-d", target, "-v", source["path"]],
-                                    env=self.env, log_path=logfile)
+        with Timed(self) as timed:
+            run_process([self.bin + "/createdb"] + conn + [target], env=self.env, log_path=logfile)
+            rss = run_process_rss([self.bin + "/pg_restore"] + conn + ["-d", target, "-v", source["path"]],
+                                  env=self.env, log_path=logfile)
         self.check_rows(target, db["rows"])
         self.drop_db(target)
-        return {"seconds": seconds1 + seconds2, "tree_rss_kb": rss, "prepared": True,
-                "command": "createdb TARGET && pg_restore -d TARGET -v backup.dump"}
+        return dict(timed.fields(), tree_rss_kb=rss, command="createdb TARGET && pg_restore -d TARGET -v backup.dump")
+
+    def floor_dump(self, db, tag):
+        """Reference: pg_dump's own speed, no compression, output thrown away."""
+        argv = [self.bin + "/pg_dump", "-h", self.cluster.host, "-p", str(self.cluster.port), "-U", "postgres",
+                "-d", db["name"], "-F", "c", "-Z", "0", "--no-sync", "-f", "/dev/null"]
+        with Timed(self) as timed:
+            rss = run_process_rss(argv, env=self.env, log_path=self.path("logs", "floor-dump-%s.log" % tag))
+        return dict(timed.fields(), tree_rss_kb=rss, command="pg_dump -F c -Z 0 --no-sync -f /dev/null")
 
     # -- logical: the collection ------------------------------------------------------------
 
     def coll_dump(self, db, tag, overrides=None, key="coll_dump"):
         repo = self.path("repo-logical", "%s-%s" % (key, tag))
         rmtree(repo)
-        output, seconds, tree_rss, disk = self.engine(
-            "logical_backup", "%s-%s" % (key, tag), watch=[repo], repository=repo, database=db["name"],
-            overrides=overrides or {})
+        name = "%s-%s" % (key, tag)
+        with Timed(self, [repo, self.engine_tmp(name)]) as timed:
+            output, tree_rss = self.engine("logical_backup", name, repository=repo, database=db["name"],
+                                           overrides=overrides or {})
         self.replace_latest((key, db["name"]), {"dir": repo, "id": output["id"], "format": output["format"]})
-        return {"seconds": seconds, "size_bytes": output["size"], "engine_seconds": output.get("engine_seconds"),
-                "rss_kb": output["maxrss_self_kb"], "tree_rss_kb": tree_rss, "peak_disk_bytes": disk.peak,
-                "final_disk_bytes": disk.final, "settings": output["settings"], "compression": output["compression"]}
+        return dict(timed.fields(), size_bytes=output["size"], engine_seconds=output.get("engine_seconds"),
+                    rss_kb=output["maxrss_self_kb"], tree_rss_kb=tree_rss, settings=output["settings"],
+                    compression=output["compression"])
 
     def coll_restore(self, db, tag, overrides=None, source_key="coll_dump", key="coll_restore", extra_env=None):
         source = self.latest.get((source_key, db["name"]))
@@ -481,14 +569,15 @@ class Bench(object):
             raise StepFailed("no %s backup to restore" % source_key)
         target = "%s_collrestore" % db["name"]
         self.drop_db(target)
-        self.prepare_measurement()
-        output, seconds, tree_rss, disk = self.engine(
-            "logical_restore", "%s-%s" % (key, tag), watch=[source["dir"]], repository=source["dir"],
-            database=db["name"], target=target, backup="latest", overrides=overrides or {}, extra_env=extra_env)
+        name = "%s-%s" % (key, tag)
+        with Timed(self, [source["dir"], self.engine_tmp(name)]) as timed:
+            output, tree_rss = self.engine("logical_restore", name, repository=source["dir"], database=db["name"],
+                                           target=target, backup="latest", overrides=overrides or {},
+                                           extra_env=extra_env)
         self.check_rows(target, db["rows"])
         self.drop_db(target)
-        return {"seconds": seconds, "engine_seconds": output.get("engine_seconds"), "rss_kb": output["maxrss_self_kb"],
-                "tree_rss_kb": tree_rss, "peak_disk_bytes": disk.peak, "settings": output["settings"], "prepared": True}
+        return dict(timed.fields(), engine_seconds=output.get("engine_seconds"), rss_kb=output["maxrss_self_kb"],
+                    tree_rss_kb=tree_rss, settings=output["settings"], extra_env=extra_env)
 
     # -- physical ---------------------------------------------------------------------------
 
@@ -498,21 +587,22 @@ class Bench(object):
         mkdir(os.path.dirname(out_dir))
         argv = [self.bin + "/pg_basebackup", "-h", self.cluster.host, "-p", str(self.cluster.port), "-U", "postgres",
                 "-D", out_dir, "-Ft", "-z", "-P"]
-        with DiskWatch([os.path.dirname(out_dir)]) as disk:
-            seconds, rss = run_process(argv, env=self.env, log_path=self.path("logs", "seed-base-%s.log" % tag))
+        with Timed(self, [os.path.dirname(out_dir)]) as timed:
+            rss = run_process_rss(argv, env=self.env, log_path=self.path("logs", "seed-base-%s.log" % tag))
         self.replace_latest(("seed_base", None), {"dir": out_dir})
-        return {"seconds": seconds, "size_bytes": tree_bytes(out_dir), "tree_rss_kb": rss, "peak_disk_bytes": disk.peak,
-                "command": "pg_basebackup -h HOST -p PORT -U postgres -D /backup/pg_backup -Ft -z -P"}
+        return dict(timed.fields(), size_bytes=tree_bytes(out_dir), tree_rss_kb=rss,
+                    command="pg_basebackup -h HOST -p PORT -U postgres -D /backup/pg_backup -Ft -z -P")
 
     def coll_basebackup(self, db, tag, overrides=None, key="coll_base"):
         repo = self.path("repo-physical", "%s-%s" % (key, tag))
         rmtree(repo)
-        output, seconds, tree_rss, disk = self.engine(
-            "physical_backup", "%s-%s" % (key, tag), watch=[repo], repository=repo, overrides=overrides or {})
+        name = "%s-%s" % (key, tag)
+        with Timed(self, [repo, self.engine_tmp(name)]) as timed:
+            output, tree_rss = self.engine("physical_backup", name, repository=repo, overrides=overrides or {})
         self.replace_latest((key, None), {"dir": repo, "artifact_dir": os.path.join(repo, output["artifact"])})
-        return {"seconds": seconds, "size_bytes": output["size"], "engine_seconds": output.get("engine_seconds"),
-                "rss_kb": output["maxrss_self_kb"], "tree_rss_kb": tree_rss, "peak_disk_bytes": disk.peak,
-                "final_disk_bytes": disk.final, "settings": output["settings"], "verified": output.get("verified")}
+        return dict(timed.fields(), size_bytes=output["size"], engine_seconds=output.get("engine_seconds"),
+                    rss_kb=output["maxrss_self_kb"], tree_rss_kb=tree_rss, settings=output["settings"],
+                    verified=output.get("verified"))
 
     def raw_basebackup(self, db, tag, key, options):
         """pg_basebackup with options the engine cannot express (exploration only)."""
@@ -521,12 +611,11 @@ class Bench(object):
         mkdir(os.path.dirname(out_dir))
         argv = [self.bin + "/pg_basebackup", "-h", self.cluster.host, "-p", str(self.cluster.port), "-U", "postgres",
                 "-D", out_dir] + options
-        with DiskWatch([os.path.dirname(out_dir)]) as disk:
-            seconds, rss = run_process(argv, env=self.env, log_path=self.path("logs", "%s-%s.log" % (key, tag)))
+        with Timed(self, [os.path.dirname(out_dir)]) as timed:
+            rss = run_process_rss(argv, env=self.env, log_path=self.path("logs", "%s-%s.log" % (key, tag)))
         size = tree_bytes(out_dir)
         rmtree(out_dir)
-        return {"seconds": seconds, "size_bytes": size, "tree_rss_kb": rss, "peak_disk_bytes": disk.peak,
-                "command": "pg_basebackup " + " ".join(options)}
+        return dict(timed.fields(), size_bytes=size, tree_rss_kb=rss, command="pg_basebackup " + " ".join(options))
 
     def seed_extract(self, db, tag):
         source = self.latest.get(("seed_base", None))
@@ -535,17 +624,16 @@ class Bench(object):
         dest = self.path("restore", "seed-%s" % tag)
         rmtree(dest)
         mkdir(dest, mode=0o700)
-        self.prepare_measurement()
+        mkdir(os.path.join(dest, "pg_wal"), mode=0o700)
         logfile = self.path("logs", "seed-extract-%s.log" % tag)
-        with DiskWatch([dest]) as disk:
-            s1, _ = run_process(["tar", "-xzf", os.path.join(source["dir"], "base.tar.gz"), "-C", dest], log_path=logfile)
-            mkdir(os.path.join(dest, "pg_wal"), mode=0o700)
-            s2, _ = run_process(["tar", "-xzf", os.path.join(source["dir"], "pg_wal.tar.gz"), "-C",
-                                 os.path.join(dest, "pg_wal")], log_path=logfile)
-            s3, _ = run_process(["sync"])
+        with Timed(self, [dest]) as timed:
+            run_process(["tar", "-xzf", os.path.join(source["dir"], "base.tar.gz"), "-C", dest], log_path=logfile)
+            run_process(["tar", "-xzf", os.path.join(source["dir"], "pg_wal.tar.gz"), "-C",
+                         os.path.join(dest, "pg_wal")], log_path=logfile)
+            run_process(["sync"])
         rmtree(dest)
-        return {"seconds": s1 + s2 + s3, "peak_disk_bytes": disk.peak, "prepared": True,
-                "command": "tar -xzf base.tar.gz -C DATADIR && tar -xzf pg_wal.tar.gz -C DATADIR/pg_wal && sync"}
+        return dict(timed.fields(),
+                    command="tar -xzf base.tar.gz -C DATADIR && tar -xzf pg_wal.tar.gz -C DATADIR/pg_wal && sync")
 
     def coll_extract(self, db, tag):
         source = self.latest.get(("coll_base", None))
@@ -554,12 +642,12 @@ class Bench(object):
         dest = self.path("restore", "coll-%s" % tag)
         rmtree(dest)
         mkdir(dest, mode=0o700)
-        self.prepare_measurement()
-        output, seconds, tree_rss, disk = self.engine("physical_extract", "coll-extract-%s" % tag, watch=[dest],
-                                                      artifact_dir=source["artifact_dir"], destination=dest)
+        name = "coll-extract-%s" % tag
+        with Timed(self, [dest, self.engine_tmp(name)]) as timed:
+            output, tree_rss = self.engine("physical_extract", name, artifact_dir=source["artifact_dir"],
+                                           destination=dest)
         rmtree(dest)
-        return {"seconds": seconds, "rss_kb": output["maxrss_self_kb"], "tree_rss_kb": tree_rss, "prepared": True,
-                "settings": output["settings"]}
+        return dict(timed.fields(), rss_kb=output["maxrss_self_kb"], tree_rss_kb=tree_rss, settings=output["settings"])
 
     # -- pgBackRest -------------------------------------------------------------------------
 
@@ -623,15 +711,14 @@ class Bench(object):
         args = ["--type=full", "--compress-type=%s" % compress_type, "backup"]
         self.set_archive_command(self.pgbackrest_archive_command)
         try:
-            with DiskWatch([self.pgbackrest_options["repo1-path"]]) as disk:
-                seconds, rss = self.pgbackrest(args, "%s-%s" % (key, tag))
+            with Timed(self, [self.pgbackrest_options["repo1-path"]]) as timed:
+                rss = self.pgbackrest(args, "%s-%s" % (key, tag))[1]
         finally:
             self.set_archive_command("/bin/true")
         backup = self.pgbackrest_info()[-1]
         self.replace_latest((key, None), {"label": backup["label"]}, cleanup=False)
-        return {"seconds": seconds, "size_bytes": backup["info"]["repository"]["size"], "tree_rss_kb": rss,
-                "peak_disk_bytes": disk.peak, "backup_label": backup["label"],
-                "command": "pgbackrest --stanza=%s %s" % (STANZA, " ".join(args))}
+        return dict(timed.fields(), size_bytes=backup["info"]["repository"]["size"], tree_rss_kb=rss,
+                    backup_label=backup["label"], command="pgbackrest --stanza=%s %s" % (STANZA, " ".join(args)))
 
     def pgbackrest_restore(self, db, tag, compress_type):
         source = self.latest.get(("pgbr_backup_" + compress_type, None))
@@ -640,12 +727,12 @@ class Bench(object):
         dest = self.path("restore", "pgbr-%s-%s" % (compress_type, tag))
         rmtree(dest)
         mkdir(dest, owner="postgres", mode=0o700)
-        self.prepare_measurement()
         args = ["--set=%s" % source["label"], "--pg1-path=%s" % dest, "restore"]
-        seconds, rss = self.pgbackrest(args, "pgbr-restore-%s-%s" % (compress_type, tag))
+        with Timed(self, [dest]) as timed:
+            rss = self.pgbackrest(args, "pgbr-restore-%s-%s" % (compress_type, tag))[1]
         rmtree(dest)
-        return {"seconds": seconds, "tree_rss_kb": rss, "prepared": True,
-                "command": "pgbackrest --stanza=%s --set=LABEL --pg1-path=DIR restore" % STANZA}
+        return dict(timed.fields(), tree_rss_kb=rss,
+                    command="pgbackrest --stanza=%s --set=LABEL --pg1-path=DIR restore" % STANZA)
 
     def replace_latest(self, key, info, cleanup=True):
         previous = self.latest.get(key)
@@ -659,16 +746,15 @@ class Bench(object):
 
     def measure(self, method, db, round_no, section):
         tag = "r%d-%s" % (round_no, re.sub(r"[^A-Za-z0-9]+", "", db["name"]))
-        load = self.prepare_measurement()
         log("%s round %d: %s ..." % (db["name"], round_no, method.label))
         record = {"section": section, "method": method.key, "group": method.group, "label": method.label,
                   "baseline": method.baseline, "comparator": method.comparator, "round": round_no,
-                  "database": db["name"], "database_bytes": db["size_bytes"], "loadavg_1m": load,
+                  "database": db["name"], "database_bytes": db["size_bytes"],
                   "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
         try:
             record.update(method.run(db, tag))
-            log("    %.1f s%s" % (record["seconds"], (", %.1f MiB" % (record["size_bytes"] / MIB))
-                                if record.get("size_bytes") else ""))
+            size = (", %.1f MiB" % (record["size_bytes"] / MIB)) if record.get("size_bytes") else ""
+            log("    %.1f s%s" % (record["seconds"], size))
         except Exception as exc:  # one broken method must not sink the whole run
             record["error"] = str(exc)[-2000:]
             record["traceback"] = traceback.format_exc()[-4000:]
@@ -677,6 +763,8 @@ class Bench(object):
         return record
 
     def run_rounds(self, methods, db, rounds, section):
+        if self.args.only:
+            methods = [m for m in methods if re.search(self.args.only, m.key)]
         for round_no in range(1, rounds + 1):
             for method in methods:
                 self.measure(method, db, round_no, section)
@@ -686,6 +774,8 @@ class Bench(object):
         return [
             Method("seed_dump", "logical backup", "seed: pg_dump -F c -Z 9", self.seed_dump, baseline=True),
             Method("coll_dump", "logical backup", "collection pg_dump (defaults)", self.coll_dump),
+            Method("floor_dump", "logical backup", "reference: pg_dump -F c -Z 0 -f /dev/null", self.floor_dump,
+                   comparator=True),
             Method("seed_restore", "logical restore", "seed: createdb + pg_restore -d", self.seed_restore, baseline=True),
             Method("coll_restore", "logical restore", "collection pg_restore (defaults)", self.coll_restore),
             Method("coll_restore_j", "logical restore", "collection pg_restore jobs=%d" % jobs,
@@ -730,6 +820,8 @@ class Bench(object):
             m.append(Method(key, "physical backup", label, lambda db, tag: self.raw_basebackup(db, tag, key, options)))
 
         m.append(Method("seed_dump", "logical backup", "seed: pg_dump -F c -Z 9", self.seed_dump, baseline=True))
+        m.append(Method("floor_dump", "logical backup", "reference: pg_dump -F c -Z 0 -f /dev/null", self.floor_dump,
+                        comparator=True))
         for level in (1, 3, 6):
             dump("x_zstd%d" % level, "custom, zstd:%d external -T0" % level, {"compression": "zstd:%d" % level})
         for level in (1, 6):
@@ -759,8 +851,13 @@ class Bench(object):
         base("x_base_fetch", "tar server-zstd, wal fetch, verify=false", {"wal_method": "fetch", "verify": False})
         base("x_base_spread", "tar server-zstd, checkpoint spread, verify=false",
              {"checkpoint": "spread", "verify": False})
+        raw("x_raw_zstd", "raw: -Ft --compress=server-zstd:level=3 -c fast",
+            ["-Ft", "--compress=server-zstd:level=3", "--checkpoint=fast", "--no-sync"])
         raw("x_raw_zstd_workers", "raw: -Ft --compress=server-zstd:level=3,workers=%d -c fast" % CORES,
             ["-Ft", "--compress=server-zstd:level=3,workers=%d" % CORES, "--checkpoint=fast", "--no-sync"])
+        raw("x_raw_zstd_workers_sha", "raw: as above + --manifest-checksums=SHA256",
+            ["-Ft", "--compress=server-zstd:level=3,workers=%d" % CORES, "--checkpoint=fast", "--no-sync",
+             "--manifest-checksums=SHA256"])
         m.append(Method("pgbr_backup_gz", "physical backup", "pgBackRest full, gz (default)",
                         lambda db, tag: self.pgbackrest_backup(db, tag, "gz"), comparator=True))
         m.append(Method("pgbr_backup_zst", "physical backup", "pgBackRest full, zst",
@@ -846,6 +943,7 @@ class Bench(object):
             mkdir(self.path(sub), mode=0o1777)
         report = {"started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                   "mode": "explore" if args.explore else "main", "size_mb": args.size_mb, "rounds": args.rounds,
+                  "nice": args.nice,
                   "machine": machine_facts(self.work), "work_dir": self.work}
         self.setup_cluster()
         try:
@@ -950,7 +1048,7 @@ def summarize(results, section, database=None):
             rows[key] = {"method": record["method"], "label": record["label"], "group": record["group"],
                          "baseline": record["baseline"], "comparator": record.get("comparator"),
                          "database": record["database"], "database_bytes": record["database_bytes"],
-                         "times": [], "sizes": [], "rss": [], "tree_rss": [], "peak_disk": [], "errors": [],
+                         "times": [], "sizes": [], "rss": [], "tree_rss": [], "peak_disk": [], "errors": [], "cpu": [],
                          "loads": [], "command": record.get("command"), "settings": record.get("settings")}
         row = rows[key]
         if record.get("error"):
@@ -958,6 +1056,8 @@ def summarize(results, section, database=None):
             continue
         row["times"].append(record["seconds"])
         row["loads"].append(record.get("loadavg_1m"))
+        if record.get("cpu_client_seconds") is not None:
+            row["cpu"].append(record["cpu_client_seconds"] + record.get("cpu_server_seconds", 0))
         for field, name in (("size_bytes", "sizes"), ("rss_kb", "rss"), ("tree_rss_kb", "tree_rss"),
                             ("peak_disk_bytes", "peak_disk")):
             if record.get(field) is not None:
@@ -967,6 +1067,7 @@ def summarize(results, section, database=None):
         row = rows[key]
         row["time"] = median(row["times"])
         row["size"] = median(row["sizes"])
+        row["cpu_median"] = median(row["cpu"])
         row["rss_max"] = max(row["rss"]) if row["rss"] else None
         row["tree_rss_max"] = max(row["tree_rss"]) if row["tree_rss"] else None
         row["peak_disk_max"] = max(row["peak_disk"]) if row["peak_disk"] else None
@@ -984,19 +1085,19 @@ def fmt(value, pattern="%.1f", empty="—"):
 
 
 def method_table(rows):
-    lines = ["| Step | Method | Time s (median; all runs) | Size MiB | MiB/s of DB | Time ÷ seed | Size ÷ seed "
+    lines = ["| Step | Method | Time s (median; all runs) | CPU s | Size MiB | MiB/s of DB | Time ÷ seed | Size ÷ seed "
              "| Peak RSS MiB: engine / largest process | Peak extra disk MiB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if row["time"] is None:
-            lines.append("| %s | %s | failed: %s | | | | | | |" % (
+            lines.append("| %s | %s | failed: %s | | | | | | | |" % (
                 row["group"], row["label"], (row["errors"] or ["?"])[0].replace("|", "/").replace("\n", " ")[:200]))
             continue
         runs = ", ".join("%.1f" % t for t in row["times"])
         rate = row["database_bytes"] / MIB / row["time"]
         label = ("**%s**" % row["label"]) if not row["baseline"] and not row["comparator"] else row["label"]
-        lines.append("| %s | %s | %.1f (%s) | %s | %.0f | %s | %s | %s / %s | %s |" % (
-            row["group"], label, row["time"], runs, fmt(row["size"] and row["size"] / MIB), rate,
+        lines.append("| %s | %s | %.1f (%s) | %s | %s | %.0f | %s | %s | %s / %s | %s |" % (
+            row["group"], label, row["time"], runs, fmt(row["cpu_median"]), fmt(row["size"] and row["size"] / MIB), rate,
             fmt(row["time_ratio"], "%.2f"), fmt(row["size_ratio"], "%.2f"),
             fmt(row["rss_max"] and row["rss_max"] / 1024.0, "%.0f"),
             fmt(row["tree_rss_max"] and row["tree_rss_max"] / 1024.0, "%.0f"),
@@ -1080,12 +1181,13 @@ def scale_lines(report):
 def linear_fit(points):
     import math
     n = float(len(points))
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points) or 1e-9
+    xs = [point[0] for point in points]
+    ys = [point[1] for point in points]
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs) or 1e-9
     slope = sum((x - mx) * (y - my) for x, y in points) / sxx
-    lx = [math.log(x) for x, _ in points]
-    ly = [math.log(y) for _, y in points]
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(y) for y in ys]
     mlx, mly = sum(lx) / n, sum(ly) / n
     loglog = sum((a - mlx) * (b - mly) for a, b in zip(lx, ly)) / (sum((a - mlx) ** 2 for a in lx) or 1e-9)
     return {"slope": slope, "intercept": my - slope * mx, "loglog": loglog}
@@ -1094,6 +1196,7 @@ def linear_fit(points):
 def header_lines(report):
     m = report["machine"]
     db = report.get("database") or {}
+    cluster_settings = (report.get("cluster") or {}).get("settings", {})
     lines = [
         "Generated by `make bench` on %s (UTC) in %.1f min; raw data: `bench/results/%s`." % (
             report["started_at"][:16].replace("T", " "), report["total_seconds"] / 60.0, report.get("results_file", "")),
@@ -1103,13 +1206,12 @@ def header_lines(report):
         "- %s; %s; %s" % (m["postgresql"], m["pgbackrest"], m["zstd"].replace("*", "").strip()),
         "- Database: %s, %.0f MiB (`pg_database_size`), rows %s; whole cluster %.0f MiB" % (
             db.get("name"), db.get("size_bytes", 0) / MIB, db.get("rows"), report.get("cluster_bytes", 0) / MIB),
-        "- Cluster: fsync on, %s" % ", ".join("%s=%s" % kv for kv in sorted((report.get("cluster") or {})
-                                                                          .get("settings", {}).items())),
+        "- Cluster: fsync on, %s" % ", ".join("%s=%s" % kv for kv in sorted(cluster_settings.items())),
         "- Rounds: %d, methods alternated (A B C … A B C …); before every measurement `CHECKPOINT` and %s" % (
             report["rounds"], "`sync; echo 3 > /proc/sys/vm/drop_caches` (cold page cache)" if report.get("caches_dropped")
             else "NO page cache drop (not permitted: warm cache)"),
-        "- 1-minute load average at the start of the measurements: %s (other work on the machine shows here)" % (
-            load_range(report)),
+        "- 1-minute load average at the start of the measurements: %s (other work on the machine shows here); the "
+        "bench, its child processes and its cluster ran at nice %s" % (load_range(report), report.get("nice", 0)),
     ]
     d = report.get("engine_defaults") or {}
     if d:
@@ -1193,7 +1295,7 @@ def print_summary(report):
 
 def parse_args(argv):
     env = os.environ
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--engine-child", help=argparse.SUPPRESS)
     parser.add_argument("--size-mb", type=int, default=int(env.get("BENCH_SIZE_MB", "1024")),
                         help="size of the main TodoDb in MB (env BENCH_SIZE_MB, default 1024)")
@@ -1206,6 +1308,12 @@ def parse_args(argv):
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     parser.add_argument("--no-ansible", action="store_true", help="skip the role converge timing")
     parser.add_argument("--keep", action="store_true", help="keep the cluster and work directory")
+    parser.add_argument("--nice", type=int, default=int(env.get("BENCH_NICE", "-10")),
+                        help="CPU priority of the bench, its children and its cluster (env BENCH_NICE, default -10, "
+                             "so that other work on the machine disturbs the measurements less; 0: unchanged)")
+    parser.add_argument("--only", default=env.get("BENCH_ONLY"),
+                        help="regex: measure only the methods whose key matches (see --list; env BENCH_ONLY)")
+    parser.add_argument("--list", action="store_true", help="list the method keys and exit")
     parser.add_argument("--work-dir", default=env.get("BENCH_WORK_DIR") or "/var/tmp/pgbackup-bench-%d" % os.getpid())
     args = parser.parse_args(argv)
     if args.rounds is None:
@@ -1224,9 +1332,18 @@ def main(argv=None):
     if args.engine_child:
         engine_child(args.engine_child)
         return 0
+    if args.list:
+        bench = Bench(args)
+        for section, methods in (("main", bench.main_methods()), ("scale", bench.scale_methods()),
+                                 ("explore", bench.explore_methods())):
+            for method in methods:
+                print("%-8s %-24s %s" % (section, method.key, method.label))
+        return 0
     if os.geteuid() != 0:
         sys.stderr.write("bench: must run as root\n")
         return 2
+    if args.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     bench = Bench(args)
     report = bench.run()
     os.makedirs(RESULTS_DIR, exist_ok=True)
