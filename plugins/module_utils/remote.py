@@ -19,7 +19,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import json
 import os
 import traceback
 
@@ -27,6 +26,8 @@ from . import fsutil
 from . import manifest as manifests
 from .errors import PgBackupError
 from .repository import LocalRepository, files_of
+from .remote_store import (READ_CHUNK, RemoteRepository, causes, existing_local_copy, interrupted_upload, split_bucket_url, tree_files,
+                           upload_error)
 from . import remote_azure
 from . import remote_sftp
 
@@ -47,8 +48,6 @@ S3_SCHEME = "s3://"
 SSE_CHOICES = ("AES256", "aws:kms")
 DEFAULT_CHUNK_MB = 64  # 10000 parts of 64 MiB: backups up to 625 GiB per object
 MIN_CHUNK_MB = 5  # S3's smallest multipart part
-READ_CHUNK = 1024 * 1024
-DIRECTORY_SUFFIX = ".dir"
 ACCESS_DENIED_CODES = ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                        "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled",
                        "AccountProblem", "KMS.AccessDeniedException")
@@ -103,10 +102,8 @@ def open_repository(url_or_path, owner=None, **s3_options):
 
 def parse_s3_url(url):
     """``s3://bucket/some/prefix/`` -> ('bucket', 'some/prefix')."""
-    rest = url[len(S3_SCHEME):]
-    bucket, prefix = (rest.split("/", 1) + [""])[:2]
-    prefix = prefix.strip("/")
-    if not bucket or any(part in ("", ".", "..") for part in prefix.split("/") if prefix):
+    bucket, prefix, prefix_ok = split_bucket_url(url, S3_SCHEME)
+    if not bucket or not prefix_ok:
         raise PgBackupError("'%s' is not a valid S3 repository URL." % url,
                             hint="Write it as s3://bucket or s3://bucket/prefix.")
     return bucket, prefix
@@ -126,22 +123,18 @@ def _error_code(exc):
     return code, str(error.get("Message") or "")
 
 
-def _causes(exc):
-    """exc and the exceptions it was raised from/while handling (boto3 wraps ClientErrors)."""
-    seen = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return seen
-
-
-class S3Repository(object):
+class S3Repository(RemoteRepository):
     """Backups in an S3 bucket under a prefix, laid out like a LocalRepository.
 
-    Credentials come from boto3's default chain (environment, shared config/credentials files
-    with ``profile``, container/instance role) unless ``access_key``/``secret_key`` are given;
+    The repository interface (list, load, resolve, verify_checksum, delete, sidecars, upload,
+    download) is remote_store.RemoteRepository's; this class implements its storage primitives
+    with boto3. Credentials come from boto3's default chain (environment, shared config/credentials
+    files with ``profile``, container/instance role) unless ``access_key``/``secret_key`` are given;
     they are handed to boto3 only and never appear in messages or ``repr``.
     """
+
+    kind = "s3"
+    noun = "object"
 
     def __init__(self, url, endpoint_url=None, region=None, profile=None, access_key=None, secret_key=None,
                  session_token=None, sse=None, kms_key_id=None, chunk_size_mb=DEFAULT_CHUNK_MB,
@@ -194,9 +187,6 @@ class S3Repository(object):
             config = BotoConfig(**config_args)
         self.client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
 
-    def __repr__(self):
-        return "S3Repository(%r)" % self.url
-
     # Names
 
     def key(self, name):
@@ -204,13 +194,6 @@ class S3Repository(object):
 
     def url_of(self, name):
         return "s3://%s/%s" % (self.bucket, self.key(name))
-
-    def manifest_key(self, backup_id):
-        return self.key(manifests.check_backup_id(backup_id) + manifests.MANIFEST_SUFFIX)
-
-    def artifact_path(self, manifest):
-        """The artifact's s3:// URL (for messages and results; restores use download())."""
-        return self.url_of(manifest["artifact"])
 
     def _extra_args(self, metadata=None):
         extra = {}
@@ -228,7 +211,7 @@ class S3Repository(object):
         """Turn a boto3/botocore exception into one PgBackupError naming the cause."""
         where = "'%s'" % (self.url_of(name) if name else self.url)
         endpoint = self.endpoint_url or "the AWS S3 endpoint"
-        for cause in _causes(exc):
+        for cause in causes(exc):
             if isinstance(cause, PgBackupError):
                 return cause
             if botocore_exceptions is None:
@@ -267,24 +250,17 @@ class S3Repository(object):
                 return PgBackupError("S3 error while trying to %s %s: %s." % (action, where, cause))
         return PgBackupError("Cannot %s %s: %s." % (action, where, exc))
 
-    # Low-level object access
+    def _missing(self, exc):
+        return isinstance(exc, botocore_exceptions.ClientError) and _error_code(exc)[0] in NOT_FOUND_CODES
 
-    def check_bucket(self):
+    # Storage primitives (see remote_store)
+
+    def check_access(self):
         """Raise a clear error unless the bucket is reachable with these credentials."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
             raise self._error(exc, "open bucket")
-
-    def exists(self):
-        try:
-            self.check_bucket()
-            return True
-        except PgBackupError:
-            return False
-
-    def prepare(self):
-        self.check_bucket()
 
     def _iter_keys(self, prefix, delimiter=None):
         """(key, size) of the objects under ``prefix``, in key order."""
@@ -299,64 +275,38 @@ class S3Repository(object):
         except Exception as exc:
             raise self._error(exc, "list")
 
-    def _names(self):
+    def _top_names(self):
         base = self.key("")
         return [key[len(base):] for key, size in self._iter_keys(base, delimiter="/")]
 
-    def _head(self, name):
-        """Size of an object, or None when it does not exist."""
+    def _tree(self, prefix):
+        base = self.key("")
+        return dict((key[len(base):], size) for key, size in self._iter_keys(self.key(prefix)))
+
+    def _size(self, name):
         try:
             return self.client.head_object(Bucket=self.bucket, Key=self.key(name))["ContentLength"]
         except Exception as exc:
-            if isinstance(exc, botocore_exceptions.ClientError) and _error_code(exc)[0] in NOT_FOUND_CODES:
+            if self._missing(exc):
                 return None
             raise self._error(exc, "inspect", name)
 
-    def _get_bytes(self, name):
-        """The content of a small object (manifest, sidecar), or None when it does not exist."""
+    def _read(self, name):
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"].read()
         except Exception as exc:
-            if isinstance(exc, botocore_exceptions.ClientError) and _error_code(exc)[0] in NOT_FOUND_CODES:
+            if self._missing(exc):
                 return None
             raise self._error(exc, "read", name)
 
-    def _get_json(self, name):
-        """The JSON document stored under ``name``, or None when the object does not exist."""
-        return self._parse_json(name, self._get_bytes(name))
-
-    def _parse_json(self, name, body):
-        if body is None:
-            return None
+    def _write(self, name, data):
         try:
-            return json.loads(body.decode("utf-8"))
-        except ValueError:
-            raise PgBackupError("'%s' is not valid JSON." % self.url_of(name),
-                                hint="The backup cannot be trusted; take a new one.")
-
-    def _put_json(self, name, data):
-        body = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=body,
+            self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data,
                                    ContentType="application/json", **self._extra_args())
         except Exception as exc:
             raise self._error(exc, "write", name)
 
-    def _delete_keys(self, keys):
-        keys = list(keys)
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": key} for key in keys[start:start + 1000]]
-            try:
-                response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-            except Exception as exc:
-                raise self._error(exc, "delete objects in")
-            errors = response.get("Errors") or []
-            if errors:
-                raise PgBackupError("S3 could not delete %s: %s" % (
-                    errors[0].get("Key"), errors[0].get("Message") or errors[0].get("Code")))
-
-    def sha256_object(self, name):
-        """(size, sha256) of an object, read as a stream (never held in memory)."""
+    def _sha256(self, name):
         digest = hashlib.sha256()
         size = 0
         try:
@@ -368,141 +318,21 @@ class S3Repository(object):
             raise self._error(exc, "read", name)
         return size, digest.hexdigest()
 
-    def _directory_files(self, dir_name):
-        """{relative path: size} of the objects of a directory-format artifact."""
-        base = self.key(dir_name) + "/"
-        return dict((key[len(base):], size) for key, size in self._iter_keys(base))
-
-    # Repository interface (mirrors LocalRepository)
-
-    def load(self, backup_id):
-        manifests.check_backup_id(backup_id)
-        data = self._get_json(backup_id + manifests.MANIFEST_SUFFIX)
-        if data is None:
-            raise PgBackupError("Backup '%s' was not found in repository '%s'." % (backup_id, self.url),
-                                hint="List the repository's backups to see the ids.")
-        return manifests.validate(data, self.url_of(backup_id + manifests.MANIFEST_SUFFIX))
-
-    def list(self, database=None, kind=None):
-        """Complete backups (those with a manifest), oldest first; damaged manifests are in ``problems``."""
-        self.problems = []
-        found = []
-        for name in self._names():
-            if name.startswith(".tmp-") or not name.endswith(manifests.MANIFEST_SUFFIX):
-                continue
-            body = self._get_bytes(name)  # transport errors are raised, not skipped
-            if body is None:  # deleted between listing and reading
-                continue
+    def _remove(self, names):
+        keys = [self.key(name) for name in names if not name.endswith("/")]
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start:start + 1000]]
             try:
-                manifest = manifests.validate(self._parse_json(name, body), self.url_of(name))
-            except PgBackupError as exc:
-                self.problems.append(str(exc))
-                continue
-            if database is not None and manifest["database"] != database:
-                continue
-            if kind is not None and manifest["kind"] != kind:
-                continue
-            found.append(manifest)
-        found.sort(key=lambda m: (m["finished_at"], m["id"]))
-        return found
+                response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            except Exception as exc:
+                raise self._error(exc, "delete objects in")
+            errors = response.get("Errors") or []
+            if errors:
+                raise PgBackupError("S3 could not delete %s: %s" % (
+                    errors[0].get("Key"), errors[0].get("Message") or errors[0].get("Code")))
 
-    def resolve(self, selector, database=None, kind=None):
-        """'latest' (newest backup whose checksum verifies), a backup id, or its s3:// URL."""
-        selector = selector or "latest"
-        if selector == "latest":
-            errors = []
-            for manifest in reversed(self.list(database=database, kind=kind)):
-                try:
-                    self.verify_checksum(manifest)
-                    return manifest
-                except PgBackupError as exc:
-                    if exc.details.get("reason") != "damaged":
-                        raise
-                    errors.append(str(exc))
-            what = "of database '%s' " % database if database else ""
-            raise PgBackupError("No usable backup %sfound in repository '%s'%s." % (
-                what, self.url, (" (%d failed their checksum)" % len(errors)) if errors else ""),
-                hint="Copy a backup there first, or check the URL and database name.")
-        if is_s3_url(selector):
-            prefix = self.url + "/"
-            if not selector.startswith(prefix) or "/" in selector[len(prefix):]:
-                raise PgBackupError("Backup URL '%s' is not inside repository '%s'." % (selector, self.url),
-                                    hint="Give the backup's id.")
-            selector = selector[len(prefix):]
-        if selector.endswith(manifests.MANIFEST_SUFFIX):
-            return self.load(selector[:-len(manifests.MANIFEST_SUFFIX)])
-        if manifests.BACKUP_ID.match(selector) and self._head(selector + manifests.MANIFEST_SUFFIX) is not None:
-            return self.load(selector)
-        for manifest in self.list():
-            if manifest["artifact"] == selector:
-                return manifest
-        return self.load(selector)
-
-    def verify_checksum(self, manifest):
-        """Raise unless every file of the backup exists in the bucket with its size and sha256
-        (each object is streamed through sha256, never held in memory)."""
-        for entry in files_of(manifest):
-            self._verify_entry(manifest["id"], entry)
-        return manifest["sha256"]
-
-    def _verify_entry(self, backup_id, entry):
-        name = entry["artifact"]
-        if name.endswith(DIRECTORY_SUFFIX):
-            size, digest = self._tree_checksum(name)
-            if size is None:
-                size = self._head(name)
-                if size is not None:  # stored as a single object after all
-                    size, digest = self.sha256_object(name)
-        else:
-            size = self._head(name)
-            digest = None
-        if size is None:
-            raise PgBackupError("File '%s' of backup '%s' is missing in '%s'." % (name, backup_id, self.url),
-                                hint="The remote copy is unusable; copy the backup again or use another one.", reason="damaged")
-        if size != entry["size"]:
-            raise PgBackupError("File '%s' of backup '%s' has %d bytes in '%s' but its manifest says %d "
-                                "(truncated or replaced)." % (name, backup_id, size, self.url, entry["size"]),
-                                hint="The remote copy is damaged; copy the backup again or use another one.", reason="damaged")
-        if digest is None:
-            size, digest = self.sha256_object(name)
-        if digest != entry["sha256"]:
-            raise PgBackupError("Checksum mismatch for '%s' of backup '%s' in '%s': the object is corrupted or does "
-                                "not belong to this manifest." % (name, backup_id, self.url),
-                                hint="The remote copy is damaged; copy the backup again or use another one.", reason="damaged")
-
-    def _tree_checksum(self, dir_name):
-        """(total size, checksum like fsutil.sha256_tree) of a directory artifact; (None, None) if absent."""
-        files = self._directory_files(dir_name)
-        if not files:
-            return None, None
-        lines = []
-        for relative in sorted(files):
-            lines.append("%s %s\n" % (relative, self.sha256_object("%s/%s" % (dir_name, relative))[1]))
-        return sum(files.values()), hashlib.sha256("".join(sorted(lines)).encode("utf-8")).hexdigest()
-
-    def delete(self, manifest):
-        """Delete a backup: the manifest first (it stops being a backup), then its other objects."""
-        backup_id = manifests.check_backup_id(manifest["id"])
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.manifest_key(backup_id))
-        except Exception as exc:
-            raise self._error(exc, "delete", backup_id + manifests.MANIFEST_SUFFIX)
-        self._delete_keys(key for key, size in self._iter_keys(self.key(backup_id + ".")))
-
-    def write_sidecar(self, backup_id, name, data):
-        manifests.check_backup_id(backup_id)
-        self._put_json("%s.%s.json" % (backup_id, name), data)
-
-    def read_sidecar(self, backup_id, name):
-        manifests.check_backup_id(backup_id)
-        try:
-            return self._get_json("%s.%s.json" % (backup_id, name))
-        except PgBackupError as exc:
-            if "not valid JSON" in exc.message:
-                return None
-            raise
-
-    # Transfers
+    def _put_file(self, path, name, sha256=None, progress=None):
+        self._upload_file(path, name, sha256, progress)
 
     def _upload_file(self, path, name, sha256=None, progress=None):
         """Multipart, streaming upload (boto3 reads the file part by part; never all in memory)."""
@@ -514,152 +344,15 @@ class S3Repository(object):
             raise
         except Exception as exc:
             if not any(isinstance(cause, (botocore_exceptions.BotoCoreError, botocore_exceptions.ClientError))
-                       for cause in _causes(exc)):
-                raise PgBackupError("Upload of '%s' to '%s' was interrupted: %s." % (
-                    path, self.url_of(name), str(exc).rstrip(".") or type(exc).__name__),
-                    hint="The partial copy was removed and no manifest was written; the local backup was not touched. "
-                         "Retry the copy.")
-            raise _upload_error(self._error(exc, "upload to", name), path)
+                       for cause in causes(exc)):
+                raise interrupted_upload(path, self.url_of(name), str(exc).rstrip(".") or type(exc).__name__)
+            raise upload_error(self._error(exc, "upload to", name), path)
 
-    def upload(self, manifest, source, progress=None):
-        """Copy a complete backup from a LocalRepository into this bucket; manifest last.
-
-        Returns a result dict. On any failure the objects this call uploaded are removed (best
-        effort), no manifest is written, and the source is left as it was.
-        """
-        backup_id = manifests.check_backup_id(manifest["id"])
-        self.check_bucket()
-        existing = self._get_json(backup_id + manifests.MANIFEST_SUFFIX)
-        if existing is not None and existing.get("sha256") != manifest["sha256"]:
-            raise _refuse_different_backup(self.url, backup_id)
-        if existing is not None:
-            try:
-                self.verify_checksum(manifest)
-                return {"target": self.url, "id": backup_id, "changed": False, "verified": True,
-                        "artifact": self.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
-            except PgBackupError as exc:
-                if exc.details.get("reason") != "damaged":
-                    raise  # e.g. the connection broke: do not touch the remote copy
-        if existing is not None:
-            # Whatever is there stops being a backup before its files are replaced.
-            try:
-                self.client.delete_object(Bucket=self.bucket, Key=self.manifest_key(backup_id))
-            except Exception as exc:
-                raise self._error(exc, "delete", backup_id + manifests.MANIFEST_SUFFIX)
-        uploaded = []
-        try:
-            for entry in files_of(manifest):
-                local = os.path.join(source.path, entry["artifact"])
-                if os.path.isdir(local):
-                    for relative in _tree_files(local):
-                        name = "%s/%s" % (entry["artifact"], relative)
-                        uploaded.append(name)
-                        self._upload_file(os.path.join(local, relative), name, None, progress)
-                else:
-                    uploaded.append(entry["artifact"])
-                    self._upload_file(local, entry["artifact"], entry["sha256"], progress)
-            for entry in files_of(manifest):
-                try:
-                    self._verify_entry(backup_id, entry)
-                except PgBackupError as exc:
-                    if exc.details.get("reason") == "damaged":
-                        raise PgBackupError("Checksum mismatch after upload: %s" % exc.message,
-                                            hint="The copy in '%s' was removed and no manifest was written; the local "
-                                                 "backup was not touched. Retry the copy." % self.url, reason="damaged")
-                    raise
-            self._put_json(backup_id + manifests.MANIFEST_SUFFIX, manifest)
-        except BaseException:
-            self._remove_quietly(uploaded)
-            raise
-        return {"target": self.url, "id": backup_id, "changed": True, "verified": True,
-                "artifact": self.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
-
-    def _remove_quietly(self, names):
-        """Best-effort removal of partly uploaded objects (the endpoint may be gone)."""
-        keys = []
-        for name in names:
-            if name.endswith("/"):
-                continue
-            keys.append(self.key(name))
-        try:
-            self._delete_keys(keys)
-        except Exception:  # nothing more to do; without a manifest they are never listed
-            pass
-
-    def download(self, manifest, local_repository, progress=None):
-        """Fetch a complete backup into a LocalRepository (for restores) and verify its checksum
-        there before publishing it (temp names, fsync, rename, manifest last). Returns the manifest.
-
-        A backup already present locally whose checksum verifies is not downloaded again.
-        """
-        backup_id = manifests.check_backup_id(manifest["id"])
-        local_repository.prepare()
-        if os.path.exists(local_repository.manifest_path(backup_id)):
-            local = local_repository.load(backup_id)
-            if local.get("sha256") != manifest["sha256"]:
-                raise _refuse_different_backup(local_repository.path, backup_id)
-            try:
-                local_repository.verify_checksum(local)
-                return local
-            except PgBackupError:
-                local_repository.delete(local)  # a damaged copy of this very backup: replace it
-        temp_files = {}
-        try:
-            for entry in files_of(manifest):
-                name = entry["artifact"]
-                temp = local_repository.temp_path(backup_id, name[len(backup_id):] if name.startswith(backup_id)
-                                                  else "." + name)
-                temp_files[temp] = name
-                files = self._directory_files(name) if name.endswith(DIRECTORY_SUFFIX) else {}
-                if files:
-                    os.mkdir(temp, fsutil.DIR_MODE)
-                    for relative in sorted(files):
-                        target = os.path.join(temp, *relative.split("/"))
-                        if not os.path.isdir(os.path.dirname(target)):
-                            os.makedirs(os.path.dirname(target), fsutil.DIR_MODE)
-                        self._download_file("%s/%s" % (name, relative), target, progress)
-                else:
-                    self._download_file(name, temp, progress)
-                size, digest = fsutil.artifact_size(temp), fsutil.artifact_checksum(temp)
-                if size != entry["size"] or digest != entry["sha256"]:
-                    raise PgBackupError("Checksum mismatch for '%s' of backup '%s' downloaded from '%s'." % (
-                        name, backup_id, self.url),
-                        hint="The remote copy is damaged; nothing was kept locally. Use another backup.")
-            local_repository.commit(manifest, temp_files)
-        except OSError as exc:
-            raise fsutil.describe_os_error(exc, local_repository.path)
-        finally:
-            local_repository.discard(*temp_files)
-        return manifest
-
-    def _download_file(self, name, path, progress=None):
+    def _get_file(self, name, path, progress=None):
         try:
             self.client.download_file(self.bucket, self.key(name), path, Callback=progress, Config=self.transfer_config)
         except Exception as exc:
             raise self._error(exc, "download", name)
-
-
-def _refuse_different_backup(location, backup_id):
-    return PgBackupError("'%s' already holds a different backup with the id '%s' (other sha256)." % (location, backup_id),
-                         hint="Nothing was overwritten. Use a separate directory/prefix per server, or remove that backup "
-                              "there if it is not needed.")
-
-
-def _upload_error(error, path):
-    if os.path.exists(path):
-        return error
-    return PgBackupError("Upload interrupted: source file '%s' disappeared during the upload (%s)." % (path, error.message),
-                         hint="The partial copy was removed and no manifest was written. Retry the copy.")
-
-
-def _tree_files(path):
-    """Relative paths ('/'-separated) of all files below ``path``, sorted."""
-    found = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in files:
-            found.append(os.path.relpath(os.path.join(root, name), path).replace(os.sep, "/"))
-    return sorted(found)
 
 
 def _copy_stream(source, target, progress=None):
@@ -689,16 +382,9 @@ def copy_to_local(manifest, source, target, progress=None):
         raise PgBackupError("Copy target '%s' is the backup's own repository." % target.path,
                             hint="Give another directory (e.g. an NFS mount) or an s3:// URL.")
     target.prepare()
-    if os.path.exists(target.manifest_path(backup_id)):
-        existing = target.load(backup_id)
-        if existing.get("sha256") != manifest["sha256"]:
-            raise _refuse_different_backup(target.path, backup_id)
-        try:
-            target.verify_checksum(existing)
-            return {"target": target.path, "id": backup_id, "changed": False, "verified": True,
-                    "artifact": target.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
-        except PgBackupError:
-            target.delete(existing)  # a damaged copy of this very backup: replace it
+    if existing_local_copy(manifest, target) is not None:
+        return {"target": target.path, "id": backup_id, "changed": False, "verified": True,
+                "artifact": target.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
     temp_files = {}
     try:
         for entry in files_of(manifest):
@@ -708,7 +394,7 @@ def copy_to_local(manifest, source, target, progress=None):
             temp_files[temp] = name
             if os.path.isdir(local):
                 os.mkdir(temp, fsutil.DIR_MODE)
-                for relative in _tree_files(local):
+                for relative in tree_files(local):
                     destination = os.path.join(temp, *relative.split("/"))
                     if not os.path.isdir(os.path.dirname(destination)):
                         os.makedirs(os.path.dirname(destination), fsutil.DIR_MODE)
@@ -799,10 +485,7 @@ def copy_to_targets(manifest, source_repo, targets, owner=None, s3_options=None,
 
 def _plan_copy(manifest, repo):
     """Check mode: would ``manifest`` be copied to ``repo`` (S3: the bucket must be reachable)?"""
-    if isinstance(repo, S3Repository):
-        repo.check_bucket()
-        present = repo._head(manifest["id"] + manifests.MANIFEST_SUFFIX) is not None
-    elif not isinstance(repo, LocalRepository):  # Azure, SFTP (remote_store.RemoteRepository)
+    if not isinstance(repo, LocalRepository):  # S3, Azure, SFTP (remote_store.RemoteRepository)
         repo.check_access()
         present = repo.has_manifest(manifest["id"])
     else:

@@ -24,7 +24,8 @@ import re
 import traceback
 
 from .errors import PgBackupError
-from .remote_store import RemoteRepository, check_private_file, delta_progress, open_local_source, open_local_target
+from .remote_store import (RemoteRepository, causes, check_private_file, delta_progress, interrupted_upload, open_local_source,
+                           open_local_target, options_from_params, pick_options, split_bucket_url, upload_error)
 
 try:
     from azure.core import exceptions as azure_exceptions
@@ -70,24 +71,18 @@ def is_azure_url(location):
 
 def azure_options_from_params(params):
     """``azure_*`` module parameters -> keywords for open_repository()/open_azure()."""
-    return dict((key, params.get(key)) for key in AZURE_ARGUMENT_SPEC if params.get(key) is not None)
+    return options_from_params(params, AZURE_ARGUMENT_SPEC)
 
 
 def open_azure(url, owner=None, **options):
     """An AzureRepository from open_repository()'s options: the ``azure_*`` ones (others are ignored)."""
-    chosen = {}
-    for key, value in options.items():
-        if key.startswith("azure_") and key[len("azure_"):] in OPTION_NAMES and value is not None:
-            chosen[key[len("azure_"):]] = value
-    return AzureRepository(url, **chosen)
+    return AzureRepository(url, **pick_options(options, "azure_", OPTION_NAMES))
 
 
 def parse_azure_url(url):
     """``azure://container/some/prefix/`` -> ('container', 'some/prefix')."""
-    rest = url[len(AZURE_SCHEME):]
-    container, prefix = (rest.split("/", 1) + [""])[:2]
-    prefix = prefix.strip("/")
-    if not CONTAINER_NAME.match(container or "") or any(part in ("", ".", "..") for part in prefix.split("/") if prefix):
+    container, prefix, prefix_ok = split_bucket_url(url, AZURE_SCHEME)
+    if not CONTAINER_NAME.match(container or "") or not prefix_ok:
         raise PgBackupError("'%s' is not a valid Azure Blob repository URL." % url,
                             hint="Write it as azure://container or azure://container/prefix (container names: 3-63 "
                                  "lower-case letters, digits and single hyphens).")
@@ -107,14 +102,6 @@ def read_credentials_file(path):
         raise PgBackupError("Azure credentials file '%s' is empty." % path,
                             hint="Put the storage account's connection string (or a SAS connection string) in it.")
     return lines[0]
-
-
-def _causes(exc):
-    seen = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return seen
 
 
 class AzureRepository(RemoteRepository):
@@ -203,7 +190,7 @@ class AzureRepository(RemoteRepository):
         """One PgBackupError naming the cause of an azure-core/azure-storage exception."""
         where = "'%s'" % (self.url_of(name) if name else self.url)
         endpoint = self.endpoint
-        for cause in _causes(exc):
+        for cause in causes(exc):
             if isinstance(cause, PgBackupError):
                 return cause
             if azure_exceptions is None:
@@ -326,16 +313,9 @@ class AzureRepository(RemoteRepository):
                                              progress_hook=delta_progress(progress))
             except Exception as exc:
                 if azure_exceptions is not None and not any(isinstance(cause, azure_exceptions.AzureError)
-                                                            for cause in _causes(exc)):
-                    raise PgBackupError("Upload of '%s' to '%s' was interrupted: %s." % (
-                        path, self.url_of(name), _first_line(exc) or type(exc).__name__),
-                        hint="The partial copy was removed and no manifest was written; the local backup was not "
-                             "touched. Retry the copy.")
-                error = self._error(exc, "upload to", name)
-                if not os.path.exists(path):
-                    raise PgBackupError("Upload interrupted: source file '%s' disappeared during the upload (%s)." % (
-                        path, error.message), hint="The partial copy was removed and no manifest was written. Retry the copy.")
-                raise error
+                                                            for cause in causes(exc)):
+                    raise interrupted_upload(path, self.url_of(name), _first_line(exc) or type(exc).__name__)
+                raise upload_error(self._error(exc, "upload to", name), path)
 
     def _get_file(self, name, path, progress=None):
         with open_local_target(path) as handle:

@@ -28,7 +28,8 @@ import traceback
 import uuid
 
 from .errors import PgBackupError
-from .remote_store import READ_CHUNK, RemoteRepository, check_private_file, open_local_source, open_local_target
+from .remote_store import (READ_CHUNK, RemoteRepository, causes, check_private_file, interrupted_upload, open_local_source,
+                           open_local_target, options_from_params, pick_options)
 from .repository import TMP_PREFIX
 
 try:
@@ -66,16 +67,12 @@ def is_sftp_url(location):
 
 def sftp_options_from_params(params):
     """``sftp_*`` module parameters -> keywords for open_repository()/open_sftp()."""
-    return dict((key, params.get(key)) for key in SFTP_ARGUMENT_SPEC if params.get(key) is not None)
+    return options_from_params(params, SFTP_ARGUMENT_SPEC)
 
 
 def open_sftp(url, owner=None, **options):
     """An SftpRepository from open_repository()'s options: the ``sftp_*`` ones (others are ignored)."""
-    chosen = {}
-    for key, value in options.items():
-        if key.startswith("sftp_") and key[len("sftp_"):] in OPTION_NAMES and value is not None:
-            chosen[key[len("sftp_"):]] = value
-    return SftpRepository(url, **chosen)
+    return SftpRepository(url, **pick_options(options, "sftp_", OPTION_NAMES))
 
 
 def parse_sftp_url(url):
@@ -100,14 +97,6 @@ def _without_password(url):
     if parts.password:
         return url.replace(":" + parts.password + "@", ":********@")
     return url
-
-
-def _causes(exc):
-    seen = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return seen
 
 
 class SftpRepository(RemoteRepository):
@@ -218,7 +207,7 @@ class SftpRepository(RemoteRepository):
 
     def _error(self, exc, action, name=None):
         where = "'%s'" % (self.url_of(name) if name else self.url)
-        for cause in _causes(exc):
+        for cause in causes(exc):
             if isinstance(cause, PgBackupError):
                 return cause
             if isinstance(cause, (IOError, OSError)) and getattr(cause, "errno", None) in (errno.EACCES, errno.EPERM):
@@ -412,11 +401,8 @@ class SftpRepository(RemoteRepository):
                 if not os.path.exists(path):
                     raise PgBackupError("Upload interrupted: source file '%s' disappeared during the upload." % path,
                                         hint="The partial copy was removed and no manifest was written. Retry the copy.")
-                if not any(isinstance(cause, (IOError, OSError, EOFError, paramiko.SSHException)) for cause in _causes(exc)):
-                    raise PgBackupError("Upload of '%s' to '%s' was interrupted: %s." % (
-                        path, self.url_of(name), str(exc).rstrip(".") or type(exc).__name__),
-                        hint="The partial copy was removed and no manifest was written; the local backup was not "
-                             "touched. Retry the copy.")
+                if not any(isinstance(cause, (IOError, OSError, EOFError, paramiko.SSHException)) for cause in causes(exc)):
+                    raise interrupted_upload(path, self.url_of(name), str(exc).rstrip(".") or type(exc).__name__)
                 raise self._error(exc, "upload to", name)
         if sha256 and digest != sha256:
             raise PgBackupError("Checksum mismatch while uploading '%s': the local file changed or is damaged." % path,

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every remote repository that is not S3 shares (Azure Blob, SFTP): the repository
-interface of ``LocalRepository``/``S3Repository`` (list, load, resolve, verify_checksum,
+"""What every remote repository shares (S3 in remote.py, Azure Blob, SFTP): the repository
+interface of ``LocalRepository`` (list, load, resolve, verify_checksum,
 delete, read_sidecar, write_sidecar, upload, download) built on a handful of storage
 primitives that each back-end implements:
 
@@ -34,7 +34,7 @@ import os
 from . import fsutil
 from . import manifest as manifests
 from .errors import PgBackupError
-from .repository import TMP_PREFIX, files_of
+from .repository import TMP_PREFIX, check_stored_file, files_of
 
 DIRECTORY_SUFFIX = ".dir"
 READ_CHUNK = 1024 * 1024
@@ -44,6 +44,24 @@ def refuse_different_backup(location, backup_id):
     return PgBackupError("'%s' already holds a different backup with the id '%s' (other sha256)." % (location, backup_id),
                          hint="Nothing was overwritten. Use a separate directory/prefix per server, or remove that backup "
                               "there if it is not needed.")
+
+
+def existing_local_copy(manifest, local_repository):
+    """The copy of ``manifest``'s backup already in a LocalRepository if its checksum verifies, else None
+    (a damaged copy of this very backup is deleted so that it can be replaced). Refuses another backup
+    with the same id."""
+    backup_id = manifest["id"]
+    if not os.path.exists(local_repository.manifest_path(backup_id)):
+        return None
+    local = local_repository.load(backup_id)
+    if local.get("sha256") != manifest["sha256"]:
+        raise refuse_different_backup(local_repository.path, backup_id)
+    try:
+        local_repository.verify_checksum(local)
+        return local
+    except PgBackupError:
+        local_repository.delete(local)
+        return None
 
 
 def tree_files(path):
@@ -70,10 +88,57 @@ def delta_progress(progress):
     return hook
 
 
+def causes(exc):
+    """exc and the exceptions it was raised from/while handling (SDKs wrap their errors)."""
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def options_from_params(params, argument_spec):
+    """Module parameters of a back-end's argument spec that are set -> keywords for open_repository()."""
+    return dict((key, params.get(key)) for key in argument_spec if params.get(key) is not None)
+
+
+def pick_options(options, prefix, names):
+    """open_repository()'s keywords meant for one back-end (``<prefix><name>``, set), without the prefix."""
+    chosen = {}
+    for key, value in options.items():
+        if key.startswith(prefix) and key[len(prefix):] in names and value is not None:
+            chosen[key[len(prefix):]] = value
+    return chosen
+
+
+def split_bucket_url(url, scheme):
+    """``<scheme>bucket/some/prefix/`` -> ('bucket', 'some/prefix', prefix_is_valid) (no '', '.' or '..' parts)."""
+    rest = url[len(scheme):]
+    bucket, prefix = (rest.split("/", 1) + [""])[:2]
+    prefix = prefix.strip("/")
+    return bucket, prefix, not any(part in ("", ".", "..") for part in prefix.split("/") if prefix)
+
+
+def interrupted_upload(path, url, reason):
+    """An upload broken by something other than the storage (a signal, a local error)."""
+    return PgBackupError("Upload of '%s' to '%s' was interrupted: %s." % (path, url, reason),
+                         hint="The partial copy was removed and no manifest was written; the local backup was not touched. "
+                              "Retry the copy.")
+
+
+def upload_error(error, path):
+    """``error`` (from the storage), unless the real cause is that the source file disappeared meanwhile."""
+    if os.path.exists(path):
+        return error
+    return PgBackupError("Upload interrupted: source file '%s' disappeared during the upload (%s)." % (path, error.message),
+                         hint="The partial copy was removed and no manifest was written. Retry the copy.")
+
+
 class RemoteRepository(object):
     """Base class; see the module docstring for what a back-end implements."""
 
-    kind = "remote"          # 'azure', 'sftp' (results, messages)
+    kind = "remote"          # 's3', 'azure', 'sftp' (results, messages)
+    noun = "file"            # what a stored file is called in messages ('object' on S3)
     url = None               # repository URL without a trailing slash
     path = None              # = url, for messages shared with LocalRepository
 
@@ -119,7 +184,7 @@ class RemoteRepository(object):
     def _write_json(self, name, data):
         self._write(name, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
-    # Repository interface (mirrors LocalRepository / S3Repository)
+    # Repository interface (mirrors LocalRepository)
 
     def load(self, backup_id):
         name = self.manifest_name(backup_id)
@@ -192,27 +257,11 @@ class RemoteRepository(object):
 
     def _verify_entry(self, backup_id, entry):
         name = entry["artifact"]
-        digest = None
-        if name.endswith(DIRECTORY_SUFFIX):
-            size, digest = self._tree_checksum(name)
-            if size is None:
-                size = self._size(name)
-                digest = None
-        else:
-            size = self._size(name)
-        if size is None:
-            raise PgBackupError("File '%s' of backup '%s' is missing in '%s'." % (name, backup_id, self.url),
-                                hint="The remote copy is unusable; copy the backup again or use another one.", reason="damaged")
-        if size != entry["size"]:
-            raise PgBackupError("File '%s' of backup '%s' has %d bytes in '%s' but its manifest says %d "
-                                "(truncated or replaced)." % (name, backup_id, size, self.url, entry["size"]),
-                                hint="The remote copy is damaged; copy the backup again or use another one.", reason="damaged")
-        if digest is None:
-            size, digest = self._sha256(name)
-        if digest != entry["sha256"]:
-            raise PgBackupError("Checksum mismatch for '%s' of backup '%s' in '%s': the file is corrupted or does "
-                                "not belong to this manifest." % (name, backup_id, self.url),
-                                hint="The remote copy is damaged; copy the backup again or use another one.", reason="damaged")
+        size, digest = (self._tree_checksum(name) if name.endswith(DIRECTORY_SUFFIX) else (None, None))
+        if size is None:  # a single file (or a directory artifact stored as one after all)
+            size, digest = self._size(name), None
+        check_stored_file(backup_id, entry, size, lambda: digest if digest is not None else self._sha256(name)[1],
+                          location=self.url, noun=self.noun)
 
     def _directory_files(self, dir_name):
         """{relative path: size} of the files of a directory-format artifact."""
@@ -317,15 +366,9 @@ class RemoteRepository(object):
         """
         backup_id = manifests.check_backup_id(manifest["id"])
         local_repository.prepare()
-        if os.path.exists(local_repository.manifest_path(backup_id)):
-            local = local_repository.load(backup_id)
-            if local.get("sha256") != manifest["sha256"]:
-                raise refuse_different_backup(local_repository.path, backup_id)
-            try:
-                local_repository.verify_checksum(local)
-                return local
-            except PgBackupError:
-                local_repository.delete(local)  # a damaged copy of this very backup: replace it
+        local = existing_local_copy(manifest, local_repository)
+        if local is not None:
+            return local
         temp_files = {}
         try:
             for entry in files_of(manifest):

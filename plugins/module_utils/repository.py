@@ -30,6 +30,33 @@ def files_of(manifest):
     return entries
 
 
+def check_stored_file(backup_id, entry, size, sha256_of, location=None, noun="file"):
+    """Raise the PgBackupError saying how a stored backup file differs from its manifest entry.
+
+    ``size``: the stored file's size, None when it is missing; ``sha256_of()``: its sha256, only
+    computed when the size matches. ``location``: None for a LocalRepository; a remote
+    repository's URL, which the messages then name (blaming "the remote copy"), and the errors
+    carry ``reason='damaged'`` so callers can tell them from transport errors.
+    """
+    name = entry["artifact"]
+    if location is None:
+        where, subject, advice, replaced, details = "", "backup", "restore another one.", "truncated, or replaced by another file", {}
+    else:
+        where, subject, advice, replaced = " in '%s'" % location, "remote copy", "copy the backup again or use another one.", "truncated or replaced"
+        details = {"reason": "damaged"}
+    if size is None:
+        raise PgBackupError("File '%s' of backup '%s' is missing%s." % (name, backup_id, where),
+                            hint="The %s is unusable; %s" % (subject, advice), **details)
+    if size != entry["size"]:
+        raise PgBackupError("File '%s' of backup '%s' has %d bytes%s but its manifest says %d (%s)."
+                            % (name, backup_id, size, where, entry["size"], replaced),
+                            hint="The %s is damaged; %s" % (subject, advice), **details)
+    if sha256_of() != entry["sha256"]:
+        raise PgBackupError("Checksum mismatch for '%s' of backup '%s'%s: the %s is corrupted or does not belong "
+                            "to this manifest." % (name, backup_id, where, noun),
+                            hint="The %s is damaged; %s" % (subject, advice), **details)
+
+
 class LocalRepository(object):
     def __init__(self, path, owner=None):
         if not path:
@@ -184,18 +211,8 @@ class LocalRepository(object):
 
     def _verify_file(self, backup_id, entry):
         path = os.path.join(self.path, entry["artifact"])
-        if not os.path.exists(path):
-            raise PgBackupError("File '%s' of backup '%s' is missing." % (entry["artifact"], backup_id),
-                                hint="The backup is unusable; restore another one.")
-        size = fsutil.artifact_size(path)
-        if size != entry["size"]:
-            raise PgBackupError("File '%s' of backup '%s' has %d bytes but its manifest says %d (truncated, or replaced by another file)."
-                                % (entry["artifact"], backup_id, size, entry["size"]),
-                                hint="The backup is damaged; restore another one.")
-        if fsutil.artifact_checksum(path) != entry["sha256"]:
-            raise PgBackupError("Checksum mismatch for '%s' of backup '%s': the file is corrupted or does not belong "
-                                "to this manifest." % (entry["artifact"], backup_id),
-                                hint="The backup is damaged; restore another one.")
+        size = fsutil.artifact_size(path) if os.path.exists(path) else None
+        check_stored_file(backup_id, entry, size, lambda: fsutil.artifact_checksum(path))
 
     def resolve(self, selector, database=None, kind=None):
         """Find one backup: 'latest' (newest whose checksum verifies), an id, or a file path."""
