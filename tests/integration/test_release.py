@@ -23,7 +23,7 @@ def installed_collection(tmp_path_factory):
     tarballs = glob.glob(os.path.join(REPO_ROOT, "build", "todoapi-pgbackup-*.tar.gz"))
     assert len(tarballs) == 1, tarballs
     collections = str(work / "collections")
-    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--no-deps", "-p", collections,
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p", collections,
                     tarballs[0]], check=True, capture_output=True)
     installed = os.path.join(collections, "ansible_collections", "todoapi", "pgbackup")
     assert os.path.isfile(os.path.join(installed, "MANIFEST.json"))
