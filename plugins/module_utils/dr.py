@@ -20,11 +20,10 @@ import datetime
 import os
 import time
 
+from . import db_checks
 from . import manifest as manifests
 from . import pgconn
 from .errors import PgBackupError
-from .pgtools import find_tool
-from .pipeline import Pipeline, Stage
 from .repository import LocalRepository
 
 try:  # written separately; S3 sources need it
@@ -254,46 +253,10 @@ def _compare_counts(conn, expected):
 
 
 def _smoke(conn, queries):
-    results = []
-    for number, query in enumerate([q for q in queries if q and str(q).strip()], 1):
-        try:
-            rows = pgconn.query(conn, query)
-        except pgconn.psycopg2.Error as exc:
-            raise PgBackupError("Smoke query %d (%s) failed: %s" % (number, _short(query), str(exc).strip().splitlines()[0]),
-                                hint="The restored database does not answer what the application asks; investigate.")
-        if not rows:
-            raise PgBackupError("Smoke query %d (%s) returned no rows." % (number, _short(query)),
-                                hint="A smoke query must return at least one row.")
-        results.append({"sql": query, "rows": len(rows), "first_row": [_plain(v) for v in rows[0]]})
-    return results
+    return db_checks.run_smoke_queries(conn, queries, "",
+                                       "The restored database does not answer what the application asks; investigate.")
 
 
 def _pg_amcheck(connection, database, major, pg_bin_dir):
-    tool = find_tool("pg_amcheck", major, pg_bin_dir)[0]
-    pattern = '"%s"' % database.replace('"', '""')
-    argv = [tool, "--heapallindexed", "--install-missing", "--no-password",
-            "--maintenance-db", "dbname='%s'" % database.replace("\\", "\\\\").replace("'", "\\'"), "--database", pattern]
-    with pgconn.libpq_environment(connection) as env:
-        pipeline = Pipeline([Stage(argv, name="pg_amcheck")], env=env, capture_stdout=True)
-        pipeline.start()
-        report = b"".join(pipeline.stdout_chunks()).decode("utf-8", "replace").strip()
-        try:
-            pipeline.wait()
-        except PgBackupError as exc:
-            raise PgBackupError("pg_amcheck found problems in database '%s': %s" % (database, report[-2000:] or exc.message),
-                                hint="The restored database is damaged; do not put it into service.")
-    if report:
-        raise PgBackupError("pg_amcheck found problems in database '%s': %s" % (database, report[-2000:]),
-                            hint="The restored database is damaged; do not put it into service.")
-    return "ok"
-
-
-def _short(query, limit=120):
-    text = " ".join(str(query).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _plain(value):
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
+    return db_checks.run_pg_amcheck(connection, database, major, pg_bin_dir, "database '%s'" % database,
+                                    "The restored database is damaged; do not put it into service.")

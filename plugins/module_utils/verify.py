@@ -24,6 +24,7 @@ import shutil
 import time
 import uuid
 
+from . import db_checks
 from . import logical_restore
 from . import manifest as manifests
 from . import pgconn
@@ -333,61 +334,19 @@ def _server_major(request, dbname):
 
 
 def _run_amcheck(request, scratch):
-    major = _server_major(request, scratch)
-    tool = find_tool("pg_amcheck", major, request.pg_bin_dir)[0]
-    argv = [tool, "--heapallindexed", "--install-missing", "--no-password",
-            "--maintenance-db", logical_restore._conninfo(scratch), "--database", _exact_pattern(scratch)]
-    with pgconn.libpq_environment(request.connection) as env:
-        pipeline = Pipeline([Stage(argv, name="pg_amcheck")], env=env, capture_stdout=True)
-        pipeline.start()
-        report = b"".join(pipeline.stdout_chunks()).decode("utf-8", "replace").strip()
-        try:
-            pipeline.wait()
-        except PgBackupError as exc:
-            raise PgBackupError("pg_amcheck found problems in the restored copy: %s" % (report[-2000:] or exc.message),
-                                hint="The backup restores into a damaged database; do not rely on it.")
-    if report:
-        raise PgBackupError("pg_amcheck found problems in the restored copy: %s" % report[-2000:],
-                            hint="The backup restores into a damaged database; do not rely on it.")
-    return "ok"
-
-
-def _exact_pattern(name):
-    """A psql-style pattern that matches exactly ``name`` (double quotes disable wildcards)."""
-    return '"%s"' % name.replace('"', '""')
+    return db_checks.run_pg_amcheck(request.connection, scratch, _server_major(request, scratch), request.pg_bin_dir,
+                                    "the restored copy", "The backup restores into a damaged database; do not rely on it.")
 
 
 def _run_smoke_queries(request, scratch):
-    results = []
     if not request.smoke_queries:
-        return results
+        return []
     conn = pgconn.connect(request.connection, scratch)
     try:
-        for number, query in enumerate(request.smoke_queries, 1):
-            try:
-                rows = pgconn.query(conn, query)
-            except pgconn.psycopg2.Error as exc:
-                raise PgBackupError("Smoke query %d (%s) failed on the restored copy: %s"
-                                    % (number, _short(query), str(exc).strip().splitlines()[0]),
-                                    hint="Fix the query, or investigate the backup.")
-            if not rows:
-                raise PgBackupError("Smoke query %d (%s) returned no rows on the restored copy." % (number, _short(query)),
-                                    hint="A smoke query must return at least one row.")
-            results.append({"sql": query, "rows": len(rows), "first_row": [_plain(v) for v in rows[0]]})
+        return db_checks.run_smoke_queries(conn, request.smoke_queries, " on the restored copy",
+                                           "Fix the query, or investigate the backup.")
     finally:
         conn.close()
-    return results
-
-
-def _short(query, limit=120):
-    text = " ".join(str(query).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _plain(value):
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
 
 
 STEPS = {"checksum": _check_checksum, "structure": _check_structure, "restore": _check_restore}
