@@ -48,8 +48,8 @@ def run_smoke_queries(conn, queries, where, hint):
         try:
             rows = pgconn.query(conn, query)
         except pgconn.psycopg2.Error as exc:
-            raise PgBackupError("Smoke query %d (%s) failed%s: %s" % (number, short_sql(query), where,
-                                                                     str(exc).strip().splitlines()[0]), hint=hint)
+            first_line = str(exc).strip().splitlines()[0]
+            raise PgBackupError("Smoke query %d (%s) failed%s: %s" % (number, short_sql(query), where, first_line), hint=hint)
         if not rows:
             raise PgBackupError("Smoke query %d (%s) returned no rows%s." % (number, short_sql(query), where),
                                 hint="A smoke query must return at least one row.")
