@@ -1271,7 +1271,10 @@ def main_section(report):
 
 def explore_section(report):
     rows = summarize(report["results"], "explore")
-    return header_lines(report) + [""] + method_table(rows)
+    return header_lines(report) + [""] + method_table(rows) + [
+        "", "Bold: the collection's engine with the module option(s) named in the label changed, everything else at its",
+        "default; \"raw\" rows are pg_basebackup alone with options the engine cannot pass yet. Time ÷ seed: against the",
+        "seed's command of the same step."]
 
 
 def update_docs(report, section_name, lines):
