@@ -24,10 +24,11 @@ import uuid
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_restore, remote
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.ansible_run import REPO_ROOT, run_playbook
+from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer
 from tests.lib.tododb import create_todo_db, todo_row_counts
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("crontab") or not shutil.which("runuser"),
@@ -417,3 +418,45 @@ def test_scheduler_none_removes_the_cron_entries(installed):
     assert not [name for name in result.task_names() if "Install the runner" in name], "--tags pgbackup_schedule ran more"
     again = installed.converge(extra_vars={"pgbackup_scheduler": "none"})
     assert again.stats["changed"] == 0, changed_tasks(again)
+
+
+def test_cron_backup_is_copied_to_s3_and_restorable_from_there(installed, tmp_path):
+    """copy_to an S3-compatible server (moto on 127.0.0.1): the installed runner, run exactly as
+    cron runs it, leaves a verified copy in the bucket that restores; no secret in the config."""
+    with MotoServer.start() as s3:
+        bucket = s3.create_bucket()
+        credentials = os.path.join(installed.config_dir, "aws-credentials")
+        with open(credentials, "w") as handle:
+            handle.write("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (S3_ACCESS_KEY, S3_SECRET_KEY))
+        os.chmod(credentials, 0o600)
+        shutil.chown(credentials, OS_USER, OS_USER)
+        target = "s3://%s/db1" % bucket
+        s3_settings = {"endpoint_url": s3.endpoint, "region": S3_REGION, "credentials_file": credentials}
+        try:
+            installed.converge(extra_vars={"pgbackup_copy_to": [target], "pgbackup_s3": s3_settings})
+            with open(installed.config_file) as handle:
+                assert S3_SECRET_KEY not in handle.read()
+            _schedule, command = cron_entries(installed.job_name)["backup"]
+            done = subprocess.run(["runuser", "-u", OS_USER, "--", "sh", "-c", command], capture_output=True, text=True,
+                                  check=False, timeout=300)
+            assert done.returncode == 0, done.stdout + done.stderr + log_tail(installed.log_file)
+            remote_repo = remote.open_repository(target, **s3.options())
+            newest = remote_repo.resolve("latest", database=installed.database)
+            remote_repo.verify_checksum(newest)
+            assert newest["id"] == LocalRepository(installed.repository).list(database=installed.database)[-1]["id"]
+            local_copy = LocalRepository(str(tmp_path / "from-s3"))
+            local_copy.prepare()
+            remote_repo.download(newest, local_copy)
+            spec = ConnectionSpec(host=installed.pg.host, port=installed.pg.port, user=installed.pg.user,
+                                  password=installed.pg.password)
+            restored = installed.database + "_from_s3"
+            try:
+                logical_restore.restore(logical_restore.LogicalRestoreRequest(
+                    local_copy, spec, database=restored, backup=newest["id"], source_database=installed.database))
+                assert todo_row_counts(installed.pg, restored) == installed.row_counts
+            finally:
+                installed.pg.drop_database(restored)
+            with open(installed.log_file) as handle:
+                assert S3_SECRET_KEY not in handle.read()
+        finally:
+            installed.converge()
