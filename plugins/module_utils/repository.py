@@ -166,6 +166,7 @@ class LocalRepository(object):
         manifests.check_backup_id(backup_id)
         path = self.manifest_path(backup_id)
         if not os.path.exists(path):
+            self._names()  # an unreadable repository is reported as such, not as a missing backup
             raise PgBackupError("Backup '%s' was not found in repository '%s'." % (backup_id, self.path),
                                 hint="List the repository's backups to see the ids.")
         return self._read_manifest(path)

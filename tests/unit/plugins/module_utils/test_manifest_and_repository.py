@@ -100,3 +100,9 @@ def test_passfile_escapes_and_is_private_and_removed():
         with open(path) as handle:
             assert handle.read() == "*:*:*:back\\:up:p\\:a\\\\ss\n"
     assert not os.path.exists(path)
+
+
+def test_missing_repository_is_reported_as_such_not_as_a_missing_backup(tmp_path):
+    repo = LocalRepository(str(tmp_path / "nowhere"))
+    with pytest.raises(PgBackupError, match="Cannot read repository"):
+        repo.load("20240106T020000Z_logical_TodoDb")
