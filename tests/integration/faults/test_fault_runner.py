@@ -79,18 +79,37 @@ def test_runner_killed_mid_backup_leaves_no_backup_and_no_stale_lock(pg, big_db,
     assert temp_entries(tmp_repo) == leftovers
 
 
+def holds_flock(pid, path):
+    """Whether /proc/locks lists a FLOCK of process ``pid`` on the file at ``path``."""
+    try:
+        inode = os.stat(path).st_ino
+    except OSError:
+        return False
+    with open("/proc/locks") as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[4] == str(pid) and \
+                    int(fields[5].rsplit(":", 1)[1]) == inode:
+                return True
+    return False
+
+
 def test_second_runner_is_refused_by_the_lock_while_the_first_runs(pg, big_db, tmp_repo, tmp_path, collections_root):
     config, settings = write_runner_config(str(tmp_path), pg, [big_db], tmp_repo)
     first = subprocess.Popen(runner_argv(config, "backup"), env=runner_env(collections_root),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        # Hold the first run mid-dump (SIGSTOP its pg_dump) so it certainly holds the lock meanwhile.
-        dump = wait_for_descendant("pg_dump", root_pid=first.pid)
-        os.kill(dump, signal.SIGSTOP)
+        # Freeze the first runner as soon as /proc/locks shows it holding the lock, so it certainly
+        # holds it meanwhile however fast its pg_dump is (probing with flock would take the lock itself).
+        deadline = time.monotonic() + 60
+        while not holds_flock(first.pid, settings["lock_file"]):
+            assert first.poll() is None and time.monotonic() < deadline, "the first runner never held the lock"
+            time.sleep(0.002)
+        os.kill(first.pid, signal.SIGSTOP)
         try:
             second = run_runner(config, collections_root, "--lock-wait", "0", "backup")
         finally:
-            os.kill(dump, signal.SIGCONT)
+            os.kill(first.pid, signal.SIGCONT)
         output = first.communicate(timeout=300)[0]
     finally:
         if first.poll() is None:
