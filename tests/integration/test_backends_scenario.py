@@ -27,6 +27,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import Con
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.remote_azure import AzureRepository
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.remote_sftp import SftpRepository
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from tests.lib.backups import synthetic_backup
 from tests.lib.dbcompare import assert_same_data
 from tests.lib.servers import AzuriteServer, azurite, moto, sshd  # noqa: F401  # pylint: disable=unused-import
 from tests.lib.tododb import create_todo_db
@@ -51,20 +52,6 @@ def tree_state(path):
             info = os.stat(full)
             state[os.path.relpath(full, path)] = (info.st_size, info.st_mtime_ns, digest)
     return state
-
-
-def synthetic_backup(repo_path, size, backup_id="20240106T020000Z_logical_Big"):
-    """A manifest + random artifact, for transfer tests that need no database."""
-    data = os.urandom(size)
-    artifact = backup_id + ".dump.zst"
-    with open(os.path.join(repo_path, artifact), "wb") as handle:
-        handle.write(data)
-    manifest = {"id": backup_id, "kind": "logical", "database": "Big", "artifact": artifact, "size": size,
-                "sha256": hashlib.sha256(data).hexdigest(), "started_at": "2024-01-06T02:00:00.000000Z",
-                "finished_at": "2024-01-06T02:00:09.000000Z", "extra_files": {}}
-    with open(os.path.join(repo_path, backup_id + ".manifest.json"), "w") as handle:
-        json.dump(manifest, handle)
-    return manifest
 
 
 @pytest.fixture(scope="module")

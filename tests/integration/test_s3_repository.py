@@ -25,6 +25,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_ba
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository  # noqa: E402
+from tests.lib.backups import synthetic_backup  # noqa: E402
 from tests.lib.dbcompare import assert_same_data  # noqa: E402
 from tests.lib.pgcluster import find_free_port  # noqa: E402
 from tests.lib.tododb import create_todo_db  # noqa: E402
@@ -157,20 +158,6 @@ def restored_db(pg):
     name = "Restored from S3 %s" % uuid.uuid4().hex[:6]
     yield name
     pg.drop_database(name)
-
-
-def synthetic_backup(repo_path, size, backup_id="20240106T020000Z_logical_Big"):
-    """A manifest + random (incompressible) artifact: big enough for multipart uploads without a big database."""
-    data = os.urandom(size)
-    artifact = backup_id + ".dump.zst"
-    with open(os.path.join(repo_path, artifact), "wb") as handle:
-        handle.write(data)
-    manifest = {"id": backup_id, "kind": "logical", "database": "Big", "artifact": artifact, "size": size,
-                "sha256": hashlib.sha256(data).hexdigest(), "started_at": "2024-01-06T02:00:00.000000Z",
-                "finished_at": "2024-01-06T02:00:09.000000Z", "extra_files": {}}
-    with open(os.path.join(repo_path, backup_id + ".manifest.json"), "w") as handle:
-        json.dump(manifest, handle)
-    return manifest
 
 
 # Happy paths
