@@ -34,7 +34,7 @@ import os
 from . import fsutil
 from . import manifest as manifests
 from .errors import PgBackupError
-from .repository import TMP_PREFIX, check_stored_file, files_of
+from .repository import TMP_PREFIX, check_stored_file, files_of, select as select_manifests
 
 DIRECTORY_SUFFIX = ".dir"
 READ_CHUNK = 1024 * 1024
@@ -205,17 +205,10 @@ class RemoteRepository(object):
             if body is None:  # deleted between listing and reading
                 continue
             try:
-                manifest = manifests.validate(self._parse_json(name, body), self.url_of(name))
+                found.append(manifests.validate(self._parse_json(name, body), self.url_of(name)))
             except PgBackupError as exc:
                 self.problems.append(str(exc))
-                continue
-            if database is not None and manifest["database"] != database:
-                continue
-            if kind is not None and manifest["kind"] != kind:
-                continue
-            found.append(manifest)
-        found.sort(key=lambda m: (m["finished_at"], m["id"]))
-        return found
+        return select_manifests(found, database, kind)
 
     def resolve(self, selector, database=None, kind=None):
         """'latest' (newest backup whose checksum verifies), a backup id, or its URL."""

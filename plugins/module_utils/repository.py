@@ -22,6 +22,13 @@ from .errors import PgBackupError
 TMP_PREFIX = ".tmp-"
 
 
+def select(manifests, database=None, kind=None):
+    """The manifests of ``database`` and ``kind`` (None: any), oldest first: how every repository lists."""
+    found = [m for m in manifests if (database is None or m["database"] == database) and (kind is None or m["kind"] == kind)]
+    found.sort(key=lambda m: (m["finished_at"], m["id"]))
+    return found
+
+
 def files_of(manifest):
     """The manifest's checksummed files: the artifact, then any extra (e.g. globals)."""
     entries = [{"artifact": manifest["artifact"], "size": manifest["size"], "sha256": manifest["sha256"]}]
@@ -192,17 +199,10 @@ class LocalRepository(object):
             if name.startswith(TMP_PREFIX) or not name.endswith(manifests.MANIFEST_SUFFIX):
                 continue
             try:
-                manifest = self._read_manifest(os.path.join(self.path, name))
+                found.append(self._read_manifest(os.path.join(self.path, name)))
             except PgBackupError as exc:
                 self.problems.append(str(exc))
-                continue
-            if database is not None and manifest["database"] != database:
-                continue
-            if kind is not None and manifest["kind"] != kind:
-                continue
-            found.append(manifest)
-        found.sort(key=lambda m: (m["finished_at"], m["id"]))
-        return found
+        return select(found, database, kind)
 
     def verify_checksum(self, manifest):
         """Raise unless every file of the backup exists and matches its size and sha256."""

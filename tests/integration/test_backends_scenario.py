@@ -11,7 +11,6 @@ backup untouched.
 
 from __future__ import absolute_import, division, print_function
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import Con
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.remote_azure import AzureRepository
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.remote_sftp import SftpRepository
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
-from tests.lib.backups import synthetic_backup
+from tests.lib.backups import synthetic_backup, tree_state
 from tests.lib.dbcompare import assert_same_data
 from tests.lib.servers import AzuriteServer, azurite, moto, sshd  # noqa: F401  # pylint: disable=unused-import
 from tests.lib.tododb import create_todo_db
@@ -39,19 +38,6 @@ KEEP_NEWEST_ONLY = {"keep_last": 1, "daily_days": 0, "weekly_weeks": 0, "monthly
 def connection(cluster):
     params = cluster.conn_params()
     return ConnectionSpec(host=params["host"], port=params["port"], user=params["user"], password=params["password"])
-
-
-def tree_state(path):
-    """Every file below ``path`` with size, mtime and sha256: proves the local copy was not touched."""
-    state = {}
-    for root, dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            with open(full, "rb") as handle:
-                digest = hashlib.sha256(handle.read()).hexdigest()
-            info = os.stat(full)
-            state[os.path.relpath(full, path)] = (info.st_size, info.st_mtime_ns, digest)
-    return state
 
 
 @pytest.fixture(scope="module")

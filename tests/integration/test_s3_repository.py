@@ -5,7 +5,6 @@ can fail, each with a clear message, no manifest on the target and the local bac
 
 from __future__ import absolute_import, division, print_function
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_ba
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository  # noqa: E402
-from tests.lib.backups import synthetic_backup  # noqa: E402
+from tests.lib.backups import synthetic_backup, tree_state  # noqa: E402
 from tests.lib.dbcompare import assert_same_data  # noqa: E402
 from tests.lib.pgcluster import find_free_port  # noqa: E402
 from tests.lib.tododb import create_todo_db  # noqa: E402
@@ -105,19 +104,6 @@ def keys_in(endpoint, bucket_name, prefix=""):
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket_name, Prefix=prefix):
         keys += [item["Key"] for item in page.get("Contents") or []]
     return sorted(keys)
-
-
-def tree_state(path):
-    """Every file below ``path`` with size, mtime and sha256: proves the local copy was not touched."""
-    state = {}
-    for root, dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            with open(full, "rb") as handle:
-                digest = hashlib.sha256(handle.read()).hexdigest()
-            info = os.stat(full)
-            state[os.path.relpath(full, path)] = (info.st_size, info.st_mtime_ns, digest)
-    return state
 
 
 def connection(cluster):

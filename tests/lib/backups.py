@@ -20,3 +20,16 @@ def synthetic_backup(repo_path, size, backup_id="20240106T020000Z_logical_Big"):
     with open(os.path.join(repo_path, backup_id + ".manifest.json"), "w") as handle:
         json.dump(manifest, handle)
     return manifest
+
+
+def tree_state(path):
+    """Every file below ``path`` with size, mtime and sha256: proves the local copy was not touched."""
+    state = {}
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
+            info = os.stat(full)
+            state[os.path.relpath(full, path)] = (info.st_size, info.st_mtime_ns, digest)
+    return state
