@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -239,6 +240,74 @@ def test_converge_check_mode_then_idempotent(installed):
     # the passfile task is no_log: not even --diff shows its content
     assert installed.password not in installed.first.stdout + installed.first.stderr
     assert installed.password not in installed.check_run.stdout + installed.check_run.stderr
+
+
+def engine_task(result, name):
+    """Host result of the engine role's task called name (the json callback prefixes the role)."""
+    return result.task("todoapi.pgbackup.engine : " + name)
+
+
+def engine_items(result, name):
+    """The loop items the engine role's task changed."""
+    return sorted(r["item"] for r in engine_task(result, name).get("results", []) if r.get("changed"))
+
+
+ENGINE_COPY = "Install the engine files that are missing or differ (content, mode or owner)"
+ENGINE_REMOVE = "Remove engine files this version no longer ships"
+
+
+def test_engine_installed_once_and_repaired_only_where_needed(installed):
+    """The engine package is installed by one find plus copies of only what differs: a no-change
+    converge copies nothing; a tampered file, a file with the right content but another mode or
+    owner, and a stale *.py are found (also in check mode, which changes nothing) and fixed."""
+    source_dir = os.path.join(installed.collections_root, "ansible_collections", "todoapi", "pgbackup",
+                              "plugins", "module_utils")
+    package_dir = os.path.join(installed.base, "lib", "todoapi_pgbackup_engine")
+    shipped = sorted(name for name in os.listdir(source_dir) if name.endswith(".py"))
+
+    def sha1(path):
+        with open(path, "rb") as handle:
+            return hashlib.sha1(handle.read()).hexdigest()
+
+    def assert_installed_like_source():
+        assert sorted(n for n in os.listdir(package_dir) if n.endswith(".py")) == shipped
+        for name in shipped:
+            path = os.path.join(package_dir, name)
+            info = os.stat(path)
+            assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o644, 0, 0), name
+            assert sha1(path) == sha1(os.path.join(source_dir, name)), name  # what the controller's sha1 must equal
+
+    assert_installed_like_source()
+    # the second (no-change) converge of the fixture copied and removed nothing
+    assert engine_task(installed.second, ENGINE_COPY).get("skipped"), changed_tasks(installed.second)
+    assert not engine_items(installed.second, ENGINE_REMOVE)
+
+    tampered, wrong_mode, wrong_owner = "cli.py", "manifest.py", "errors.py"
+    with open(os.path.join(package_dir, tampered), "a") as handle:
+        handle.write("\nraise SystemExit('tampered')\n")
+    os.chmod(os.path.join(package_dir, wrong_mode), 0o664)
+    os.chown(os.path.join(package_dir, wrong_owner), pwd.getpwnam(OS_USER).pw_uid, -1)
+    stale = os.path.join(package_dir, "zz_no_longer_shipped.py")
+    with open(stale, "w") as handle:
+        handle.write("# an engine file an older version shipped\n")
+    os.chmod(stale, 0o644)
+
+    check = installed.converge(check=True)
+    assert engine_items(check, ENGINE_COPY) == sorted([tampered, wrong_mode, wrong_owner])
+    assert engine_items(check, ENGINE_REMOVE) == [stale]
+    assert os.path.exists(stale)
+    with open(os.path.join(package_dir, tampered)) as handle:
+        assert "tampered" in handle.read(), "check mode changed an engine file"
+
+    repair = installed.converge()
+    assert engine_items(repair, ENGINE_COPY) == sorted([tampered, wrong_mode, wrong_owner]), changed_tasks(repair)
+    assert engine_items(repair, ENGINE_REMOVE) == [stale]
+    assert_installed_like_source()
+    version = subprocess.run([installed.runner, "--version"], capture_output=True, text=True, check=False)
+    assert version.returncode == 0, version.stdout + version.stderr
+
+    again = installed.converge()
+    assert again.stats["changed"] == 0, changed_tasks(again)
 
 
 def test_files_modes_owners_and_no_secret_in_config(installed):
