@@ -12,6 +12,7 @@ the last one (optional), so the engine can checksum the artifact while it is wri
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import fcntl
 import os
 import re
 import shutil
@@ -23,6 +24,8 @@ import threading
 from .errors import PgBackupError
 
 CHUNK_SIZE = 1024 * 1024
+PIPE_SIZE = 1024 * 1024
+F_SETPIPE_SZ = 1031  # Linux; fcntl has no name for it before Python 3.10
 STDERR_TAIL = 2000
 
 
@@ -47,6 +50,15 @@ def require_tool(path_or_name, package_hint):
         raise PgBackupError("Required program '%s' was not found." % path_or_name,
                             hint="Install %s on this host." % package_hint)
     return found
+
+
+def _enlarge_pipe(stream):
+    """Pipes of 1 MiB instead of 64 KiB: a gigabyte crossing a pipe then costs ~16 times fewer
+    context switches. Best effort: the kernel may cap it (fs.pipe-max-size) or lack it."""
+    try:
+        fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, ValueError):
+        pass
 
 
 class Pipeline(object):
@@ -107,6 +119,8 @@ class Pipeline(object):
                         proc_stdout.close()
                 if previous_stdout is not None:
                     previous_stdout.close()  # the child owns it now; lets SIGPIPE propagate
+                if proc.stdout is not None:
+                    _enlarge_pipe(proc.stdout)
                 previous_stdout = proc.stdout if not last else None
                 self.processes.append(proc)
         except BaseException:
