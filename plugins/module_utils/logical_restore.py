@@ -13,6 +13,7 @@ import re
 import tempfile
 import time
 
+from . import parallel_restore
 from . import pgconn
 from . import streams
 from .errors import PgBackupError
@@ -21,13 +22,15 @@ from .pipeline import Pipeline, Stage
 
 PG_RESTORE_ERROR = r"(?m)^pg_restore: error:"
 PSQL_ERROR = r"(?m)^(psql:.*)?ERROR:"
+MAX_AUTO_JOBS = 8
 TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
 
 
 class LogicalRestoreRequest(object):
     def __init__(self, repository, connection, database=None, backup="latest", source_database=None,
                  tables=None, clean=False, force=False, jobs=1, globals_=False, identity_file=None,
-                 no_owner=False, maintenance_db="postgres", work_dir=None, pg_bin_dir=None):
+                 no_owner=False, maintenance_db="postgres", work_dir=None, pg_bin_dir=None,
+                 maintenance_work_mem=None):
         if not database and not source_database:
             raise PgBackupError("No target database given.", hint="Set 'database' (and 'source_database' if it differs).")
         self.repository = repository
@@ -38,13 +41,21 @@ class LogicalRestoreRequest(object):
         self.tables = list(tables or [])
         self.clean = bool(clean)
         self.force = bool(force)
-        self.jobs = max(1, int(jobs or 1))
+        if int(jobs or 0) < 0:
+            raise PgBackupError("jobs must be 0 (one per CPU) or a positive number, not %s." % jobs)
+        self.jobs = int(jobs) if jobs else default_jobs()
+        self.maintenance_work_mem = maintenance_work_mem
         self.globals = bool(globals_)
         self.identity_file = identity_file
         self.no_owner = bool(no_owner)
         self.maintenance_db = maintenance_db or "postgres"
         self.work_dir = work_dir
         self.pg_bin_dir = pg_bin_dir
+
+
+def default_jobs():
+    """jobs: 0 (auto): one connection per CPU of this host, at most MAX_AUTO_JOBS."""
+    return max(1, min(os.cpu_count() or 1, MAX_AUTO_JOBS))
 
 
 def select_backup(request):
@@ -308,31 +319,72 @@ def _load_archive(request, manifest, major, dbname, extra=()):
             _run([Stage(argv, name="pg_restore", error_pattern=PG_RESTORE_ERROR)], env)
             return
         if jobs > 1 and fmt == "custom":
-            _parallel_from_stream(request, stages, path, env, major, dbname, extra)
+            _parallel_custom_restore(request, stages, path, env, major, dbname)
             return
-        argv = _pg_restore_argv(request, major, dbname, extra)
-        if not stages:
-            _run([Stage(argv + [path], name="pg_restore", error_pattern=PG_RESTORE_ERROR)], env)
-        else:
-            _run(stages + [Stage(argv, name="pg_restore", error_pattern=PG_RESTORE_ERROR)], env, stdin=path)
+        _serial_custom_restore(request, stages, path, env, major, dbname, extra)
 
 
-def _parallel_from_stream(request, stages, path, env, major, dbname, extra):
-    """pg_restore -j needs a seekable archive: decode a compressed/encrypted one to a private
-    temporary file first (in ``work_dir``), removed afterwards whatever happens."""
-    argv = _pg_restore_argv(request, major, dbname, ["-j", str(request.jobs)] + list(extra))
+def _serial_custom_restore(request, stages, path, env, major, dbname, extra=()):
+    argv = _pg_restore_argv(request, major, dbname, extra)
     if not stages:
         _run([Stage(argv + [path], name="pg_restore", error_pattern=PG_RESTORE_ERROR)], env)
-        return
-    handle, decoded = tempfile.mkstemp(prefix="pgbackup-restore-", suffix=".dump", dir=request.work_dir)
-    os.close(handle)
+    else:
+        _run(stages + [Stage(argv, name="pg_restore", error_pattern=PG_RESTORE_ERROR)], env, stdin=path)
+
+
+def _parallel_custom_restore(request, stages, path, env, major, dbname):
+    """Whole restore into an empty database over ``jobs`` connections (see parallel_restore)."""
+    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
+    prefix = None
     try:
-        Pipeline(stages, env=env, stdin=path, stdout_path=decoded).run()
-        _run([Stage(argv + [decoded], name="pg_restore", error_pattern=PG_RESTORE_ERROR)], env)
+        if stages:
+            try:
+                prefix, listing = parallel_restore.write_toc_prefix(stages, path, env, pg_restore, request.work_dir)
+            except PgBackupError as exc:
+                raise streams.explain_decrypt_failure(exc)
+        else:
+            listing = _capture([Stage([pg_restore, "-l", path], name="pg_restore -l")], env)
+        if not parallel_restore.can_restore_in_parallel(listing):
+            _serial_custom_restore(request, stages, path, env, major, dbname)
+            return
+        toc_file = prefix or path
+        _run([Stage(_pg_restore_argv(request, major, dbname, ["--section=pre-data", toc_file]),
+                    name="pg_restore (pre-data)", error_pattern=PG_RESTORE_ERROR)], env)
+        script = Pipeline(stages + [Stage([pg_restore, "--section=data", "-f", "-"] + ([] if stages else [path]),
+                                          name="pg_restore (data)", error_pattern=PG_RESTORE_ERROR)],
+                          env=env, stdin=path if stages else None, capture_stdout=True).start()
+        try:
+            parallel_restore.load_data_section(script.stdout_chunks(),
+                                               lambda: pgconn.connect(request.connection, dbname), request.jobs)
+        except parallel_restore.StreamEndedEarly:
+            _run_to_end(script)  # its processes have exited: their error is the real one
+            raise
+        except BaseException:
+            script.kill()
+            script.wait_quietly()
+            raise
+        _run_to_end(script)
+        post_env = dict(env, PGOPTIONS=("%s -c maintenance_work_mem=%s" % (
+            env.get("PGOPTIONS", ""), request.maintenance_work_mem)).strip()) if request.maintenance_work_mem else env
+        _run([Stage(_pg_restore_argv(request, major, dbname, ["--section=post-data", "-j", str(request.jobs), toc_file]),
+                    name="pg_restore (post-data)", error_pattern=PG_RESTORE_ERROR)], post_env)
+    finally:
+        if prefix:
+            os.unlink(prefix)
+
+
+def _run_to_end(pipeline):
+    try:
+        pipeline.wait()
     except PgBackupError as exc:
         raise streams.explain_decrypt_failure(exc)
-    finally:
-        os.unlink(decoded)
+
+
+def _capture(stages, env):
+    pipeline = Pipeline(stages, env=env, capture_stdout=True).start()
+    output = b"".join(pipeline.stdout_chunks())
+    pipeline.wait()
+    return output.decode("utf-8", "replace")
 
 
 def _restore_over_existing(request, manifest, major):

@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+"""The parallel whole-database restore (plugins/module_utils/parallel_restore.py): COPY rows
+cut into chunks that several connections load at once, straight from the compressed stream.
+
+Rows that look like the COPY end marker, escaped newlines and tabs, rows larger than a chunk,
+NULLs, sequences, large objects (which take the serial path) and a connection that dies
+mid-load all go through a real server and real pg_dump/pg_restore."""
+
+from __future__ import absolute_import, division, print_function
+
+import hashlib
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_restore, parallel_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from tests.integration.faults.faultlib import rewrite_manifest, spec_of, take_backup
+from tests.lib.dbcompare import assert_same_data, index_and_constraint_defs
+
+TRICKY_SCHEMA = r"""
+CREATE TABLE parent (id bigserial PRIMARY KEY, label text NOT NULL);
+CREATE TABLE notes (
+    id bigserial PRIMARY KEY,
+    parent_id bigint REFERENCES parent (id),
+    body text,
+    raw bytea,
+    created timestamptz DEFAULT now()
+);
+CREATE INDEX notes_parent ON notes (parent_id);
+INSERT INTO parent (label) SELECT 'p' || g FROM generate_series(1, 50) g;
+INSERT INTO notes (parent_id, body, raw)
+SELECT 1 + g % 50,
+       CASE g % 9
+           WHEN 0 THEN E'\\.'                        -- a value that reads like the end marker
+           WHEN 1 THEN E'line one\nline two\n\\.\n'  -- newlines and the marker inside a value
+           WHEN 2 THEN E'tab\there\\back\\slash'
+           WHEN 3 THEN NULL
+           WHEN 4 THEN ''
+           WHEN 5 THEN 'ünïcødé ✓ ' || g
+           WHEN 6 THEN repeat('x', 5000)
+           ELSE md5(g::text)
+       END,
+       CASE WHEN g % 4 = 0 THEN NULL ELSE decode(md5(g::text), 'hex') END
+FROM generate_series(1, 20000) g;
+INSERT INTO notes (parent_id, body) VALUES (1, repeat('big row ', 200000));  -- ~1.6 MB, larger than a chunk
+SELECT setval('notes_id_seq', 123456);
+"""
+
+
+@pytest.fixture
+def tricky_db(pg):
+    name = "parallel_src_%d" % os.getpid()
+    pg.drop_database(name)
+    pg.create_database(name)
+    pg.psql_as_os_user(TRICKY_SCHEMA, dbname=name)
+    yield name
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def target_name(pg):
+    name = "parallel_dst_%d" % os.getpid()
+    pg.drop_database(name)
+    yield name
+    pg.drop_database(name)
+
+
+def restore(pg, repo, source, target, jobs, **options):
+    return logical_restore.restore(logical_restore.LogicalRestoreRequest(
+        LocalRepository(repo), spec_of(pg), database=target, source_database=source, jobs=jobs, **options))
+
+
+def databases(pg):
+    return sorted(row[0] for row in pg.sql("SELECT datname FROM pg_database"))
+
+
+@pytest.mark.parametrize("chunk_bytes", [4096, None], ids=["4k-chunks", "default-chunks"])
+def test_tricky_rows_round_trip_across_chunk_boundaries(pg, tricky_db, target_name, tmp_repo, tmp_path,
+                                                        monkeypatch, chunk_bytes):
+    take_backup(pg, tricky_db, tmp_repo)
+    if chunk_bytes:
+        monkeypatch.setattr(parallel_restore, "CHUNK_BYTES", chunk_bytes)
+    chunks = []
+    original = parallel_restore.load_data_section
+
+    def counting(*args, **kwargs):
+        stats = original(*args, **kwargs)
+        chunks.append(stats)
+        return stats
+    monkeypatch.setattr(parallel_restore, "load_data_section", counting)
+
+    result = restore(pg, tmp_repo, tricky_db, target_name, jobs=3, work_dir=str(tmp_path))
+
+    assert result["tables"] == {"public.notes": 20001, "public.parent": 50}
+    assert chunks and chunks[0]["copy_statements"] == 2
+    if chunk_bytes:
+        assert chunks[0]["chunks"] > 100, "small chunks: the big table was spread over many COPYs"
+    assert_same_data((pg, tricky_db), (pg, target_name))
+    for table in ("notes", "parent"):
+        assert index_and_constraint_defs(pg, target_name, table) == index_and_constraint_defs(pg, tricky_db, table)
+    assert pg.scalar("SELECT last_value FROM notes_id_seq", dbname=target_name) == 123456
+    assert os.listdir(str(tmp_path)) == [], "the table-of-contents file was removed"
+
+
+def test_uncompressed_archive_restores_in_parallel_without_a_copy(pg, tricky_db, target_name, tmp_repo, tmp_path):
+    manifest = take_backup(pg, tricky_db, tmp_repo, compression="none")
+    assert manifest["compression"]["method"] == "none"
+    restore(pg, tmp_repo, tricky_db, target_name, jobs=2, work_dir=str(tmp_path))
+    assert_same_data((pg, tricky_db), (pg, target_name))
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_large_objects_take_the_serial_path(pg, tricky_db, target_name, tmp_repo, monkeypatch):
+    pg.sql("SELECT lo_from_bytea(424242, 'large object payload')", dbname=tricky_db)
+    take_backup(pg, tricky_db, tmp_repo)
+    monkeypatch.setattr(parallel_restore, "load_data_section",
+                        lambda *args, **kwargs: pytest.fail("the parallel loader must not run"))
+
+    restore(pg, tmp_repo, tricky_db, target_name, jobs=2)
+
+    assert_same_data((pg, tricky_db), (pg, target_name))
+    assert bytes(pg.scalar("SELECT lo_get(424242)", dbname=target_name)) == b"large object payload"
+
+
+def test_jobs_zero_means_one_per_cpu():
+    request = logical_restore.LogicalRestoreRequest(None, None, database="x", jobs=0)
+    assert request.jobs == max(1, min(os.cpu_count(), logical_restore.MAX_AUTO_JOBS))
+    assert logical_restore.LogicalRestoreRequest(None, None, database="x", jobs=3).jobs == 3
+
+
+def test_a_loader_connection_killed_mid_copy_fails_cleanly(pg, tricky_db, target_name, tmp_repo, monkeypatch):
+    """A backend of the parallel load is terminated: the restore fails naming the COPY, and
+    neither the staging database nor the target is left behind."""
+    take_backup(pg, tricky_db, tmp_repo)
+    monkeypatch.setattr(parallel_restore, "CHUNK_BYTES", 4096)
+    before = databases(pg)
+    killed = []
+
+    def kill_a_copy():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not killed:
+            rows = pg.sql("SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY public.notes%%' "
+                          "AND state = 'active'")
+            if rows:
+                killed.append(pg.scalar("SELECT pg_terminate_backend(%s)", (rows[0][0],)))
+            time.sleep(0.005)
+    killer = threading.Thread(target=kill_a_copy)
+    killer.start()
+    try:
+        with pytest.raises(PgBackupError) as failure:
+            restore(pg, tmp_repo, tricky_db, target_name, jobs=2)
+    finally:
+        killed.append("stop")
+        killer.join()
+
+    assert killed[0] is True, "the test did not catch a COPY in flight"
+    assert "COPY public.notes failed" in failure.value.message
+    assert databases(pg) == before
+
+
+def test_archive_cut_short_fails_naming_the_cause_and_leaves_nothing(pg, tricky_db, target_name, tmp_repo, tmp_path):
+    """An artifact that matches its manifest but holds only half of the dump (written so by a
+    broken storage layer): the error names pg_restore's complaint, nothing is left behind."""
+    manifest = take_backup(pg, tricky_db, tmp_repo)
+    artifact = LocalRepository(tmp_repo).artifact_path(manifest)
+    dump = subprocess.run(["zstd", "-dc", artifact], check=True, stdout=subprocess.PIPE).stdout
+    half = subprocess.run(["zstd", "-q", "-c"], input=dump[:len(dump) // 2], check=True, stdout=subprocess.PIPE).stdout
+    with open(artifact, "wb") as handle:
+        handle.write(half)
+    rewrite_manifest(tmp_repo, manifest["id"], size=len(half), sha256=hashlib.sha256(half).hexdigest())
+    before = databases(pg)
+
+    with pytest.raises(PgBackupError) as failure:
+        restore(pg, tmp_repo, tricky_db, target_name, jobs=2, work_dir=str(tmp_path))
+
+    assert "pg_restore (data)" in failure.value.message, failure.value.message
+    assert databases(pg) == before
+    assert os.listdir(str(tmp_path)) == []
