@@ -25,7 +25,7 @@ BACKUP_PLAY = """
         user: "{{ db.user }}"
         password: "{{ db.password }}"
         format: "{{ fmt | default('tar') }}"
-        compression: "{{ compression | default('server-zstd') }}"
+        compression: "{{ compression | default(omit) }}"
         max_rate: "{{ max_rate | default(omit) }}"
       register: base
 """
@@ -55,7 +55,10 @@ def test_tar_backup_through_module_records_wal_range_and_is_verified(ansible_pla
     assert backup["wal_start_segment"] == physical_backup.segment_name(1, backup["start_lsn"])
     assert backup["wal_end_segment"] == physical_backup.segment_name(1, backup["end_lsn"])
     assert "START WAL LOCATION: %s" % backup["start_lsn"] in backup["backup_label"]
-    assert backup["verified"]["pg_verifybackup"] is True
+    assert backup["verified"]["backup_manifest"] is True and backup["verified"]["method"] == "stream"
+    assert backup["verified"]["wal_parsed"] is True
+    assert {backup["wal_start_segment"], backup["wal_end_segment"]} <= set(backup["verified"]["wal_segments"])
+    assert backup["compression"]["workers"] == os.cpu_count() and backup["compression"]["level"] == 3
     assert backup["system_identifier"] == cluster.scalar("SELECT system_identifier::text FROM pg_control_system()")
     assert backup["next_xid_at_start"] <= backup["next_xid_at_end"]
 
@@ -88,7 +91,7 @@ def test_plain_format_and_damage_is_detected_by_pg_verifybackup(pg, tmp_repo):
                                                                             compression="none"))
     artifact = repo.artifact_path(manifest)
     assert os.path.isfile(os.path.join(artifact, "PG_VERSION"))
-    assert manifest["verified"]["pg_verifybackup"] is True
+    assert manifest["verified"]["backup_manifest"] is True and manifest["verified"]["method"] == "pg_verifybackup"
     physical_backup.verify_data_directory(artifact, os.path.join(artifact, "backup_manifest"), None)
 
     with open(os.path.join(artifact, "PG_VERSION"), "a") as handle:

@@ -87,6 +87,6 @@ def test_pg_basebackup_killed_mid_copy_publishes_nothing(pg, todo_db, tmp_repo):
     assert pg.scalar("SELECT count(*) FROM pg_replication_slots") == 0
 
     following = base_backup()
-    assert following["verified"]["pg_verifybackup"] is True
+    assert following["verified"]["backup_manifest"] is True
     assert sorted(manifest_ids(tmp_repo)) == sorted([earlier["id"], following["id"]])
     assert temp_entries(tmp_repo) == []
