@@ -5,8 +5,9 @@
 
 ``checksum``  every file of the backup exists and matches the manifest's size and sha256.
 ``structure`` the decoded archive is readable: ``pg_restore --list`` (and a full read of a
-              streamed archive), the pg_dump completion marker of a plain script, or
-              ``pg_verifybackup`` for a physical backup.
+              streamed archive), the pg_dump completion marker of a plain script, or for a
+              physical backup its check against PostgreSQL's ``backup_manifest`` (tar: streamed,
+              see ``physical_backup.verify_tar_backup``; plain: ``pg_verifybackup`` in place).
 ``restore``   the backup is restored into a throwaway database, every table's row count is
               compared with the manifest, ``pg_amcheck --heapallindexed`` checks heap and
               indexes, optional smoke queries run; the throwaway database is always dropped.
@@ -20,7 +21,6 @@ __metaclass__ = type
 
 import os
 import re
-import shutil
 import time
 import uuid
 
@@ -33,10 +33,7 @@ from .errors import PgBackupError
 from .pgtools import find_tool
 from .pipeline import Pipeline, Stage
 
-try:  # written separately; only needed for tar-format physical backups
-    from . import physical_backup
-except ImportError:
-    physical_backup = None
+from . import physical_backup
 
 LEVELS = ("checksum", "structure", "restore")
 SIDECAR = "verify"
@@ -251,8 +248,8 @@ def _tables_without_data(tables, data_entries):
 
 
 def _check_physical_structure(request):
-    """pg_verifybackup against PostgreSQL's own backup_manifest (tar artifacts are extracted
-    into a temporary directory of the repository first: PostgreSQL 15 reads only plain ones)."""
+    """A base backup against PostgreSQL's own backup_manifest: a plain one with pg_verifybackup in place, a tar
+    one as a stream (nothing is extracted; only the WAL segments it needs go to ``work_dir`` for pg_waldump)."""
     manifest = request.manifest
     path = request.repository.artifact_path(manifest)
     pg_manifest = os.path.join(path, "backup_manifest")
@@ -260,23 +257,20 @@ def _check_physical_structure(request):
         raise PgBackupError("The structure level for physical backups needs a base backup directory holding "
                             "backup_manifest; '%s' is not one." % manifest["artifact"],
                             hint="Verify this backup at level 'checksum'.")
-    tool = find_tool("pg_verifybackup", _major_of(request), request.pg_bin_dir)[0]
     plain = not any(name.endswith(TAR_SUFFIXES) or ".tar." in name for name in os.listdir(path))
     if plain:
+        tool = find_tool("pg_verifybackup", _major_of(request), request.pg_bin_dir)[0]
         _pg_verifybackup(tool, pg_manifest, path, manifest)
-        return {"format": "plain", "pg_verifybackup": "ok"}
-    if physical_backup is None:
-        raise PgBackupError("The structure level for tar-format physical backups is not implemented in this "
-                            "installation (the physical backup engine is missing).",
-                            hint="Verify this backup at level 'checksum'.")
-    scratch_dir = request.repository.temp_path(manifest["id"], ".verify-%s" % uuid.uuid4().hex[:8])
+        return {"format": "plain", "method": "pg_verifybackup", "pg_verifybackup": "ok"}
     try:
-        os.mkdir(scratch_dir, 0o700)
-        physical_backup.extract_backup(path, scratch_dir)
-        _pg_verifybackup(tool, pg_manifest, scratch_dir, manifest)
-    finally:
-        shutil.rmtree(scratch_dir, ignore_errors=True)
-    return {"format": manifest.get("format") or "tar", "pg_verifybackup": "ok"}
+        result = physical_backup.verify_tar_backup(path, work_dir=request.work_dir, bin_dir=request.pg_bin_dir,
+                                                   server_major=_major_of(request),
+                                                   segment_size=manifest.get("wal_segment_size"))
+    except PgBackupError as exc:
+        raise PgBackupError("Backup '%s' does not match its backup_manifest: %s" % (manifest["id"], exc.message),
+                            hint=exc.hint or "The base backup is damaged; restore another one.")
+    result.pop("backup_label", None)
+    return dict(result, format=manifest.get("format") or "tar")
 
 
 def _pg_verifybackup(tool, pg_manifest, data_dir, manifest):
@@ -388,7 +382,8 @@ def plan(repository, manifest, level, connection=None, scratch_prefix="pgbackup_
     steps = list(levels_up_to(level))
     description = {"checksum": "compare size and sha256 of %d file(s) with the manifest"
                                % (len(manifest.get("extra_files") or {}) + 1),
-                   "structure": "read the archive (pg_restore --list / completion marker / pg_verifybackup)",
+                   "structure": "read the archive (pg_restore --list / completion marker; a base backup: check "
+                                "every file against backup_manifest as a stream, or pg_verifybackup if plain)",
                    "restore": "restore into a throwaway database %s_*, compare %d table row counts, run pg_amcheck "
                               "--heapallindexed and %d smoke queries, then drop it"
                               % (scratch_prefix, len(manifest.get("tables") or {}), len(smoke_queries or []))}

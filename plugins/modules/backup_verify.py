@@ -16,7 +16,10 @@ description:
     truncation, zero-byte files and an artifact that belongs to another manifest).
   - V(structure) also reads the decoded archive with C(pg_restore --list) and a full C(pg_restore) read without a
     database (custom, tar, directory formats), checks that a plain SQL script ends with pg_dump's completion marker,
-    or runs C(pg_verifybackup) on a physical base backup.
+    or checks a physical base backup against PostgreSQL's C(backup_manifest) as C(pg_verifybackup) does (the
+    manifest's checksum, every file's presence, size and checksum, no unexpected file, the needed WAL parsed by
+    C(pg_waldump)). A tar-format base backup is read as a stream and not extracted - only the WAL segments it needs
+    are written to a temporary directory; a plain-format one is checked in place by C(pg_verifybackup).
   - V(restore) also restores the backup into a throwaway database named C(pgbackup_verify_<backup id>_<random>),
     compares every table's row count with the manifest, runs C(pg_amcheck --heapallindexed) on it and the optional
     O(smoke_queries), and always drops the throwaway database, also when a step fails.
@@ -72,6 +75,9 @@ notes:
 requirements:
   - psycopg2 on the managed host (V(restore) level)
   - PostgreSQL client programs (C(pg_restore), C(pg_amcheck)) of the server's major version or newer
+  - for physical base backups C(pg_waldump) (Debian C(postgresql-15)), C(zstd) for compressed tars, and the Python
+    module C(crc32c) (Debian C(python3-crc32c)) for CRC32C manifest checksums (without it such a backup is extracted
+    into a temporary directory and checked with C(pg_verifybackup))
 seealso:
   - module: todoapi.pgbackup.backup_info
   - module: todoapi.pgbackup.pg_restore
