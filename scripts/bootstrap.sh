@@ -35,6 +35,7 @@ DEB_PACKAGES=(
   age
   python3-venv
   python3-psycopg2
+  python3-crc32c
   python3-boto3
   pgbackrest
   openssh-client
