@@ -23,6 +23,8 @@ from .pipeline import Pipeline, Stage
 PG_RESTORE_ERROR = r"(?m)^pg_restore: error:"
 PSQL_ERROR = r"(?m)^(psql:.*)?ERROR:"
 MAX_AUTO_JOBS = 8
+DEFAULT_MAINTENANCE_WORK_MEM = "256MB"
+MEMORY_SETTING = re.compile(r"^[0-9]+(kB|MB|GB|TB)?$")
 TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
 
 
@@ -30,7 +32,7 @@ class LogicalRestoreRequest(object):
     def __init__(self, repository, connection, database=None, backup="latest", source_database=None,
                  tables=None, clean=False, force=False, jobs=1, globals_=False, identity_file=None,
                  no_owner=False, maintenance_db="postgres", work_dir=None, pg_bin_dir=None,
-                 maintenance_work_mem=None):
+                 maintenance_work_mem=DEFAULT_MAINTENANCE_WORK_MEM):
         if not database and not source_database:
             raise PgBackupError("No target database given.", hint="Set 'database' (and 'source_database' if it differs).")
         self.repository = repository
@@ -44,13 +46,21 @@ class LogicalRestoreRequest(object):
         if int(jobs or 0) < 0:
             raise PgBackupError("jobs must be 0 (one per CPU) or a positive number, not %s." % jobs)
         self.jobs = int(jobs) if jobs else default_jobs()
-        self.maintenance_work_mem = maintenance_work_mem
+        self.maintenance_work_mem = _memory_setting(maintenance_work_mem)
         self.globals = bool(globals_)
         self.identity_file = identity_file
         self.no_owner = bool(no_owner)
         self.maintenance_db = maintenance_db or "postgres"
         self.work_dir = work_dir
         self.pg_bin_dir = pg_bin_dir
+
+
+def _memory_setting(value):
+    value = (value or "").strip()
+    if value and not MEMORY_SETTING.match(value):
+        raise PgBackupError("maintenance_work_mem '%s' is not a PostgreSQL memory setting." % value,
+                            hint="Use a number with kB, MB, GB or TB, for example 256MB, or '' for the server's setting.")
+    return value
 
 
 def default_jobs():
@@ -228,7 +238,7 @@ def _restore_via_staging(request, manifest, major, target_exists):
     try:
         _create_database(admin, staging, manifest)
         try:
-            _load_archive(request, manifest, major, staging)
+            connections = _load_archive(request, manifest, major, staging)
             conn = pgconn.connect(request.connection, staging)
             try:
                 counts = _verify_counts(conn, manifest["tables"])
@@ -240,7 +250,8 @@ def _restore_via_staging(request, manifest, major, target_exists):
             raise
     finally:
         admin.close()
-    return {"mode": "full", "tables": counts, "restored_tables": sorted(counts), "changed": True}
+    return {"mode": "full", "tables": counts, "restored_tables": sorted(counts), "changed": True,
+            "connections": connections}
 
 
 def _staging_name(database):
@@ -305,6 +316,7 @@ def _pg_restore_argv(request, major, dbname, extra=()):
 
 
 def _load_archive(request, manifest, major, dbname, extra=()):
+    """Restore the archive into ``dbname``; returns how many connections loaded it."""
     stages, path = _decoded_input(request, manifest)
     fmt = manifest.get("format", "custom")
     # pg_restore refuses -j with --single-transaction: an in-place restore stays one transaction, run serially.
@@ -313,15 +325,15 @@ def _load_archive(request, manifest, major, dbname, extra=()):
         if fmt == "plain":
             _run(stages + [Stage(_psql(request, major, dbname, ["--single-transaction"]), name="psql",
                                  error_pattern=PSQL_ERROR)], env, stdin=path)
-            return
+            return 1
         if fmt == "directory":
             argv = _pg_restore_argv(request, major, dbname, ["-j", str(jobs)] + list(extra) + [path])
             _run([Stage(argv, name="pg_restore", error_pattern=PG_RESTORE_ERROR)], env)
-            return
+            return jobs
         if jobs > 1 and fmt == "custom":
-            _parallel_custom_restore(request, stages, path, env, major, dbname)
-            return
+            return _parallel_custom_restore(request, stages, path, env, major, dbname)
         _serial_custom_restore(request, stages, path, env, major, dbname, extra)
+        return 1
 
 
 def _serial_custom_restore(request, stages, path, env, major, dbname, extra=()):
@@ -346,7 +358,7 @@ def _parallel_custom_restore(request, stages, path, env, major, dbname):
             listing = _capture([Stage([pg_restore, "-l", path], name="pg_restore -l")], env)
         if not parallel_restore.can_restore_in_parallel(listing):
             _serial_custom_restore(request, stages, path, env, major, dbname)
-            return
+            return 1
         toc_file = prefix or path
         _run([Stage(_pg_restore_argv(request, major, dbname, ["--section=pre-data", toc_file]),
                     name="pg_restore (pre-data)", error_pattern=PG_RESTORE_ERROR)], env)
@@ -368,6 +380,7 @@ def _parallel_custom_restore(request, stages, path, env, major, dbname):
             env.get("PGOPTIONS", ""), request.maintenance_work_mem)).strip()) if request.maintenance_work_mem else env
         _run([Stage(_pg_restore_argv(request, major, dbname, ["--section=post-data", "-j", str(request.jobs), toc_file]),
                     name="pg_restore (post-data)", error_pattern=PG_RESTORE_ERROR)], post_env)
+        return request.jobs
     finally:
         if prefix:
             os.unlink(prefix)
@@ -389,13 +402,15 @@ def _capture(stages, env):
 
 def _restore_over_existing(request, manifest, major):
     """force without clean: replace the backup's objects in place, in one transaction."""
-    _load_archive(request, manifest, major, request.database, ["--clean", "--if-exists", "--single-transaction"])
+    connections = _load_archive(request, manifest, major, request.database,
+                                ["--clean", "--if-exists", "--single-transaction"])
     conn = pgconn.connect(request.connection, request.database)
     try:
         counts = _verify_counts(conn, manifest["tables"])
     finally:
         conn.close()
-    return {"mode": "full", "tables": counts, "restored_tables": sorted(counts), "changed": True}
+    return {"mode": "full", "tables": counts, "restored_tables": sorted(counts), "changed": True,
+            "connections": connections}
 
 
 # Per-table restore

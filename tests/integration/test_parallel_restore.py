@@ -97,6 +97,7 @@ def test_tricky_rows_round_trip_across_chunk_boundaries(pg, tricky_db, target_na
     result = restore(pg, tmp_repo, tricky_db, target_name, jobs=3, work_dir=str(tmp_path))
 
     assert result["tables"] == {"public.notes": 20001, "public.parent": 50}
+    assert result["connections"] == 3
     assert chunks and chunks[0]["copy_statements"] == 2
     if chunk_bytes:
         assert chunks[0]["chunks"] > 100, "small chunks: the big table was spread over many COPYs"
@@ -121,8 +122,9 @@ def test_large_objects_take_the_serial_path(pg, tricky_db, target_name, tmp_repo
     monkeypatch.setattr(parallel_restore, "load_data_section",
                         lambda *args, **kwargs: pytest.fail("the parallel loader must not run"))
 
-    restore(pg, tmp_repo, tricky_db, target_name, jobs=2)
+    result = restore(pg, tmp_repo, tricky_db, target_name, jobs=2)
 
+    assert result["connections"] == 1
     assert_same_data((pg, tricky_db), (pg, target_name))
     assert bytes(pg.scalar("SELECT lo_get(424242)", dbname=target_name)) == b"large object payload"
 

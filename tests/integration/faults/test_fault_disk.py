@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 """Fault: the disk fills up, under the repository during a backup, and under the restore's
-work directory (jobs > 1 decodes a compressed archive there) during a restore."""
+work directory (jobs > 1 writes the archive's table of contents there) during a restore."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -58,7 +58,7 @@ def test_repository_disk_full_during_backup(pg, todo_db, tmp_path):
 
 
 def test_work_dir_full_during_parallel_restore_leaves_target_unchanged(pg, todo_db, tmp_repo, scratch_db, tmp_path):
-    manifest = take_backup(pg, todo_db.name, tmp_repo)  # zstd: jobs > 1 decodes it to a seekable file first
+    manifest = take_backup(pg, todo_db.name, tmp_repo)  # zstd: jobs > 1 copies its table of contents to work_dir
     assert manifest["compression"]["applied"] == "external"
     repo = LocalRepository(tmp_repo)
 
