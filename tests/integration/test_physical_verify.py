@@ -433,3 +433,35 @@ def test_tablespace_tar_is_checked_under_pg_tblspc(fresh_pg, tmp_repo):
         fresh_pg.sql("DROP TABLE IF EXISTS on_extra")
         fresh_pg.sql("DROP TABLESPACE IF EXISTS extra")
         shutil.rmtree(location, ignore_errors=True)
+
+
+DAMAGING_PG_BASEBACKUP = """#!/bin/sh
+# The real pg_basebackup, then pg_wal.tar cut short: as if the disk had lost its end.
+dir=""; previous=""
+for arg in "$@"; do
+  [ "$previous" = "-D" ] && dir="$arg"
+  previous="$arg"
+done
+%s/pg_basebackup "$@" || exit $?
+[ -n "$dir" ] && [ -f "$dir/pg_wal.tar" ] && truncate -s 4096 "$dir/pg_wal.tar"
+exit 0
+"""
+
+
+def test_a_backup_that_does_not_verify_is_not_published(pg, tmp_repo):
+    bin_dir = tempfile.mkdtemp(prefix="pgbackup-fake-bin-")
+    try:
+        real = bindir_for(15)
+        script = os.path.join(bin_dir, "pg_basebackup")
+        with open(script, "w") as handle:
+            handle.write(DAMAGING_PG_BASEBACKUP % real)
+        os.chmod(script, stat.S_IRWXU)
+        for tool in ("pg_verifybackup", "pg_waldump"):
+            os.symlink(os.path.join(real, tool), os.path.join(bin_dir, tool))
+        with pytest.raises(PgBackupError, match="does not verify, so it was not published: .*pg_wal.tar ends in the "
+                                                "middle of '0000000") as failure:
+            take(pg, tmp_repo, pg_bin_dir=bin_dir)
+        assert "WAL segment" in failure.value.message and failure.value.details["problems"]
+    finally:
+        shutil.rmtree(bin_dir, ignore_errors=True)
+    assert LocalRepository(tmp_repo).list() == [] and os.listdir(tmp_repo) == []
