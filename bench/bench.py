@@ -777,7 +777,6 @@ class Bench(object):
                 self.measure(method, db, round_no, section)
 
     def main_methods(self):
-        jobs = CORES
         return [
             Method("seed_dump", "logical backup", "seed: pg_dump -F c -Z 9", self.seed_dump, baseline=True),
             Method("coll_dump", "logical backup", "collection pg_dump (defaults)", self.coll_dump),
@@ -785,8 +784,9 @@ class Bench(object):
                    comparator=True),
             Method("seed_restore", "logical restore", "seed: createdb + pg_restore -d", self.seed_restore, baseline=True),
             Method("coll_restore", "logical restore", "collection pg_restore (defaults)", self.coll_restore),
-            Method("coll_restore_j", "logical restore", "collection pg_restore jobs=%d" % jobs,
-                   lambda db, tag: self.coll_restore(db, tag, {"jobs": jobs}, key="coll_restore_j")),
+            Method("coll_restore_serial", "logical restore", "collection pg_restore jobs=1 (serial)",
+                   lambda db, tag: self.coll_restore(db, tag, {"jobs": 1}, key="coll_restore_serial"),
+                   comparator=True),
             Method("seed_base", "physical backup", "seed: pg_basebackup -Ft -z -P", self.seed_basebackup, baseline=True),
             Method("coll_base", "physical backup", "collection pg_basebackup (defaults)", self.coll_basebackup),
             Method("pgbr_backup_gz", "physical backup", "pgBackRest full, gz (default)",
@@ -839,12 +839,13 @@ class Bench(object):
                  {"format": "directory", "jobs": CORES, "compression": "gzip:%d" % level})
         m.append(Method("seed_restore", "logical restore", "seed: createdb + pg_restore -d", self.seed_restore,
                         baseline=True))
-        restore("x_restore_j1", "zstd:3 custom, jobs=1", "x_zstd3", {"jobs": 1})
-        restore("x_restore_j%d" % CORES, "zstd:3 custom, jobs=%d" % CORES, "x_zstd3", {"jobs": CORES})
-        restore("x_restore_j%d_mwm" % CORES, "zstd:3 custom, jobs=%d, maintenance_work_mem=256MB" % CORES, "x_zstd3",
-                {"jobs": CORES}, extra_env={"PGOPTIONS": "-c maintenance_work_mem=256MB"})
-        restore("x_restore_j1_mwm", "zstd:3 custom, jobs=1, maintenance_work_mem=256MB", "x_zstd3",
-                {"jobs": 1}, extra_env={"PGOPTIONS": "-c maintenance_work_mem=256MB"})
+        restore("x_restore_j1", "zstd:3 custom, jobs=1 (serial pg_restore)", "x_zstd3", {"jobs": 1})
+        restore("x_restore_j%d_server_mwm" % CORES, "zstd:3 custom, jobs=%d, maintenance_work_mem='' (server's)" % CORES,
+                "x_zstd3", {"jobs": CORES, "maintenance_work_mem": ""})
+        restore("x_restore_j%d" % CORES, "zstd:3 custom, jobs=%d, maintenance_work_mem=256MB" % CORES, "x_zstd3",
+                {"jobs": CORES})
+        restore("x_restore_j%d_1gb" % CORES, "zstd:3 custom, jobs=%d, maintenance_work_mem=1GB" % CORES, "x_zstd3",
+                {"jobs": CORES, "maintenance_work_mem": "1GB"})
         restore("x_restore_dir_j%d" % CORES, "directory gzip:1, jobs=%d" % CORES, "x_dir_gzip1", {"jobs": CORES})
         m.append(Method("seed_base", "physical backup", "seed: pg_basebackup -Ft -z -P", self.seed_basebackup,
                         baseline=True))
@@ -1129,7 +1130,7 @@ def targets(report, rows):
         out.append(("default logical backup ≤ 1/3 of the seed's time at ≤ 110 % of its size",
                     "%.2f × the time, %.2f × the size (%.1f s vs %.1f s)" % (
                         dump["time_ratio"], dump["size_ratio"], dump["time"], seed_dump["time"]), ok))
-    for key in ("coll_restore", "coll_restore_j"):
+    for key in ("coll_restore",):
         row = find_row(rows, key)
         if row and row["time_ratio"] is not None:
             out.append(("%s ≤ 0.6 × the seed's restore" % row["label"], "%.2f × (%.1f s vs %.1f s)" % (
