@@ -611,19 +611,6 @@ class Bench(object):
                     rss_kb=output["maxrss_self_kb"], tree_rss_kb=tree_rss, settings=output["settings"],
                     verified=output.get("verified"))
 
-    def raw_basebackup(self, db, tag, key, options):
-        """pg_basebackup with options the engine cannot express (exploration only)."""
-        out_dir = self.path("raw-base", "%s-%s" % (key, tag))
-        rmtree(out_dir)
-        mkdir(os.path.dirname(out_dir))
-        argv = [self.bin + "/pg_basebackup", "-h", self.cluster.host, "-p", str(self.cluster.port), "-U", "postgres",
-                "-D", out_dir] + options
-        with Timed(self, [os.path.dirname(out_dir)]) as timed:
-            rss = run_process_rss(argv, env=self.env, log_path=self.path("logs", "%s-%s.log" % (key, tag)))
-        size = tree_bytes(out_dir)
-        rmtree(out_dir)
-        return dict(timed.fields(), size_bytes=size, tree_rss_kb=rss, command="pg_basebackup " + " ".join(options))
-
     def seed_extract(self, db, tag):
         source = self.latest.get(("seed_base", None))
         if not source:
@@ -823,9 +810,6 @@ class Bench(object):
             m.append(Method(key, "physical backup", label,
                             lambda db, tag: self.coll_basebackup(db, tag, overrides, key=key)))
 
-        def raw(key, label, options):
-            m.append(Method(key, "physical backup", label, lambda db, tag: self.raw_basebackup(db, tag, key, options)))
-
         m.append(Method("seed_dump", "logical backup", "seed: pg_dump -F c -Z 9", self.seed_dump, baseline=True))
         m.append(Method("floor_dump", "logical backup", "reference: pg_dump -F c -Z 0 -f /dev/null", self.floor_dump,
                         comparator=True))
@@ -849,23 +833,18 @@ class Bench(object):
         restore("x_restore_dir_j%d" % CORES, "directory gzip:1, jobs=%d" % CORES, "x_dir_gzip1", {"jobs": CORES})
         m.append(Method("seed_base", "physical backup", "seed: pg_basebackup -Ft -z -P", self.seed_basebackup,
                         baseline=True))
-        base("x_base_default", "tar server-zstd, verify (engine default)", {})
-        base("x_base_noverify", "tar server-zstd, verify=false", {"verify": False})
-        base("x_base_client_zstd", "tar client-zstd, verify=false", {"compression": "client-zstd", "verify": False})
-        base("x_base_server_zstd1", "tar server-zstd:1, verify=false", {"compression": "server-zstd:1", "verify": False})
-        base("x_base_none", "tar uncompressed, verify=false", {"compression": "none", "verify": False})
-        base("x_base_client_gzip", "tar client-gzip, verify=false", {"compression": "client-gzip", "verify": False})
-        base("x_base_plain", "plain, verify (in place)", {"format": "plain", "compression": "none"})
-        base("x_base_fetch", "tar server-zstd, wal fetch, verify=false", {"wal_method": "fetch", "verify": False})
-        base("x_base_spread", "tar server-zstd, checkpoint spread, verify=false",
-             {"checkpoint": "spread", "verify": False})
-        raw("x_raw_zstd", "raw: -Ft --compress=server-zstd:level=3 -c fast",
-            ["-Ft", "--compress=server-zstd:level=3", "--checkpoint=fast", "--no-sync"])
-        raw("x_raw_zstd_workers", "raw: -Ft --compress=server-zstd:level=3,workers=%d -c fast" % CORES,
-            ["-Ft", "--compress=server-zstd:level=3,workers=%d" % CORES, "--checkpoint=fast", "--no-sync"])
-        raw("x_raw_zstd_workers_sha", "raw: as above + --manifest-checksums=SHA256",
-            ["-Ft", "--compress=server-zstd:level=3,workers=%d" % CORES, "--checkpoint=fast", "--no-sync",
-             "--manifest-checksums=SHA256"])
+        base("x_base_default", "tar server-zstd:level=3,workers=auto, CRC32C, verify (engine default)", {})
+        base("x_base_noverify", "as the default, verify=false", {"verify": False})
+        base("x_base_one_thread", "tar server-zstd:level=3,workers=0 (one thread)",
+             {"compression": "server-zstd:level=3,workers=0"})
+        base("x_base_sha256", "as the default, manifest_checksums=SHA256", {"manifest_checksums": "SHA256"})
+        base("x_base_server_zstd1", "tar server-zstd:level=1,workers=auto", {"compression": "server-zstd:level=1"})
+        base("x_base_client_zstd", "tar client-zstd (zstd in pg_basebackup)", {"compression": "client-zstd"})
+        base("x_base_none", "tar uncompressed", {"compression": "none"})
+        base("x_base_client_gzip", "tar client-gzip", {"compression": "client-gzip"})
+        base("x_base_plain", "plain, verify (pg_verifybackup in place)", {"format": "plain", "compression": "none"})
+        base("x_base_fetch", "as the default, wal_method=fetch", {"wal_method": "fetch"})
+        base("x_base_spread", "as the default, checkpoint=spread", {"checkpoint": "spread"})
         m.append(Method("pgbr_backup_gz", "physical backup", "pgBackRest full, gz (default)",
                         lambda db, tag: self.pgbackrest_backup(db, tag, "gz"), comparator=True))
         m.append(Method("pgbr_backup_zst", "physical backup", "pgBackRest full, zst",
@@ -1274,8 +1253,7 @@ def explore_section(report):
     rows = summarize(report["results"], "explore")
     return header_lines(report) + [""] + method_table(rows) + [
         "", "Bold: the collection's engine with the module option(s) named in the label changed, everything else at its",
-        "default; \"raw\" rows are pg_basebackup alone with options the engine cannot pass yet. Time ÷ seed: against the",
-        "seed's command of the same step."]
+        "default. Time ÷ seed: against the seed's command of the same step."]
 
 
 def update_docs(report, section_name, lines):
