@@ -79,7 +79,7 @@ DEFAULTS = {
     "databases": ["TodoDb"],
     "connection": {},
     "format": "custom",
-    "compression": "zstd:3",
+    "compression": "zstd:1",
     "jobs": 1,
     "globals": True,
     "schemas": [],

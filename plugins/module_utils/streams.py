@@ -13,7 +13,7 @@ from .errors import PgBackupError
 from .pipeline import Stage, require_tool
 
 COMPRESSION_METHODS = ("zstd", "gzip", "none")
-DEFAULT_COMPRESSION = {"method": "zstd", "level": 3}
+DEFAULT_COMPRESSION = {"method": "zstd", "level": 1}  # measured: docs/performance.md
 LEVEL_RANGES = {"zstd": (1, 19), "gzip": (1, 9), "none": (0, 0)}
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 6, "none": 0}
 FORMAT_EXTENSIONS = {"custom": "dump", "plain": "sql", "tar": "tar", "directory": "dir"}

@@ -83,7 +83,7 @@ def test_parse_restore_arguments():
 def test_config_defaults_and_aliases(tmp_path):
     config = cli.load_config(write_config(tmp_path, databases=None, database="TodoDb"))
     assert config["databases"] == ["TodoDb"]
-    assert config["format"] == "custom" and config["compression"] == "zstd:3" and config["lock_wait_seconds"] == 5.0
+    assert config["format"] == "custom" and config["compression"] == "zstd:1" and config["lock_wait_seconds"] == 5.0
     assert cli.check_config({})["databases"] == ["TodoDb"]
     assert cli.check_config({})["log_file"] == "/var/log/todoapi_backup.log"
 

@@ -9,7 +9,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgB
 
 
 @pytest.mark.parametrize("given, expected", [
-    (None, {"method": "zstd", "level": 3}),
+    (None, {"method": "zstd", "level": 1}),
     ("zstd", {"method": "zstd", "level": 3}),
     ("zstd:7", {"method": "zstd", "level": 7}),
     ("gzip:9", {"method": "gzip", "level": 9}),
