@@ -49,7 +49,7 @@ class Verification(object):
     """Inputs of one verification run (see ``verify_backup``)."""
 
     def __init__(self, repository, manifest, level, connection=None, identity_file=None, smoke_queries=None,
-                 scratch_prefix="pgbackup_verify", pg_bin_dir=None, maintenance_db="postgres", jobs=1,
+                 scratch_prefix="pgbackup_verify", pg_bin_dir=None, maintenance_db="postgres", jobs=0,
                  work_dir=None, no_owner=False):
         if level not in LEVELS:
             raise PgBackupError("Unknown verification level '%s'." % level, hint="Use one of: %s." % ", ".join(LEVELS))
@@ -68,7 +68,7 @@ class Verification(object):
         self.scratch_prefix = scratch_prefix
         self.pg_bin_dir = pg_bin_dir
         self.maintenance_db = maintenance_db or "postgres"
-        self.jobs = max(1, int(jobs or 1))
+        self.jobs = int(jobs or 0)  # 0: one connection per CPU (logical_restore.default_jobs)
         self.work_dir = work_dir
         self.no_owner = bool(no_owner)
 
@@ -86,7 +86,7 @@ def scratch_database_name(prefix, backup_id, random_part=None):
 
 
 def verify_backup(repository, manifest, level, connection=None, identity_file=None, smoke_queries=None,
-                  scratch_prefix="pgbackup_verify", pg_bin_dir=None, maintenance_db="postgres", jobs=1,
+                  scratch_prefix="pgbackup_verify", pg_bin_dir=None, maintenance_db="postgres", jobs=0,
                   work_dir=None, no_owner=False, record=True):
     """Verify one backup up to ``level``; returns a result dict, raises PgBackupError on failure.
 

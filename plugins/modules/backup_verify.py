@@ -53,9 +53,11 @@ options:
     elements: str
     default: []
   jobs:
-    description: Parallel C(pg_restore) jobs for the V(restore) level.
+    description:
+      - Connections that restore the backup at the V(restore) level, as the O(todoapi.pgbackup.pg_restore#module:jobs)
+        option of the restore module; V(0) is one per CPU of this host (at most 8).
     type: int
-    default: 1
+    default: 0
   no_owner:
     description: Restore without object ownership (C(pg_restore --no-owner)), for servers that lack the backup's roles.
     type: bool
@@ -164,7 +166,7 @@ def main():
             level=dict(type="str", default="restore", choices=list(verify.LEVELS)),
             identity_file=dict(type="path"),
             smoke_queries=dict(type="list", elements="str", default=[]),
-            jobs=dict(type="int", default=1),
+            jobs=dict(type="int", default=0),
             no_owner=dict(type="bool", default=False),
             maintenance_db=dict(type="str", default="postgres"),
             scratch_prefix=dict(type="str", default="pgbackup_verify"),
