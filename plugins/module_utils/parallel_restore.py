@@ -38,7 +38,7 @@ from . import pgconn
 from .errors import PgBackupError
 from .pipeline import Pipeline, Stage
 
-CHUNK_BYTES = 2 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024  # per COPY; jobs x 2 of them in memory at most
 COPY_END = b"\n\\.\n"
 # psql meta-commands pg_restore writes around a script since PostgreSQL 15.14/16.10/17.6.
 IGNORED_META = (b"\\restrict", b"\\unrestrict")
