@@ -22,6 +22,8 @@ description:
   - The data-loss window is the time from the backup's finish to O(incident_time) (default now); with O(wal_archive)
     and O(kind=physical) it is the time since the newest archived WAL segment instead.
   - Fails naming every backup it tried and why, when none verifies.
+extends_documentation_fragment:
+  - todoapi.pgbackup.remote
 options:
   repository:
     description:
@@ -66,39 +68,10 @@ options:
   pg_bin_dir:
     description: Directory holding C(pg_restore) / C(pg_verifybackup); by default found automatically.
     type: path
-  s3_endpoint_url:
-    description: Endpoint of an S3-compatible service (MinIO, Google Cloud Storage ...); unset means AWS S3.
-    type: str
-  s3_region:
-    description: Region of the bucket.
-    type: str
-  s3_profile:
-    description: Profile from the host's AWS shared config/credentials files.
-    type: str
-  aws_access_key:
-    description: Access key id; without it credentials come from boto3's default chain.
-    type: str
-    aliases: [s3_access_key]
-  aws_secret_key:
-    description: Secret access key belonging to O(aws_access_key). Never logged.
-    type: str
-    aliases: [s3_secret_key]
-  aws_session_token:
-    description: Session token for temporary credentials.
-    type: str
-  s3_sse:
-    description: Server-side encryption (only used for uploads; accepted for symmetry with M(todoapi.pgbackup.backup_copy)).
-    type: str
-    choices: [AES256, aws:kms]
-  s3_kms_key_id:
-    description: KMS key id, with O(s3_sse=aws:kms).
-    type: str
-  s3_chunk_size_mb:
-    description: Multipart part size in MiB for downloads.
-    type: int
-    default: 64
 notes:
   - Supports check mode; the assessment only reads (an S3 download is skipped in check mode).
+  - Nothing is uploaded, so O(s3_sse) and O(s3_kms_key_id) have no effect; they are accepted so that the S3 options
+    of M(todoapi.pgbackup.backup_copy) can be passed unchanged.
 requirements:
   - PostgreSQL client programs (C(pg_restore)) for O(level=structure); boto3 for S3.
 seealso:
@@ -182,25 +155,8 @@ manifest_problems:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import dr
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import dr, remote
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-
-try:
-    from ansible_collections.todoapi.pgbackup.plugins.module_utils import remote
-except ImportError:
-    remote = None
-
-S3_ARGS = dict(
-    s3_endpoint_url=dict(type="str"),
-    s3_region=dict(type="str"),
-    s3_profile=dict(type="str"),
-    aws_access_key=dict(type="str", no_log=True, aliases=["s3_access_key"]),
-    aws_secret_key=dict(type="str", no_log=True, aliases=["s3_secret_key"]),
-    aws_session_token=dict(type="str", no_log=True),
-    s3_sse=dict(type="str", choices=["AES256", "aws:kms"]),
-    s3_kms_key_id=dict(type="str", no_log=False),
-    s3_chunk_size_mb=dict(type="int", default=64),
-)
 
 
 def main():
@@ -217,11 +173,11 @@ def main():
         incident_time=dict(type="str"),
         pg_bin_dir=dict(type="path"),
     )
-    spec.update(S3_ARGS)
+    spec.update(remote.S3_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
     remote_source = dr.is_remote(params["repository"])
-    s3_options = remote.s3_options_from_params(params) if remote and remote.is_s3_url(params["repository"]) else None
+    s3_options = remote.s3_options_from_params(params) if remote.is_s3_url(params["repository"]) else None
     try:
         if module.check_mode and remote_source:
             module.exit_json(changed=False, candidates=[], msg="Check mode: the S3 source would be listed and its newest "
