@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every module of the collection shares: connection options and error handling."""
+"""What every module of the collection shares: connection options, error handling and the end of a backup."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
+
+import os
 
 from .errors import PgBackupError
 from .pgconn import ConnectionSpec, PSYCOPG2_IMPORT_ERROR
@@ -52,3 +54,13 @@ def run_or_fail(module, action, *args, **kwargs):
         return action(*args, **kwargs)
     except PgBackupError as exc:
         module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "")
+
+
+def exit_with_backup(module, engine, request, repository):
+    """The end of a backup module (pg_dump, pg_basebackup): in check mode exit with the engine's
+    plan; otherwise take the backup and exit with its manifest plus the artifact's full path."""
+    if module.check_mode:
+        module.exit_json(changed=True, backup=run_or_fail(module, engine.plan, request))
+    manifest = run_or_fail(module, engine.backup, request)
+    manifest["path"] = os.path.join(repository.path, manifest["artifact"])
+    module.exit_json(changed=True, backup=manifest)

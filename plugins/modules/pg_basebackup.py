@@ -220,12 +220,10 @@ backup:
       type: str
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import physical_backup
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import (
-    argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
+    argument_spec, connection_from, exit_with_backup, repository_from, require_psycopg2, run_or_fail)
 
 
 def main():
@@ -252,11 +250,7 @@ def main():
         checkpoint=params["checkpoint"], verify=params["verify"], label=params["label"],
         pg_bin_dir=params["pg_bin_dir"], cluster_name=params["cluster_name"],
         manifest_checksums=params["manifest_checksums"])
-    if module.check_mode:
-        module.exit_json(changed=True, backup=run_or_fail(module, physical_backup.plan, request))
-    manifest = run_or_fail(module, physical_backup.backup, request)
-    manifest["path"] = os.path.join(repository.path, manifest["artifact"])
-    module.exit_json(changed=True, backup=manifest)
+    exit_with_backup(module, physical_backup, request, repository)
 
 
 if __name__ == "__main__":

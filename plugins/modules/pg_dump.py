@@ -178,12 +178,10 @@ backup:
       type: str
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import (
-    argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
+    argument_spec, connection_from, exit_with_backup, repository_from, require_psycopg2, run_or_fail)
 
 
 def main():
@@ -211,11 +209,7 @@ def main():
         compression=params["compression"], schemas=params["schemas"], exclude_schemas=params["exclude_schemas"],
         tables=params["tables"], exclude_tables=params["exclude_tables"], globals_=params["globals"],
         encrypt_recipients=params["encrypt_recipients"], pg_bin_dir=params["pg_bin_dir"])
-    if module.check_mode:
-        module.exit_json(changed=True, backup=run_or_fail(module, logical_backup.plan, request))
-    manifest = run_or_fail(module, logical_backup.backup, request)
-    manifest["path"] = os.path.join(repository.path, manifest["artifact"])
-    module.exit_json(changed=True, backup=manifest)
+    exit_with_backup(module, logical_backup, request, repository)
 
 
 if __name__ == "__main__":
