@@ -52,6 +52,19 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
+def sha256_chunks(chunks, write=None):
+    """(sha256, size) of a stream of byte chunks, read to the end; each chunk is also handed to
+    ``write`` (a copy's target) when given."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        if write is not None:
+            write(chunk)
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
 def sha256_tree(path):
     """Checksum of a directory: sha256 over the sorted ``name sha256`` lines of its files."""
     lines = []

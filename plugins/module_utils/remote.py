@@ -307,16 +307,12 @@ class S3Repository(RemoteRepository):
             raise self._error(exc, "write", name)
 
     def _sha256(self, name):
-        digest = hashlib.sha256()
-        size = 0
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"]
-            for chunk in body.iter_chunks(READ_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
+            digest, size = fsutil.sha256_chunks(body.iter_chunks(READ_CHUNK))
         except Exception as exc:
             raise self._error(exc, "read", name)
-        return size, digest.hexdigest()
+        return size, digest
 
     def _remove(self, names):
         keys = [self.key(name) for name in names if not name.endswith("/")]

@@ -18,11 +18,11 @@ sha256 compared with the manifest before the manifest is uploaded, last.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import hashlib
 import os
 import re
 import traceback
 
+from . import fsutil
 from .errors import PgBackupError
 from .remote_store import (RemoteRepository, causes, check_private_file, delta_progress, interrupted_upload, open_local_source,
                            open_local_target, options_from_params, pick_options, split_bucket_url, upload_error)
@@ -284,15 +284,11 @@ class AzureRepository(RemoteRepository):
             raise self._error(exc, "write", name)
 
     def _sha256(self, name):
-        digest = hashlib.sha256()
-        size = 0
         try:
-            for chunk in self._blob(name).download_blob(max_concurrency=1).chunks():
-                digest.update(chunk)
-                size += len(chunk)
+            digest, size = fsutil.sha256_chunks(self._blob(name).download_blob(max_concurrency=1).chunks())
         except Exception as exc:
             raise self._error(exc, "read", name)
-        return size, digest.hexdigest()
+        return size, digest
 
     def _remove(self, names):
         for name in names:

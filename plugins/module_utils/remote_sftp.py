@@ -27,6 +27,7 @@ import stat
 import traceback
 import uuid
 
+from . import fsutil
 from .errors import PgBackupError
 from .remote_store import (READ_CHUNK, RemoteRepository, causes, check_private_file, interrupted_upload, open_local_source,
                            open_local_target, options_from_params, pick_options)
@@ -97,6 +98,16 @@ def _without_password(url):
     if parts.password:
         return url.replace(":" + parts.password + "@", ":********@")
     return url
+
+
+def _chunks_of(handle):
+    """The chunks of an open remote file, read ahead (paramiko's prefetch) to the end."""
+    handle.prefetch()
+    while True:
+        chunk = handle.read(READ_CHUNK)
+        if not chunk:
+            return
+        yield chunk
 
 
 class SftpRepository(RemoteRepository):
@@ -410,30 +421,18 @@ class SftpRepository(RemoteRepository):
         return size
 
     def _sha256(self, name):
-        digest = hashlib.sha256()
-        size = 0
         try:
             with self._connect().open(self.remote_path(name), "rb") as handle:
-                handle.prefetch()
-                while True:
-                    chunk = handle.read(READ_CHUNK)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    size += len(chunk)
+                digest, size = fsutil.sha256_chunks(_chunks_of(handle))
         except Exception as exc:
             raise self._error(exc, "read", name)
-        return size, digest.hexdigest()
+        return size, digest
 
     def _get_file(self, name, path, progress=None):
         with open_local_target(path) as target:
             try:
                 with self._connect().open(self.remote_path(name), "rb") as handle:
-                    handle.prefetch()
-                    while True:
-                        chunk = handle.read(READ_CHUNK)
-                        if not chunk:
-                            break
+                    for chunk in _chunks_of(handle):
                         target.write(chunk)
                         if progress:
                             progress(len(chunk))

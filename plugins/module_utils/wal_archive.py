@@ -31,7 +31,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import hashlib
 import os
 import re
 import time
@@ -155,21 +154,23 @@ def _decoded_sha256(path, identity_file=None, name=None):
     if name.endswith(".age") and not identity_file:
         return _read_checksum_sidecar(path), None
     pipeline = Pipeline(_decode_stages(path, identity_file, name), stdin=path, capture_stdout=True).start()
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        for chunk in pipeline.stdout_chunks():
-            digest.update(chunk)
-            size += len(chunk)
-    except BaseException:
-        pipeline.kill()
-        raise
+    digest, size = _drain(pipeline)
     try:
         pipeline.wait()
     except PgBackupError as exc:
         raise WalArchiveError("Archived WAL file '%s' cannot be decoded: %s" % (path, exc.message),
                               hint="It is damaged; the WAL it held is lost unless another copy exists.")
-    return digest.hexdigest(), size
+    return digest, size
+
+
+def _drain(pipeline, write=None):
+    """(sha256, size) of a started pipeline's output, read to the end (and handed to ``write``);
+    the pipeline is killed when reading fails. Its exit status is the caller's to check."""
+    try:
+        return fsutil.sha256_chunks(pipeline.stdout_chunks(), write)
+    except BaseException:
+        pipeline.kill()
+        raise
 
 
 def _read_checksum_sidecar(path):
@@ -378,30 +379,14 @@ def restore_segment(wal_name, target_path, archive_dir, identity_file=None, stre
 
 
 def _decode_to(source, destination, identity_file):
-    digest = hashlib.sha256()
-    size = 0
     stages = _decode_stages(source, identity_file)
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, fsutil.FILE_MODE)
     with os.fdopen(fd, "wb") as out:
         if not stages:
             with open(source, "rb") as src:
-                while True:
-                    chunk = src.read(CHUNK_SIZE)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-            return digest.hexdigest(), size
+                return fsutil.sha256_chunks(iter(lambda: src.read(CHUNK_SIZE), b""), out.write)
         pipeline = Pipeline(stages, stdin=source, capture_stdout=True).start()
-        try:
-            for chunk in pipeline.stdout_chunks():
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-        except BaseException:
-            pipeline.kill()
-            raise
+        digest, size = _drain(pipeline, out.write)
         try:
             pipeline.wait()
         except PgBackupError as exc:
@@ -411,7 +396,7 @@ def _decode_to(source, destination, identity_file):
                                       hint="Use the private key of one of the archive's recipients.")
             raise WalArchiveError("Archived WAL file '%s' is damaged: %s" % (source, exc.message),
                                   hint="Recovery cannot continue past this segment.")
-    return digest.hexdigest(), size
+    return digest, size
 
 
 # -- inspection --------------------------------------------------------------------------
