@@ -25,10 +25,11 @@ import pytest
 
 import glob
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, physical_backup, wal_cli
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, physical_backup
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.ansible_run import REPO_ROOT, run_playbook
+from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, wait_archived
 from tests.lib.dbcompare import assert_same_data, table_fingerprints
 from tests.lib.pgcluster import PgCluster, drop_cluster, find_free_port, next_cluster_name
 from tests.lib.standin_app import StandinApp
@@ -261,49 +262,12 @@ def test_dr_stops_at_assess_when_the_only_backup_is_corrupt(collections_root, pg
     assert "FAILED" in markdown and "## What failed" in markdown
 
 
-def install_wal_helper(base):
-    """What role wal_archiving installs (engine package + todoapi-pgbackup-wal), below base, for the system Python."""
-    lib = os.path.join(base, "lib")
-    engine = os.path.join(lib, "todoapi_pgbackup_engine")
-    os.makedirs(engine)
-    utils = os.path.join(REPO_ROOT, "plugins", "module_utils")
-    for name in os.listdir(utils):
-        if name.endswith(".py"):
-            shutil.copy(os.path.join(utils, name), engine)
-    wrapper = os.path.join(base, "todoapi-pgbackup-wal")
-    with open(wrapper, "w") as handle:
-        handle.write(wal_cli.wrapper_script(lib))
-    os.chmod(wrapper, 0o755)
-    for root, _dirs, _files in os.walk(base):
-        os.chmod(root, 0o755)
-    return wrapper
-
-
-def postgres_dir(parent, name):
-    path = os.path.join(parent, name)
-    os.mkdir(path, 0o700)
-    shutil.chown(path, "postgres", "postgres")
-    return path
-
-
-def wait_archived(cluster, timeout=30):
-    segment = cluster.scalar("SELECT pg_walfile_name(pg_switch_wal())")
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cluster.scalar("SELECT coalesce(last_archived_wal >= %s, false) FROM pg_stat_archiver", (segment,)):
-            return segment
-        time.sleep(0.2)
-    raise AssertionError("segment %s was not archived\n%s" % (segment, cluster.log_tail()))
-
-
 def test_dr_pitr_replays_the_wal_archive_into_the_new_server(collections_root, work_dir, new_host):
     os.chmod(work_dir, 0o755)
-    wal_command = install_wal_helper(os.path.join(work_dir, "wal-helper"))
+    wal_command = install_wal_tool(os.path.join(work_dir, "wal-helper"))
     archive = postgres_dir(work_dir, "wal-archive")
     repository = postgres_dir(work_dir, "base-backups")
-    source = PgCluster.create(extra_conf={
-        "archive_mode": "on", "archive_timeout": 5,
-        "archive_command": "%s archive-wal %%p %%f --archive-dir %s" % (wal_command, archive)})
+    source = PgCluster.create(extra_conf=archiving_conf(wal_command, archive, archive_timeout=5))
     try:
         create_todo_db(source, dbname="TodoDb", size_mb=1)
         spec = ConnectionSpec(host=source.host, port=source.port, user=source.user, password=source.password)

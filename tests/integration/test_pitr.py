@@ -9,18 +9,18 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 
 import psycopg2
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import physical_backup, pitr, wal_archive, wal_cli
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import physical_backup, pitr, wal_archive
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.ansible_run import run_playbook
+from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, shared_dir, wait_archived
 from tests.lib.dbcompare import run_pg_amcheck
 from tests.lib.pgcluster import PgCluster, find_free_port
 from tests.lib.tododb import create_todo_db
@@ -38,54 +38,8 @@ ROLE_PLAY = """
 """
 
 
-def shared_dir(prefix):
-    """A temp dir PostgreSQL (OS user postgres) can reach."""
-    path = tempfile.mkdtemp(prefix=prefix)
-    os.chmod(path, 0o755)
-    return path
-
-
-def postgres_dir(parent, name):
-    path = os.path.join(parent, name)
-    os.mkdir(path, 0o700)
-    shutil.chown(path, "postgres", "postgres")
-    return path
-
-
-def install_wal_tool(base):
-    """What the role installs: the engine package + the wrapper, on the system python."""
-    lib = os.path.join(base, "lib")
-    engine = os.path.join(lib, "todoapi_pgbackup_engine")
-    os.makedirs(engine)
-    utils = os.path.join(REPO_ROOT, "plugins", "module_utils")
-    for name in os.listdir(utils):
-        if name.endswith(".py"):
-            shutil.copy(os.path.join(utils, name), engine)
-    wrapper = os.path.join(base, "todoapi-pgbackup-wal")
-    with open(wrapper, "w") as handle:
-        handle.write(wal_cli.wrapper_script(lib))
-    os.chmod(wrapper, 0o755)
-    for root, dirs, files in os.walk(base):
-        os.chmod(root, 0o755)
-    return wrapper
-
-
 def connection(cluster):
     return ConnectionSpec(host=cluster.host, port=cluster.port, user="postgres", password=cluster.password)
-
-
-def wait_archived(cluster, timeout=30):
-    """Switch to a new segment and wait until the finished one is archived; returns its name."""
-    cluster.sql("SELECT pg_create_restore_point('switch')")
-    segment = cluster.scalar("SELECT pg_walfile_name(pg_switch_wal())")
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        done, failed = cluster.sql("SELECT coalesce(last_archived_wal >= %s, false), last_failed_wal FROM pg_stat_archiver",
-                                   (segment,))[0]
-        if done:
-            return segment
-        time.sleep(0.2)
-    raise AssertionError("segment %s not archived (last failed: %s)\n%s" % (segment, failed, cluster.log_tail()))
 
 
 def drop_with_leftovers(cluster):
@@ -378,9 +332,8 @@ def test_rpo_archive_mode_loses_at_most_archive_timeout():
     wal_command = install_wal_tool(base)
     archive = postgres_dir(base, "archive")
     repo = LocalRepository(postgres_dir(base, "repo"))
-    primary = PgCluster.create(fsync=True, extra_conf={
-        "archive_mode": "on", "archive_timeout": ARCHIVE_TIMEOUT,
-        "archive_command": "%s archive-wal %%p %%f --archive-dir %s --compress zstd" % (wal_command, archive)})
+    primary = PgCluster.create(fsync=True, extra_conf=archiving_conf(wal_command, archive, compress="zstd",
+                                                                     archive_timeout=ARCHIVE_TIMEOUT))
     try:
         measured = crash_and_measure(primary, repo, archive, wal_command, base)
         print("\nRPO archive mode (archive_timeout=%ds): %d of %d acknowledged commits lost, covering the last %.2f s "
@@ -400,9 +353,8 @@ def test_rpo_synchronous_pg_receivewal_loses_nothing():
     archive = postgres_dir(base, "archive")
     stream = postgres_dir(base, "stream")
     repo = LocalRepository(postgres_dir(base, "repo"))
-    primary = PgCluster.create(fsync=True, extra_conf={
-        "archive_mode": "on", "archive_timeout": 60, "synchronous_commit": "on",
-        "archive_command": "%s archive-wal %%p %%f --archive-dir %s --compress zstd" % (wal_command, archive)})
+    primary = PgCluster.create(fsync=True, extra_conf=archiving_conf(wal_command, archive, compress="zstd",
+                                                                     archive_timeout=60, synchronous_commit="on"))
     receiver = None
     try:
         primary.sql("SELECT pg_create_physical_replication_slot('todoapi_receivewal')")

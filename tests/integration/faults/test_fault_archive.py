@@ -8,46 +8,23 @@ from __future__ import absolute_import, division, print_function
 
 import os
 import shutil
-import tempfile
 import time
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import alerts, monitor_cli, status, wal_cli
+from ansible_collections.todoapi.pgbackup.plugins.module_utils import alerts, monitor_cli, status
 from tests.integration.faults.faultlib import spec_of
+from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, shared_dir
 from tests.lib.pgcluster import PgCluster
 from tests.lib.sinks import HttpReceiver
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-
-def install_wal_tool(base):
-    """What the wal_archiving role installs: the engine package + the wrapper, on the system python."""
-    engine = os.path.join(base, "lib", "todoapi_pgbackup_engine")
-    os.makedirs(engine)
-    utils = os.path.join(REPO_ROOT, "plugins", "module_utils")
-    for name in os.listdir(utils):
-        if name.endswith(".py"):
-            shutil.copy(os.path.join(utils, name), engine)
-    wrapper = os.path.join(base, "todoapi-pgbackup-wal")
-    with open(wrapper, "w") as handle:
-        handle.write(wal_cli.wrapper_script(os.path.join(base, "lib")))
-    os.chmod(wrapper, 0o755)
-    for root, dirs, files in os.walk(base):
-        os.chmod(root, 0o755)
-    return wrapper
 
 
 @pytest.fixture(scope="module")
 def archiving():
-    base = tempfile.mkdtemp(prefix="pgbackup-archfault-")
-    os.chmod(base, 0o755)
+    base = shared_dir("pgbackup-archfault-")
     wrapper = install_wal_tool(base)
-    archive = os.path.join(base, "archive")
-    os.mkdir(archive, 0o700)
-    shutil.chown(archive, "postgres", "postgres")
-    cluster = PgCluster.create(extra_conf={
-        "archive_mode": "on", "archive_command": "%s archive-wal %%p %%f --archive-dir %s" % (wrapper, archive)})
+    archive = postgres_dir(base, "archive")
+    cluster = PgCluster.create(extra_conf=archiving_conf(wrapper, archive))
     try:
         yield cluster, archive
     finally:
