@@ -10,7 +10,6 @@ whose entries carry a unique job name and are removed afterwards.
 from __future__ import absolute_import, division, print_function
 
 import fcntl
-import glob
 import hashlib
 import json
 import os
@@ -19,7 +18,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 
@@ -29,6 +27,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_re
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.ansible_run import REPO_ROOT, run_playbook
+from tests.lib.procscan import ProcScanner
 from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer
 from tests.lib.tododb import create_todo_db, todo_row_counts
 
@@ -101,41 +100,6 @@ def log_tail(path, lines=15):
 def log_events(path):
     with open(path) as handle:
         return [json.loads(line) for line in handle if line.strip()]
-
-
-class ProcessWatcher(object):
-    """Collects the command line and environment of every process while a run is going on."""
-
-    def __init__(self):
-        self.commands = []
-        self.environments = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-        self._thread.daemon = True
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self):
-        while not self._stop.is_set():
-            for proc in glob.glob("/proc/[0-9]*"):
-                for name, bucket in (("cmdline", self.commands), ("environ", self.environments)):
-                    try:
-                        with open(os.path.join(proc, name), "rb") as handle:
-                            bucket.append(handle.read().replace(b"\0", b" ").decode("utf-8", "replace"))
-                    except OSError:
-                        pass
-
-    def saw(self, text):
-        return any(text in snapshot for snapshot in self.commands + self.environments)
-
-    def saw_process(self, text):
-        return any(text in snapshot for snapshot in self.commands)
 
 
 class Installed(object):
@@ -349,7 +313,7 @@ def test_cron_entries_follow_the_seed(installed):
 def test_cron_command_takes_a_valid_restorable_backup(installed):
     _schedule, command = cron_entries(installed.job_name)["backup"]
     lock = os.open(installed.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    with ProcessWatcher() as watcher:
+    with ProcScanner([installed.password]) as watcher:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the runner waits a moment: long enough to be seen
         run = subprocess.Popen(["runuser", "-u", OS_USER, "--", "sh", "-c", command], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -358,8 +322,8 @@ def test_cron_command_takes_a_valid_restorable_backup(installed):
         stdout, stderr = run.communicate(timeout=300)
     done = subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout + done.stderr + log_tail(installed.log_file)
-    assert watcher.saw_process("--config %s backup" % installed.config_file), "the watcher never saw the runner"
-    assert not watcher.saw(installed.password), "the password showed up in a command line or environment"
+    assert watcher.saw_command("--config %s backup" % installed.config_file), "the watcher never saw the runner"
+    assert not watcher.hits, "the password showed up in a command line or environment: %s" % watcher.hits
     with open(installed.tool_calls) as handle:  # what the pg_dump/pg_dumpall wrappers saw, every call
         calls = handle.read()
     assert "pg_dump " in calls and "pg_dumpall " in calls and "PGPASSFILE=%s" % installed.passfile in calls

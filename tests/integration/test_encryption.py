@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import uuid
 
 import pytest
@@ -19,6 +18,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgB
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository  # noqa: E402
 from tests.lib.dbcompare import assert_same_data, table_fingerprints  # noqa: E402
+from tests.lib.procscan import Poller  # noqa: E402
 from tests.lib.tododb import create_todo_db  # noqa: E402
 
 AGE_HEADER = b"age-encryption.org/v1\n"
@@ -77,36 +77,24 @@ def pgbackup_temp_files():
     return set(name for name in os.listdir(tempfile.gettempdir()) if name.startswith("pgbackup-restore-"))
 
 
-class TempFileWatcher(object):
+class TempFileWatcher(Poller):
     """Polls a repository during a backup and records the first bytes of every .tmp- file seen."""
 
     def __init__(self, path):
+        super(TempFileWatcher, self).__init__(interval=0.005)
         self.path = path
         self.seen = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-        self._thread.daemon = True
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self):
-        while not self._stop.is_set():
-            for name in os.listdir(self.path):
-                if not name.startswith(".tmp-"):
-                    continue
-                try:
-                    start = head(os.path.join(self.path, name), len(AGE_HEADER))
-                except (IOError, OSError):
-                    continue
-                if start:
-                    self.seen.setdefault(name, set()).add(start)
-            self._stop.wait(0.005)
+    def poll(self):
+        for name in os.listdir(self.path):
+            if not name.startswith(".tmp-"):
+                continue
+            try:
+                start = head(os.path.join(self.path, name), len(AGE_HEADER))
+            except (IOError, OSError):
+                continue
+            if start:
+                self.seen.setdefault(name, set()).add(start)
 
 
 def test_encrypted_backup_holds_only_ciphertext_and_restores_with_the_right_key(pg, todo_db, tmp_repo, keys, target_db):

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Helpers of the fault-injection suite (tests/integration/faults): repository snapshots,
-process hunting under /proc, a pause point inside a running backup, tmpfs mounts and a
-/proc scanner that looks for secrets in every process's command line and environment.
+process hunting under /proc, a pause point inside a running backup, tmpfs mounts and secrets
+in files (the /proc scanner for secrets is tests/lib/procscan.py's ProcScanner).
 
     from tests.integration.faults.faultlib import repo_snapshot, descendants, paused_dump
 """
@@ -21,6 +21,7 @@ import time
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from tests.lib.procscan import all_pids, proc_stat, proc_state
 
 TMP_PREFIX = ".tmp-"
 
@@ -104,27 +105,11 @@ def rewrite_manifest(repo_path, backup_id, **changes):
 # Processes
 
 
-def _stat(pid):
-    """(comm, ppid) of a process, or None when it is gone."""
-    try:
-        with open("/proc/%s/stat" % pid) as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    comm = text[text.index("(") + 1:text.rindex(")")]
-    ppid = int(text[text.rindex(")") + 2:].split()[1])
-    return comm, ppid
-
-
-def all_pids():
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
 def descendants(root_pid):
     """[(pid, comm)] of every process below ``root_pid``."""
     children = {}
     for pid in all_pids():
-        info = _stat(pid)
+        info = proc_stat(pid)
         if info:
             children.setdefault(info[1], []).append((pid, info[0]))
     found, queue = [], [root_pid]
@@ -156,7 +141,7 @@ def kill_and_reap(pids, timeout=10):
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
-    while any(_stat(pid) and _state(pid) != "Z" for pid in pids) and time.monotonic() < deadline:
+    while any(proc_stat(pid) and proc_state(pid) != "Z" for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -164,19 +149,10 @@ def wait_until_gone(pids, timeout=5):
     """True once none of ``pids`` is alive (zombies count as gone)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(_state(pid) not in (None, "Z") for pid in pids):
+        if not any(proc_state(pid) not in (None, "Z") for pid in pids):
             return True
         time.sleep(0.05)
     return False
-
-
-def _state(pid):
-    try:
-        with open("/proc/%s/stat" % pid) as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2:].split()[0]
 
 
 class BackgroundCall(object):
@@ -300,68 +276,6 @@ def log_events(path):
 
 
 # Secrets in /proc
-
-
-class ProcScanner(object):
-    """Reads /proc/<pid>/cmdline and /proc/<pid>/environ of every process, again and again,
-    while a run goes on, and records each process in which one of ``secrets`` shows up. For the
-    processes below this test process it also keeps the names seen and, in ``children``,
-    {pid: (name, argv, environment entries)} (to prove the scan caught the children it was meant
-    to watch, and to inspect them)."""
-
-    def __init__(self, secrets, interval=0.005):
-        self.secrets = [s.encode("utf-8") if isinstance(s, str) else s for s in secrets if s]
-        self.interval = interval
-        self.hits = []
-        self.seen = set()
-        self.children = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-        self._thread.daemon = True
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(10)
-        return False
-
-    def _read(self, pid, what):
-        try:
-            with open("/proc/%d/%s" % (pid, what), "rb") as handle:
-                return handle.read()
-        except OSError:
-            return b""
-
-    def _run(self):
-        me = os.getpid()
-        while not self._stop.is_set():
-            parents = {}
-            for pid in all_pids():
-                if pid == me:
-                    continue
-                info = _stat(pid)
-                if not info:
-                    continue
-                parents[pid] = info
-                for what in ("cmdline", "environ"):
-                    data = self._read(pid, what)
-                    for secret in self.secrets:
-                        if secret in data:
-                            self.hits.append((pid, info[0], what, secret.decode("utf-8", "replace")[:6] + "..."))
-            for pid, (comm, ppid) in parents.items():
-                chain, seen = ppid, 0
-                while chain not in (me, 0, 1) and chain in parents and seen < 64:
-                    chain, seen = parents[chain][1], seen + 1
-                if chain == me:
-                    self.seen.add(comm)
-                    environ = self._read(pid, "environ")
-                    cmdline = self._read(pid, "cmdline")
-                    if environ and cmdline and pid not in self.children:
-                        self.children[pid] = (comm, cmdline.split(b"\0"), environ.split(b"\0"))
-            time.sleep(self.interval)
 
 
 def find_secrets(text, secrets):

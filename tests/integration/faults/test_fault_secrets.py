@@ -14,10 +14,10 @@ import uuid
 
 import pytest
 
-from tests.integration.faults.faultlib import (ProcScanner, files_containing, find_secrets, runner_argv, runner_env,
-                                               write_runner_config)
+from tests.integration.faults.faultlib import files_containing, find_secrets, runner_argv, runner_env, write_runner_config
 from tests.lib.dbcompare import assert_same_data
 from tests.lib.module_run import connection_args, run_module
+from tests.lib.procscan import ProcScanner
 from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer, ToolMissing
 
 pytest.importorskip("boto3")
