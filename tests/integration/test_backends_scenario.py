@@ -22,22 +22,17 @@ import pytest
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, logical_restore, remote
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import retention, verify
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.remote_azure import AzureRepository
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.remote_sftp import SftpRepository
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.backups import synthetic_backup, tree_state
 from tests.lib.dbcompare import assert_same_data
+from tests.lib.engine import spec_of
 from tests.lib.servers import AzuriteServer, azurite, moto, sshd  # noqa: F401  # pylint: disable=unused-import
 from tests.lib.tododb import create_todo_db
 
 BACKENDS = ["local", "s3", "azure", "sftp"]
 KEEP_NEWEST_ONLY = {"keep_last": 1, "daily_days": 0, "weekly_weeks": 0, "monthly_months": 0}
-
-
-def connection(cluster):
-    params = cluster.conn_params()
-    return ConnectionSpec(host=params["host"], port=params["port"], user=params["user"], password=params["password"])
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +43,9 @@ def source(pg):
     path = tempfile.mkdtemp(prefix="pgbackup-besrc-")
     repo = LocalRepository(path)
     try:
-        older = logical_backup.backup(logical_backup.LogicalBackupRequest(name, repo, connection(pg)))
+        older = logical_backup.backup(logical_backup.LogicalBackupRequest(name, repo, spec_of(pg)))
         pg.sql('UPDATE "Todos" SET "Title" = "Title" || \' (edited)\' WHERE "Id" % 7 = 0', dbname=name)
-        newer = logical_backup.backup(logical_backup.LogicalBackupRequest(name, repo, connection(pg)))
+        newer = logical_backup.backup(logical_backup.LogicalBackupRequest(name, repo, spec_of(pg)))
         yield repo, name, older, newer
     finally:
         shutil.rmtree(path, ignore_errors=True)
@@ -98,7 +93,7 @@ def target(request, workdir):
 
 
 def restore_and_compare(pg, repo, manifest, database, restored):
-    request = logical_restore.LogicalRestoreRequest(repo, connection(pg), database=restored, source_database=database,
+    request = logical_restore.LogicalRestoreRequest(repo, spec_of(pg), database=restored, source_database=database,
                                                     backup=manifest["id"])
     result = logical_restore.restore(request)
     assert result["tables"] == manifest["tables"]

@@ -15,9 +15,9 @@ import pytest
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, logical_restore  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError  # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository  # noqa: E402
 from tests.lib.dbcompare import assert_same_data, table_fingerprints  # noqa: E402
+from tests.lib.engine import spec_of  # noqa: E402
 from tests.lib.procscan import Poller  # noqa: E402
 from tests.lib.tododb import create_todo_db  # noqa: E402
 
@@ -52,19 +52,14 @@ def target_db(pg):
     pg.drop_database(name)
 
 
-def connection(cluster):
-    params = cluster.conn_params()
-    return ConnectionSpec(host=params["host"], port=params["port"], user=params["user"], password=params["password"])
-
-
 def backup(cluster, database, repo_path, recipients, **options):
-    request = logical_backup.LogicalBackupRequest(database, LocalRepository(repo_path), connection(cluster),
+    request = logical_backup.LogicalBackupRequest(database, LocalRepository(repo_path), spec_of(cluster),
                                                   encrypt_recipients=recipients, **options)
     return logical_backup.backup(request)
 
 
 def restore_request(cluster, repo_path, source, target, identity_file=None, **options):
-    return logical_restore.LogicalRestoreRequest(LocalRepository(repo_path), connection(cluster), database=target,
+    return logical_restore.LogicalRestoreRequest(LocalRepository(repo_path), spec_of(cluster), database=target,
                                                  source_database=source, identity_file=identity_file, **options)
 
 

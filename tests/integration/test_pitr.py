@@ -17,11 +17,11 @@ import pytest
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import physical_backup, pitr, wal_archive
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.ansible_run import run_playbook
 from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, shared_dir, wait_archived
 from tests.lib.dbcompare import run_pg_amcheck
+from tests.lib.engine import spec_of
 from tests.lib.pgcluster import PgCluster, find_free_port
 from tests.lib.tododb import create_todo_db
 
@@ -36,10 +36,6 @@ ROLE_PLAY = """
   roles:
     - role: todoapi.pgbackup.wal_archiving
 """
-
-
-def connection(cluster):
-    return ConnectionSpec(host=cluster.host, port=cluster.port, user="postgres", password=cluster.password)
 
 
 def drop_with_leftovers(cluster):
@@ -78,7 +74,7 @@ def source(collections_root):
                         dbname="TodoDb")
         mark(src.cluster, "before_backup")
         src.repo = LocalRepository(src.repo_dir)
-        src.backup = physical_backup.backup(physical_backup.PhysicalBackupRequest(src.repo, connection(src.cluster)))
+        src.backup = physical_backup.backup(physical_backup.PhysicalBackupRequest(src.repo, spec_of(src.cluster)))
         yield src
     finally:
         src.cluster.drop()
@@ -300,7 +296,7 @@ class Writer(threading.Thread):
 
 def crash_and_measure(primary, repo, archive, wal_command, base, stream_dirs=(), seconds=8):
     primary.sql("CREATE TABLE IF NOT EXISTS rpo (n int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
-    backup = physical_backup.backup(physical_backup.PhysicalBackupRequest(repo, connection(primary)))
+    backup = physical_backup.backup(physical_backup.PhysicalBackupRequest(repo, spec_of(primary)))
     writer = Writer(primary)
     writer.start()
     time.sleep(seconds)

@@ -22,10 +22,10 @@ from botocore.exceptions import ClientError  # noqa: E402
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, logical_restore, remote  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError  # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository  # noqa: E402
 from tests.lib.backups import synthetic_backup, tree_state  # noqa: E402
 from tests.lib.dbcompare import assert_same_data  # noqa: E402
+from tests.lib.engine import spec_of  # noqa: E402
 from tests.lib.pgcluster import find_free_port  # noqa: E402
 from tests.lib.tododb import create_todo_db  # noqa: E402
 
@@ -106,13 +106,8 @@ def keys_in(endpoint, bucket_name, prefix=""):
     return sorted(keys)
 
 
-def connection(cluster):
-    params = cluster.conn_params()
-    return ConnectionSpec(host=params["host"], port=params["port"], user=params["user"], password=params["password"])
-
-
 def take_backup(cluster, database, repo_path, **options):
-    request = logical_backup.LogicalBackupRequest(database, LocalRepository(repo_path), connection(cluster), **options)
+    request = logical_backup.LogicalBackupRequest(database, LocalRepository(repo_path), spec_of(cluster), **options)
     return logical_backup.backup(request)
 
 
@@ -192,7 +187,7 @@ def test_copy_to_s3_and_second_path_then_restore_from_s3(pg, todo_db, tmp_repo, 
         assert downloaded["id"] == manifest["id"]
         assert not [n for n in os.listdir(work) if n.startswith(".tmp-")]
         local.verify_checksum(local.load(manifest["id"]))
-        request = logical_restore.LogicalRestoreRequest(local, connection(pg), database=restored_db,
+        request = logical_restore.LogicalRestoreRequest(local, spec_of(pg), database=restored_db,
                                                         source_database=todo_db.name, backup=manifest["id"])
         result = logical_restore.restore(request)
         assert result["tables"] == manifest["tables"]
@@ -216,7 +211,7 @@ def test_directory_format_copies_each_file_and_restores(pg, todo_db, tmp_repo, b
     try:
         local = LocalRepository(work)
         s3.download(s3.resolve("latest", database=todo_db.name), local)
-        request = logical_restore.LogicalRestoreRequest(local, connection(pg), database=restored_db,
+        request = logical_restore.LogicalRestoreRequest(local, spec_of(pg), database=restored_db,
                                                         source_database=todo_db.name, jobs=2)
         assert logical_restore.restore(request)["tables"] == manifest["tables"]
         assert_same_data((pg, todo_db.name), (pg, restored_db))

@@ -21,9 +21,9 @@ import pytest
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, remote
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.ansible_run import run_playbook
+from tests.lib.engine import spec_of
 from tests.lib.servers import sshd  # noqa: F401  # pylint: disable=unused-import
 from tests.lib.tododb import create_todo_db
 
@@ -54,11 +54,6 @@ def assert_private_repository(path, owner=OS_USER):
             assert mode_owner(os.path.join(root, name))[:2] == (0o600, owner), os.path.join(root, name)
 
 
-def connection(cluster):
-    params = cluster.conn_params()
-    return ConnectionSpec(host=params["host"], port=params["port"], user=params["user"], password=params["password"])
-
-
 @pytest.fixture(scope="module")
 def backups(pg):
     """A custom-format and a directory-format backup in a repository the engine created itself."""
@@ -67,8 +62,8 @@ def backups(pg):
     base = tempfile.mkdtemp(prefix="pgbackup-acl-")
     repo = LocalRepository(os.path.join(base, "repo", "todoapi"), owner=OS_USER)
     try:
-        custom = logical_backup.backup(logical_backup.LogicalBackupRequest(name, repo, connection(pg)))
-        request = logical_backup.LogicalBackupRequest(name, repo, connection(pg), fmt="directory", compression="gzip:6")
+        custom = logical_backup.backup(logical_backup.LogicalBackupRequest(name, repo, spec_of(pg)))
+        request = logical_backup.LogicalBackupRequest(name, repo, spec_of(pg), fmt="directory", compression="gzip:6")
         directory = logical_backup.backup(request)
         repo.write_sidecar(custom["id"], "verify", {"history": []})
         yield base, repo, custom, directory

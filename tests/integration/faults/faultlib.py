@@ -19,21 +19,14 @@ import threading
 import time
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from tests.lib.engine import spec_of
 from tests.lib.procscan import all_pids, proc_stat, proc_state
 
 TMP_PREFIX = ".tmp-"
 
 
 # Connections and backups
-
-
-def spec_of(cluster, **overrides):
-    """The engine's ConnectionSpec for a PgCluster (password included, as a module would pass it)."""
-    params = dict(host=cluster.host, port=cluster.port, user=cluster.user, password=cluster.password)
-    params.update(overrides)
-    return ConnectionSpec(**params)
 
 
 def take_backup(cluster, database, repo_path, **options):
