@@ -64,20 +64,11 @@ def open_source(source, owner=None, s3_options=None):
 
 def _verify_without_record(repository, manifest, level, identity_file, pg_bin_dir):
     """Verify up to ``level`` and record nothing: the source repository must stay byte-identical."""
-    if level == "checksum" or verify is None or _extracts_into_repository(repository, manifest):
+    if level == "checksum" or verify is None:
         repository.verify_checksum(manifest)
         return "checksum"
     verify.verify_backup(repository, manifest, level, identity_file=identity_file, pg_bin_dir=pg_bin_dir, record=False)
     return level
-
-
-def _extracts_into_repository(repository, manifest):
-    """A tar-format base backup is checked structurally by extracting it into the repository: not
-    in a read-only assessment (pitr_recovery runs pg_verifybackup on the extracted copy anyway)."""
-    if manifest.get("kind") != "physical":
-        return False
-    path = repository.artifact_path(manifest) if hasattr(repository, "artifact_path") else ""
-    return not (os.path.isdir(path) and os.path.isfile(os.path.join(path, "PG_VERSION")))
 
 
 def assess(source, database, kind="logical", level="structure", download_to=None, owner=None, s3_options=None,
