@@ -7,6 +7,7 @@ so the check has to find exactly that damage and name the file.
 
 from __future__ import absolute_import, division, print_function
 
+import contextlib
 import io
 import json
 import os
@@ -371,13 +372,15 @@ exec %s/pg_basebackup "$@"
 """
 
 
-@pytest.fixture
-def refusing_bin_dir():
+@contextlib.contextmanager
+def wrapped_pg_basebackup(script_template):
+    """A pg_bin_dir whose pg_basebackup is a script around the real one (pg_verifybackup and
+    pg_waldump are the real ones)."""
     path = tempfile.mkdtemp(prefix="pgbackup-fake-bin-")
     real = bindir_for(15)
     script = os.path.join(path, "pg_basebackup")
     with open(script, "w") as handle:
-        handle.write(REFUSING_PG_BASEBACKUP % real)
+        handle.write(script_template % real)
     os.chmod(script, stat.S_IRWXU)
     for tool in ("pg_verifybackup", "pg_waldump"):
         os.symlink(os.path.join(real, tool), os.path.join(path, tool))
@@ -385,6 +388,12 @@ def refusing_bin_dir():
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def refusing_bin_dir():
+    with wrapped_pg_basebackup(REFUSING_PG_BASEBACKUP) as path:
+        yield path
 
 
 def test_refused_workers_fall_back_to_one_thread_when_auto(pg, tmp_repo, refusing_bin_dir):
@@ -449,19 +458,9 @@ exit 0
 
 
 def test_a_backup_that_does_not_verify_is_not_published(pg, tmp_repo):
-    bin_dir = tempfile.mkdtemp(prefix="pgbackup-fake-bin-")
-    try:
-        real = bindir_for(15)
-        script = os.path.join(bin_dir, "pg_basebackup")
-        with open(script, "w") as handle:
-            handle.write(DAMAGING_PG_BASEBACKUP % real)
-        os.chmod(script, stat.S_IRWXU)
-        for tool in ("pg_verifybackup", "pg_waldump"):
-            os.symlink(os.path.join(real, tool), os.path.join(bin_dir, tool))
+    with wrapped_pg_basebackup(DAMAGING_PG_BASEBACKUP) as bin_dir:
         with pytest.raises(PgBackupError, match="does not verify, so it was not published: .*pg_wal.tar ends in the "
                                                 "middle of '0000000") as failure:
             take(pg, tmp_repo, pg_bin_dir=bin_dir)
         assert "WAL segment" in failure.value.message and failure.value.details["problems"]
-    finally:
-        shutil.rmtree(bin_dir, ignore_errors=True)
     assert LocalRepository(tmp_repo).list() == [] and os.listdir(tmp_repo) == []
