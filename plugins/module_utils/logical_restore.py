@@ -152,6 +152,14 @@ def _decoded_input(request, manifest):
     return stages, path
 
 
+def _finish(pipeline):
+    """Wait for a started pipeline; a failed decryption is explained as such."""
+    try:
+        pipeline.wait()
+    except PgBackupError as exc:
+        raise streams.explain_decrypt_failure(exc)
+
+
 def _run(stages, env, stdin=None):
     try:
         return Pipeline(stages, env=env, stdin=stdin).run()
@@ -203,10 +211,7 @@ def _decode_small_file(stages, path, env):
             return handle.read().decode("utf-8")
     pipeline = Pipeline(stages, env=env, stdin=path, capture_stdout=True).start()
     data = b"".join(pipeline.stdout_chunks())
-    try:
-        pipeline.wait()
-    except PgBackupError as exc:
-        raise streams.explain_decrypt_failure(exc)
+    _finish(pipeline)
     return data.decode("utf-8")
 
 
@@ -331,7 +336,7 @@ def _load_archive(request, manifest, major, dbname, extra=()):
             _run([Stage(argv, name="pg_restore", error_pattern=PG_RESTORE_ERROR)], env)
             return jobs
         if jobs > 1 and fmt == "custom":
-            return _parallel_custom_restore(request, stages, path, env, major, dbname)
+            return _parallel_custom_restore(request, manifest, stages, path, env, major, dbname)
         _serial_custom_restore(request, stages, path, env, major, dbname, extra)
         return 1
 
@@ -344,7 +349,7 @@ def _serial_custom_restore(request, stages, path, env, major, dbname, extra=()):
         _run(stages + [Stage(argv, name="pg_restore", error_pattern=PG_RESTORE_ERROR)], env, stdin=path)
 
 
-def _parallel_custom_restore(request, stages, path, env, major, dbname):
+def _parallel_custom_restore(request, manifest, stages, path, env, major, dbname):
     """Whole restore into an empty database over ``jobs`` connections (see parallel_restore)."""
     pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
     prefix = None
@@ -355,7 +360,7 @@ def _parallel_custom_restore(request, stages, path, env, major, dbname):
             except PgBackupError as exc:
                 raise streams.explain_decrypt_failure(exc)
         else:
-            listing = _capture([Stage([pg_restore, "-l", path], name="pg_restore -l")], env)
+            listing = _list_archive(request, manifest, major, env)
         if not parallel_restore.can_restore_in_parallel(listing):
             _serial_custom_restore(request, stages, path, env, major, dbname)
             return 1
@@ -369,13 +374,13 @@ def _parallel_custom_restore(request, stages, path, env, major, dbname):
             parallel_restore.load_data_section(script.stdout_chunks(),
                                                lambda: pgconn.connect(request.connection, dbname), request.jobs)
         except parallel_restore.StreamEndedEarly:
-            _run_to_end(script)  # its processes have exited: their error is the real one
+            _finish(script)  # its processes have exited: their error is the real one
             raise
         except BaseException:
             script.kill()
             script.wait_quietly()
             raise
-        _run_to_end(script)
+        _finish(script)
         post_env = dict(env, PGOPTIONS=("%s -c maintenance_work_mem=%s" % (
             env.get("PGOPTIONS", ""), request.maintenance_work_mem)).strip()) if request.maintenance_work_mem else env
         _run([Stage(_pg_restore_argv(request, major, dbname, ["--section=post-data", "-j", str(request.jobs), toc_file]),
@@ -384,20 +389,6 @@ def _parallel_custom_restore(request, stages, path, env, major, dbname):
     finally:
         if prefix:
             os.unlink(prefix)
-
-
-def _run_to_end(pipeline):
-    try:
-        pipeline.wait()
-    except PgBackupError as exc:
-        raise streams.explain_decrypt_failure(exc)
-
-
-def _capture(stages, env):
-    pipeline = Pipeline(stages, env=env, capture_stdout=True).start()
-    output = b"".join(pipeline.stdout_chunks())
-    pipeline.wait()
-    return output.decode("utf-8", "replace")
 
 
 def _restore_over_existing(request, manifest, major):
@@ -516,10 +507,7 @@ def _list_archive(request, manifest, major, env):
                             capture_stdout=True, tolerate_sigpipe=True)
     pipeline.start()
     text = b"".join(pipeline.stdout_chunks()).decode("utf-8", "replace")
-    try:
-        pipeline.wait()
-    except PgBackupError as exc:
-        raise streams.explain_decrypt_failure(exc)
+    _finish(pipeline)
     return text
 
 
