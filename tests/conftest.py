@@ -99,21 +99,15 @@ def collections_root():
 @pytest.fixture(scope="session")
 def pg():
     """One running PgCluster shared by the whole session (dropped at the end)."""
-    cluster = PgCluster.create()
-    try:
+    with PgCluster.create() as cluster:  # dropped on exit
         yield cluster
-    finally:
-        cluster.drop()
 
 
 @pytest.fixture
 def fresh_pg():
     """A brand-new PgCluster for this test only."""
-    cluster = PgCluster.create()
-    try:
+    with PgCluster.create() as cluster:  # dropped on exit
         yield cluster
-    finally:
-        cluster.drop()
 
 
 class TodoDb(object):

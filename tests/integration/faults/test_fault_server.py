@@ -25,11 +25,8 @@ CONNECTION_LOST = re.compile(r"server closed the connection unexpectedly|termina
 
 @pytest.fixture(scope="module")
 def own_pg():
-    cluster = PgCluster.create()
-    try:
+    with PgCluster.create() as cluster:  # dropped on exit
         yield cluster
-    finally:
-        cluster.drop()
 
 
 @pytest.fixture
