@@ -183,3 +183,21 @@ def test_archive_cut_short_fails_naming_the_cause_and_leaves_nothing(pg, tricky_
     assert "pg_restore (data)" in failure.value.message, failure.value.message
     assert databases(pg) == before
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_maintenance_work_mem_reaches_the_post_data_sessions_and_bad_values_fail_early(pg, tricky_db, target_name,
+                                                                                       tmp_repo):
+    take_backup(pg, tricky_db, tmp_repo)
+    before = databases(pg)
+    for bad in ("1GB -c work_mem=1", "lots"):
+        with pytest.raises(PgBackupError, match="is not a PostgreSQL memory setting"):
+            restore(pg, tmp_repo, tricky_db, target_name, jobs=2, maintenance_work_mem=bad)
+    with pytest.raises(PgBackupError, match="jobs must be 0"):
+        restore(pg, tmp_repo, tricky_db, target_name, jobs=-1)
+    # Below PostgreSQL's minimum (1MB): the post-data sessions refuse it, so it did reach them.
+    with pytest.raises(PgBackupError, match="maintenance_work_mem"):
+        restore(pg, tmp_repo, tricky_db, target_name, jobs=2, maintenance_work_mem="64kB")
+    assert databases(pg) == before
+
+    restore(pg, tmp_repo, tricky_db, target_name, jobs=2, maintenance_work_mem="")
+    assert_same_data((pg, tricky_db), (pg, target_name))
