@@ -41,15 +41,18 @@ def fsync_tree(path):
         fsync_path(root)
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
+def file_chunks(path):
+    """The bytes of a file, CHUNK_SIZE at a time."""
     with open(path, "rb") as handle:
         while True:
             chunk = handle.read(CHUNK_SIZE)
             if not chunk:
-                break
-            digest.update(chunk)
-    return digest.hexdigest()
+                return
+            yield chunk
+
+
+def sha256_file(path):
+    return sha256_chunks(file_chunks(path))[0]
 
 
 def sha256_chunks(chunks, write=None):

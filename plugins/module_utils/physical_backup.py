@@ -43,6 +43,7 @@ from . import fsutil
 from . import manifest as manifests
 from . import pg_manifest
 from . import pgconn
+from . import streams
 from .errors import PgBackupError
 from .pgtools import find_tool
 from .pipeline import Pipeline, Stage, require_tool
@@ -261,9 +262,9 @@ def _tar_members(directory):
 
 def decompress_stage_for(name):
     if name.endswith(".zst"):
-        return Stage([require_tool("zstd", "the zstd package"), "-q", "-d", "-c"], name="zstd")
+        return streams.decompress_stage("zstd")
     if name.endswith(".gz"):
-        return Stage([require_tool("gzip", "the gzip package"), "-d", "-c"], name="gzip")
+        return streams.decompress_stage("gzip")
     if name.endswith(".lz4"):
         return Stage([require_tool("lz4", "the lz4 package"), "-q", "-d", "-c"], name="lz4")
     return None
@@ -342,15 +343,6 @@ def _read_backup_label(data_dir):
 # Reading tar files as streams
 
 
-def _file_chunks(path):
-    with open(path, "rb") as handle:
-        while True:
-            chunk = handle.read(1024 * 1024)
-            if not chunk:
-                return
-            yield chunk
-
-
 class _TarStream(object):
     """One tar of the artifact as byte chunks: straight from the file, or through its decompressor."""
 
@@ -360,7 +352,7 @@ class _TarStream(object):
         self.pipeline = None
         stage = decompress_stage_for(path)
         if stage is None:
-            self.chunks = _file_chunks(path)
+            self.chunks = fsutil.file_chunks(path)
         else:
             self.pipeline = Pipeline([stage], stdin=path, capture_stdout=True).start()
             self.chunks = self.pipeline.stdout_chunks()
