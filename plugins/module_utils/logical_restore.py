@@ -26,6 +26,8 @@ MAX_AUTO_JOBS = 8
 DEFAULT_MAINTENANCE_WORK_MEM = "256MB"
 MEMORY_SETTING = re.compile(r"^[0-9]+(kB|MB|GB|TB)?$")
 TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
+# TOC entries whose data is not a COPY: an archive with them is restored serially by pg_restore.
+LARGE_OBJECT_ENTRIES = ("BLOBS ", "BLOB ", "LARGE OBJECT ", "BLOB METADATA ")
 
 
 class LogicalRestoreRequest(object):
@@ -150,6 +152,11 @@ def _decoded_input(request, manifest):
     path = request.repository.artifact_path(manifest)
     stages = streams.read_stages(manifest, request.identity_file)
     return stages, path
+
+
+def _holds_large_objects(toc_text):
+    return any(match and match.group(4).startswith(LARGE_OBJECT_ENTRIES)
+               for match in map(TOC_LINE.match, toc_text.splitlines()))
 
 
 def _finish(pipeline):
@@ -361,7 +368,7 @@ def _parallel_custom_restore(request, manifest, stages, path, env, major, dbname
                 raise streams.explain_decrypt_failure(exc)
         else:
             listing = _list_archive(request, manifest, major, env)
-        if not parallel_restore.can_restore_in_parallel(listing):
+        if _holds_large_objects(listing):
             _serial_custom_restore(request, stages, path, env, major, dbname)
             return 1
         toc_file = prefix or path

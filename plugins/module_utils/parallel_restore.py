@@ -42,25 +42,11 @@ CHUNK_BYTES = 1024 * 1024  # per COPY; jobs x 2 of them in memory at most
 COPY_END = b"\n\\.\n"
 # psql meta-commands pg_restore writes around a script since PostgreSQL 15.14/16.10/17.6.
 IGNORED_META = (b"\\restrict", b"\\unrestrict")
-# TOC entries whose data section is not a COPY: restored serially by pg_restore itself.
-SERIAL_ONLY_ENTRIES = ("BLOBS", "BLOB", "LARGE OBJECT", "BLOB METADATA")
 WORKER_SETTINGS = "SET synchronous_commit = off;"
 
 
 class StreamEndedEarly(PgBackupError):
     """The script stopped mid-COPY: the process that wrote it has exited and says why."""
-
-
-def can_restore_in_parallel(toc_listing):
-    """False when the archive holds entries whose data pg_restore must write itself."""
-    for line in toc_listing.splitlines():
-        if line.startswith(";") or not line.strip():
-            continue
-        fields = line.split(" ", 3)
-        rest = fields[3] if len(fields) > 3 else ""
-        if any(rest.startswith(kind + " ") for kind in SERIAL_ONLY_ENTRIES):
-            return False
-    return True
 
 
 def write_toc_prefix(decode_stages, artifact, env, pg_restore, work_dir):
