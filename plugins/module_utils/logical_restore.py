@@ -24,6 +24,10 @@ PG_RESTORE_ERROR = r"(?m)^pg_restore: error:"
 PSQL_ERROR = r"(?m)^(psql:.*)?ERROR:"
 MAX_AUTO_JOBS = 8
 DEFAULT_MAINTENANCE_WORK_MEM = "256MB"
+# How the restore sessions compress the values PostgreSQL TOASTs (default_toast_compression):
+# auto is lz4 when the server has it (PostgreSQL 14+ built with lz4), else the server's setting.
+TOAST_COMPRESSION_CHOICES = ("auto", "lz4", "pglz", "server")
+DEFAULT_TOAST_COMPRESSION = "auto"
 MEMORY_SETTING = re.compile(r"^[0-9]+(kB|MB|GB|TB)?$")
 TOC_LINE = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
 # TOC entries whose data is not a COPY: an archive with them is restored serially by pg_restore.
@@ -34,7 +38,7 @@ class LogicalRestoreRequest(object):
     def __init__(self, repository, connection, database=None, backup="latest", source_database=None,
                  tables=None, clean=False, force=False, jobs=1, globals_=False, identity_file=None,
                  no_owner=False, maintenance_db="postgres", work_dir=None, pg_bin_dir=None,
-                 maintenance_work_mem=DEFAULT_MAINTENANCE_WORK_MEM):
+                 maintenance_work_mem=DEFAULT_MAINTENANCE_WORK_MEM, toast_compression=DEFAULT_TOAST_COMPRESSION):
         if not database and not source_database:
             raise PgBackupError("No target database given.", hint="Set 'database' (and 'source_database' if it differs).")
         self.repository = repository
@@ -49,6 +53,11 @@ class LogicalRestoreRequest(object):
             raise PgBackupError("jobs must be 0 (one per CPU) or a positive number, not %s." % jobs)
         self.jobs = int(jobs) if jobs else default_jobs()
         self.maintenance_work_mem = _memory_setting(maintenance_work_mem)
+        if (toast_compression or DEFAULT_TOAST_COMPRESSION) not in TOAST_COMPRESSION_CHOICES:
+            raise PgBackupError("toast_compression must be one of %s, not '%s'."
+                                % (", ".join(TOAST_COMPRESSION_CHOICES), toast_compression))
+        self.toast_compression = toast_compression or DEFAULT_TOAST_COMPRESSION
+        self.session_settings = {}  # set by _target_state() once the server is known
         self.globals = bool(globals_)
         self.identity_file = identity_file
         self.no_owner = bool(no_owner)
@@ -83,6 +92,7 @@ def _target_state(request):
     try:
         info = pgconn.server_info(conn)
         exists = pgconn.database_exists(conn, request.database)
+        request.session_settings = _session_settings(request, conn)
     finally:
         conn.close()
     tables = []
@@ -93,6 +103,31 @@ def _target_state(request):
         finally:
             target.close()
     return info, exists, tables
+
+
+def _session_settings(request, conn):
+    """Settings of every session that writes the restored data (-c options for pg_restore and psql)."""
+    settings = {}
+    if request.toast_compression != "server":
+        methods = pgconn.scalar(conn, "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+        if request.toast_compression == "auto":
+            if methods and "lz4" in methods:
+                settings["default_toast_compression"] = "lz4"
+        elif request.toast_compression not in (methods or ["pglz"]):
+            raise PgBackupError("This server cannot compress TOAST values with %s (it offers: %s)."
+                                % (request.toast_compression, ", ".join(methods or ["pglz, not settable"])),
+                                hint="Set toast_compression: auto or server.")
+        elif methods:
+            settings["default_toast_compression"] = request.toast_compression
+    return settings
+
+
+def with_settings(env, settings):
+    """``env`` whose PGOPTIONS also sets ``settings`` ({name: value}) in the sessions libpq opens."""
+    options = " ".join("-c %s=%s" % (name, value) for name, value in sorted(settings.items()) if value)
+    if not options:
+        return env
+    return dict(env, PGOPTIONS=("%s %s" % (env.get("PGOPTIONS", ""), options)).strip())
 
 
 def plan(request):
@@ -334,6 +369,7 @@ def _load_archive(request, manifest, major, dbname, extra=()):
     # pg_restore refuses -j with --single-transaction: an in-place restore stays one transaction, run serially.
     jobs = 1 if "--single-transaction" in extra else request.jobs
     with pgconn.libpq_environment(request.connection) as env:
+        env = with_settings(env, request.session_settings)
         if fmt == "plain":
             _run(stages + [Stage(_psql(request, major, dbname, ["--single-transaction"]), name="psql",
                                  error_pattern=PSQL_ERROR)], env, stdin=path)
@@ -374,24 +410,28 @@ def _parallel_custom_restore(request, manifest, stages, path, env, major, dbname
         toc_file = prefix or path
         _run([Stage(_pg_restore_argv(request, major, dbname, ["--section=pre-data", toc_file]),
                     name="pg_restore (pre-data)", error_pattern=PG_RESTORE_ERROR)], env)
-        script = Pipeline(stages + [Stage([pg_restore, "--section=data", "-f", "-"] + ([] if stages else [path]),
-                                          name="pg_restore (data)", error_pattern=PG_RESTORE_ERROR)],
-                          env=env, stdin=path if stages else None, capture_stdout=True).start()
-        try:
-            parallel_restore.load_data_section(script.stdout_chunks(),
-                                               lambda: pgconn.connect(request.connection, dbname), request.jobs)
-        except parallel_restore.StreamEndedEarly:
-            _finish(script)  # its processes have exited: their error is the real one
-            raise
-        except BaseException:
-            script.kill()
-            script.wait_quietly()
-            raise
-        _finish(script)
-        post_env = dict(env, PGOPTIONS=("%s -c maintenance_work_mem=%s" % (
-            env.get("PGOPTIONS", ""), request.maintenance_work_mem)).strip()) if request.maintenance_work_mem else env
-        _run([Stage(_pg_restore_argv(request, major, dbname, ["--section=post-data", "-j", str(request.jobs), toc_file]),
-                    name="pg_restore (post-data)", error_pattern=PG_RESTORE_ERROR)], post_env)
+        def connect():
+            return pgconn.connect(request.connection, dbname)
+
+        with parallel_restore.autovacuum_paused(connect):
+            script = Pipeline(stages + [Stage([pg_restore, "--section=data", "-f", "-"] + ([] if stages else [path]),
+                                              name="pg_restore (data)", error_pattern=PG_RESTORE_ERROR)],
+                              env=env, stdin=path if stages else None, capture_stdout=True).start()
+            try:
+                parallel_restore.load_data_section(script.stdout_chunks(), connect, request.jobs,
+                                                   settings=request.session_settings)
+            except parallel_restore.StreamEndedEarly:
+                _finish(script)  # its processes have exited: their error is the real one
+                raise
+            except BaseException:
+                script.kill()
+                script.wait_quietly()
+                raise
+            _finish(script)
+            post_env = with_settings(env, {"maintenance_work_mem": request.maintenance_work_mem})
+            _run([Stage(_pg_restore_argv(request, major, dbname,
+                                         ["--section=post-data", "-j", str(request.jobs), toc_file]),
+                        name="pg_restore (post-data)", error_pattern=PG_RESTORE_ERROR)], post_env)
         return request.jobs
     finally:
         if prefix:
@@ -577,7 +617,8 @@ def _restore_tables(request, manifest, major):
         try:
             with os.fdopen(handle, "w") as out:
                 out.write("\n".join(selection) + "\n")
-            _stream_script(request, manifest, major, env, listfile, prologue, epilogue)
+            _stream_script(request, manifest, major, with_settings(env, request.session_settings), listfile,
+                           prologue, epilogue)
         finally:
             os.unlink(listfile)
     conn = pgconn.connect(request.connection, request.database)

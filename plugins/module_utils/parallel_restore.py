@@ -17,12 +17,17 @@ compressed outside pg_dump, so it first needs a decoded copy as large as the dat
 3. indexes, constraints and the rest are built by ``pg_restore -j N`` from the small file,
    with ``maintenance_work_mem`` raised for those sessions.
 
+Autovacuum is kept off the tables from the load to the end of post-data (each table's own
+``autovacuum_enabled`` is put back after): on a table that is still being loaded it would only
+burn CPU, and an index build waits ``deadlock_timeout`` (1 s) to cancel it.
+
 Archives with large objects take the serial path (their data section is not COPY).
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import contextlib
 import io
 import os
 import tempfile
@@ -97,10 +102,58 @@ def _copied_to(fd, chunks):
         yield chunk
 
 
-def load_data_section(script_chunks, connect, jobs, chunk_bytes=None):
+# The tables of the (new) database whose autovacuum the restore may switch off: all it owns.
+RESTORED_TABLES = """
+SELECT c.oid::regclass::text, c.reloptions, t.reloptions
+FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid
+WHERE c.relkind = 'r'
+  AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+  AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+ORDER BY 1
+"""
+ALTERS_PER_TRANSACTION = 200  # each locks a table: stay well inside max_locks_per_transaction
+
+
+@contextlib.contextmanager
+def autovacuum_paused(connect):
+    """Switch autovacuum off for every table of the database while the block runs, then put
+    back exactly the autovacuum_enabled options the tables had (the archive's). Not put back
+    when the block fails: the caller drops the half-restored database."""
+    conn = connect()
+    try:
+        tables = pgconn.query(conn, RESTORED_TABLES)
+        _alter_in_batches(conn, ["ALTER TABLE %s SET (autovacuum_enabled = false, toast.autovacuum_enabled = false);"
+                                 % name for name, _options, _toast_options in tables])
+    finally:
+        conn.close()
+    yield
+    conn = connect()
+    try:
+        _alter_in_batches(conn, ["ALTER TABLE %s %s, %s;" % (name, _restoring("autovacuum_enabled", options),
+                                                             _restoring("toast.autovacuum_enabled", toast_options))
+                                 for name, options, toast_options in tables])
+    finally:
+        conn.close()
+
+
+def _restoring(option, options):
+    prefix = option.split(".")[-1] + "="
+    for entry in options or ():
+        if entry.startswith(prefix):
+            return "SET (%s = '%s')" % (option, entry[len(prefix):].replace("'", "''"))
+    return "RESET (%s)" % option
+
+
+def _alter_in_batches(conn, statements):
+    for start in range(0, len(statements), ALTERS_PER_TRANSACTION):
+        pgconn.query(conn, "\n".join(statements[start:start + ALTERS_PER_TRANSACTION]))
+
+
+def load_data_section(script_chunks, connect, jobs, chunk_bytes=None, settings=None):
     """Run the data section of a pg_restore script (an iterable of bytes) over ``jobs``
-    connections; returns {"copy_statements": n, "chunks": n}."""
-    loader = _ParallelCopy(connect, jobs, chunk_bytes or CHUNK_BYTES)
+    connections whose sessions also SET ``settings`` ({name: value}); returns
+    {"copy_statements": n, "chunks": n}."""
+    loader = _ParallelCopy(connect, jobs, chunk_bytes or CHUNK_BYTES, settings)
     try:
         loader.feed(script_chunks)
     except BaseException:
@@ -112,14 +165,14 @@ def load_data_section(script_chunks, connect, jobs, chunk_bytes=None):
 
 
 class _ParallelCopy(object):
-    def __init__(self, connect, jobs, chunk_bytes):
+    def __init__(self, connect, jobs, chunk_bytes, settings=None):
         self.connect = connect
         self.jobs = max(1, int(jobs))
         self.chunk_bytes = chunk_bytes
         self.queue = queue.Queue(maxsize=self.jobs)
         self.workers = []
         self.errors = []
-        self.session_sql = [WORKER_SETTINGS]
+        self.session_sql = [WORKER_SETTINGS] + ["SET %s = '%s';" % item for item in sorted((settings or {}).items())]
         self.other_sql = []
         self.copy_sql = None
         self.stats = {"copy_statements": 0, "chunks": 0}

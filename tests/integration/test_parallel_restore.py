@@ -201,3 +201,102 @@ def test_maintenance_work_mem_reaches_the_post_data_sessions_and_bad_values_fail
 
     restore(pg, tmp_repo, tricky_db, target_name, jobs=2, maintenance_work_mem="")
     assert_same_data((pg, tricky_db), (pg, target_name))
+
+
+RELOPTIONS = """
+SELECT c.relname, c.reloptions, t.reloptions FROM pg_class c LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+WHERE c.relname IN ('notes', 'parent') ORDER BY 1
+"""
+
+
+def test_autovacuum_is_off_during_the_load_and_each_table_gets_its_own_options_back(pg, tricky_db, target_name,
+                                                                                    tmp_repo, monkeypatch):
+    pg.sql("ALTER TABLE parent SET (autovacuum_enabled = off, toast.autovacuum_enabled = 'false', fillfactor = 90)",
+           dbname=tricky_db)
+    pg.sql("ALTER TABLE notes SET (toast.autovacuum_enabled = true)", dbname=tricky_db)
+    take_backup(pg, tricky_db, tmp_repo)
+    during_load = []
+    original = parallel_restore.load_data_section
+
+    def observing(script_chunks, connect, *args, **kwargs):
+        conn = connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(RELOPTIONS)
+                during_load[:] = cur.fetchall()
+        finally:
+            conn.close()
+        return original(script_chunks, connect, *args, **kwargs)
+    monkeypatch.setattr(parallel_restore, "load_data_section", observing)
+
+    restore(pg, tmp_repo, tricky_db, target_name, jobs=2)
+
+    assert [(name, sorted(options), sorted(toast)) for name, options, toast in during_load] == [
+        ("notes", ["autovacuum_enabled=false"], ["autovacuum_enabled=false"]),
+        ("parent", ["autovacuum_enabled=false", "fillfactor=90"], ["autovacuum_enabled=false"]),
+    ]
+    def options_of(dbname):
+        return [(name, sorted(options or []), sorted(toast or [])) for name, options, toast in pg.sql(RELOPTIONS, dbname=dbname)]
+    assert options_of(target_name) == options_of(tricky_db) == [
+        ("notes", [], ["autovacuum_enabled=true"]),
+        ("parent", ["autovacuum_enabled=off", "fillfactor=90"], ["autovacuum_enabled=false"]),
+    ]
+    assert_same_data((pg, tricky_db), (pg, target_name))
+
+
+COMPRESSION_OF = """
+SELECT pg_column_compression(body), pg_column_compression(pinned), count(*) FROM compressed GROUP BY 1, 2
+"""
+
+
+@pytest.fixture
+def compressible_db(pg):
+    name = "toast_src_%d" % os.getpid()
+    pg.drop_database(name)
+    pg.create_database(name)
+    pg.psql_as_os_user("""
+        CREATE TABLE compressed (id int PRIMARY KEY, body text, pinned text COMPRESSION pglz);
+        INSERT INTO compressed SELECT g, repeat('compressible ' || g, 500), repeat('pinned ' || g, 500)
+        FROM generate_series(1, 300) g;
+    """, dbname=name)
+    yield name
+    pg.drop_database(name)
+
+
+@pytest.mark.parametrize("jobs", [2, 1], ids=["parallel", "serial"])
+def test_toast_compression_defaults_to_lz4_and_columns_with_their_own_method_keep_it(pg, compressible_db,
+                                                                                    target_name, tmp_repo, jobs):
+    assert pg.scalar("SHOW default_toast_compression") == "pglz"
+    assert pg.sql(COMPRESSION_OF, dbname=compressible_db) == [("pglz", "pglz", 300)]
+    take_backup(pg, compressible_db, tmp_repo)
+
+    restore(pg, tmp_repo, compressible_db, target_name, jobs=jobs)
+    assert pg.sql(COMPRESSION_OF, dbname=target_name) == [("lz4", "pglz", 300)]
+    assert_same_data((pg, compressible_db), (pg, target_name))
+
+    for choice in ("pglz", "server"):
+        restore(pg, tmp_repo, compressible_db, target_name, jobs=jobs, toast_compression=choice, force=True,
+                clean=True)
+        assert pg.sql(COMPRESSION_OF, dbname=target_name) == [("pglz", "pglz", 300)]
+
+
+def test_toast_compression_refuses_what_the_server_cannot_do_before_touching_anything(pg, compressible_db,
+                                                                                      target_name, tmp_repo,
+                                                                                      monkeypatch):
+    take_backup(pg, compressible_db, tmp_repo)
+    before = databases(pg)
+    with pytest.raises(PgBackupError, match="toast_compression must be one of auto, lz4, pglz, server"):
+        restore(pg, tmp_repo, compressible_db, target_name, jobs=2, toast_compression="zstd")
+    # A server built without lz4 offers only pglz in pg_settings.enumvals.
+    real_scalar = logical_restore.pgconn.scalar
+
+    def without_lz4(conn, statement, params=None):
+        value = real_scalar(conn, statement, params)
+        return ["pglz"] if "default_toast_compression" in statement else value
+    monkeypatch.setattr(logical_restore.pgconn, "scalar", without_lz4)
+    with pytest.raises(PgBackupError, match="cannot compress TOAST values with lz4"):
+        restore(pg, tmp_repo, compressible_db, target_name, jobs=2, toast_compression="lz4")
+    assert databases(pg) == before
+
+    restore(pg, tmp_repo, compressible_db, target_name, jobs=2)  # auto falls back to the server's setting
+    assert pg.sql(COMPRESSION_OF, dbname=target_name) == [("pglz", "pglz", 300)]
