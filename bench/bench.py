@@ -826,8 +826,10 @@ class Bench(object):
         restore("x_restore_j1", "zstd:3 custom, jobs=1 (serial pg_restore)", "x_zstd3", {"jobs": 1})
         restore("x_restore_j%d_server_mwm" % CORES, "zstd:3 custom, jobs=%d, maintenance_work_mem='' (server's)" % CORES,
                 "x_zstd3", {"jobs": CORES, "maintenance_work_mem": ""})
-        restore("x_restore_j%d" % CORES, "zstd:3 custom, jobs=%d, maintenance_work_mem=256MB" % CORES, "x_zstd3",
+        restore("x_restore_j%d" % CORES, "zstd:3 custom, jobs=%d (defaults: maintenance_work_mem=256MB, toast lz4)" % CORES, "x_zstd3",
                 {"jobs": CORES})
+        restore("x_restore_j%d_toast_server" % CORES, "zstd:3 custom, jobs=%d, toast_compression=server (pglz here)" % CORES,
+                "x_zstd3", {"jobs": CORES, "toast_compression": "server"})
         restore("x_restore_j%d_1gb" % CORES, "zstd:3 custom, jobs=%d, maintenance_work_mem=1GB" % CORES, "x_zstd3",
                 {"jobs": CORES, "maintenance_work_mem": "1GB"})
         restore("x_restore_dir_j%d" % CORES, "directory gzip:1, jobs=%d" % CORES, "x_dir_gzip1", {"jobs": CORES})
