@@ -64,7 +64,8 @@ options:
       - "Custom format: the table data is streamed from the (compressed, encrypted) archive and each table's
         rows are spread over the connections, so a single large table loads on every core; indexes and
         constraints are then built by C(pg_restore --section=post-data -j N). Nothing but the archive's table
-        of contents (about a megabyte) is written to O(work_dir)."
+        of contents (about a megabyte) is written to O(work_dir). Autovacuum is kept off the new tables until
+        their indexes and constraints are built; each table's own C(autovacuum_enabled) options are then put back."
       - Directory format is restored with C(pg_restore -j). Archives holding large objects, in-place restores
         (O(force) without O(clean)) and per-table restores always run serially.
     type: int
