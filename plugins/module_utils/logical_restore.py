@@ -410,6 +410,7 @@ def _parallel_custom_restore(request, manifest, stages, path, env, major, dbname
         toc_file = prefix or path
         _run([Stage(_pg_restore_argv(request, major, dbname, ["--section=pre-data", toc_file]),
                     name="pg_restore (pre-data)", error_pattern=PG_RESTORE_ERROR)], env)
+
         def connect():
             return pgconn.connect(request.connection, dbname)
 

@@ -209,8 +209,8 @@ WHERE c.relname IN ('notes', 'parent') ORDER BY 1
 """
 
 
-def test_autovacuum_is_off_during_the_load_and_each_table_gets_its_own_options_back(pg, tricky_db, target_name,
-                                                                                    tmp_repo, monkeypatch):
+def test_autovacuum_is_off_during_the_load_and_each_table_gets_its_own_options_back(
+        pg, tricky_db, target_name, tmp_repo, monkeypatch):
     pg.sql("ALTER TABLE parent SET (autovacuum_enabled = off, toast.autovacuum_enabled = 'false', fillfactor = 90)",
            dbname=tricky_db)
     pg.sql("ALTER TABLE notes SET (toast.autovacuum_enabled = true)", dbname=tricky_db)
@@ -235,8 +235,10 @@ def test_autovacuum_is_off_during_the_load_and_each_table_gets_its_own_options_b
         ("notes", ["autovacuum_enabled=false"], ["autovacuum_enabled=false"]),
         ("parent", ["autovacuum_enabled=false", "fillfactor=90"], ["autovacuum_enabled=false"]),
     ]
+
     def options_of(dbname):
-        return [(name, sorted(options or []), sorted(toast or [])) for name, options, toast in pg.sql(RELOPTIONS, dbname=dbname)]
+        return [(name, sorted(options or []), sorted(toast or []))
+                for name, options, toast in pg.sql(RELOPTIONS, dbname=dbname)]
     assert options_of(target_name) == options_of(tricky_db) == [
         ("notes", [], ["autovacuum_enabled=true"]),
         ("parent", ["autovacuum_enabled=off", "fillfactor=90"], ["autovacuum_enabled=false"]),
@@ -264,8 +266,8 @@ def compressible_db(pg):
 
 
 @pytest.mark.parametrize("jobs", [2, 1], ids=["parallel", "serial"])
-def test_toast_compression_defaults_to_lz4_and_columns_with_their_own_method_keep_it(pg, compressible_db,
-                                                                                    target_name, tmp_repo, jobs):
+def test_toast_compression_defaults_to_lz4_and_columns_with_their_own_method_keep_it(
+        pg, compressible_db, target_name, tmp_repo, jobs):
     assert pg.scalar("SHOW default_toast_compression") == "pglz"
     assert pg.sql(COMPRESSION_OF, dbname=compressible_db) == [("pglz", "pglz", 300)]
     take_backup(pg, compressible_db, tmp_repo)
@@ -280,9 +282,8 @@ def test_toast_compression_defaults_to_lz4_and_columns_with_their_own_method_kee
         assert pg.sql(COMPRESSION_OF, dbname=target_name) == [("pglz", "pglz", 300)]
 
 
-def test_toast_compression_refuses_what_the_server_cannot_do_before_touching_anything(pg, compressible_db,
-                                                                                      target_name, tmp_repo,
-                                                                                      monkeypatch):
+def test_toast_compression_refuses_what_the_server_cannot_do_before_touching_anything(
+        pg, compressible_db, target_name, tmp_repo, monkeypatch):
     take_backup(pg, compressible_db, tmp_repo)
     before = databases(pg)
     with pytest.raises(PgBackupError, match="toast_compression must be one of auto, lz4, pglz, server"):
