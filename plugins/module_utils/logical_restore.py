@@ -330,8 +330,19 @@ def _drop_database(admin, name, force):
     pgconn.query(admin, statement)
 
 
+def _wait_until_unused(admin, name, timeout_seconds=5.0):
+    """Wait for the backends of our closed connections to ``name`` to exit: ALTER DATABASE RENAME
+    would otherwise find one still there and sleep 100 ms before looking again."""
+    deadline = time.monotonic() + timeout_seconds
+    while pgconn.scalar(admin, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)):
+        if time.monotonic() > deadline:
+            return  # the rename waits (and explains) itself
+        time.sleep(0.005)
+
+
 def _swap_in(admin, staging, target, target_exists, force):
     ident = pgconn.sql.Identifier
+    _wait_until_unused(admin, staging)
     if not target_exists:
         pgconn.query(admin, pgconn.sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(staging), ident(target)))
         return
