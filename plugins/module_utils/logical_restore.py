@@ -53,10 +53,10 @@ class LogicalRestoreRequest(object):
             raise PgBackupError("jobs must be 0 (one per CPU) or a positive number, not %s." % jobs)
         self.jobs = int(jobs) if jobs else default_jobs()
         self.maintenance_work_mem = _memory_setting(maintenance_work_mem)
-        if (toast_compression or DEFAULT_TOAST_COMPRESSION) not in TOAST_COMPRESSION_CHOICES:
+        self.toast_compression = toast_compression or DEFAULT_TOAST_COMPRESSION
+        if self.toast_compression not in TOAST_COMPRESSION_CHOICES:
             raise PgBackupError("toast_compression must be one of %s, not '%s'."
                                 % (", ".join(TOAST_COMPRESSION_CHOICES), toast_compression))
-        self.toast_compression = toast_compression or DEFAULT_TOAST_COMPRESSION
         self.session_settings = {}  # set by _target_state() once the server is known
         self.globals = bool(globals_)
         self.identity_file = identity_file
@@ -107,19 +107,18 @@ def _target_state(request):
 
 def _session_settings(request, conn):
     """Settings of every session that writes the restored data (-c options for pg_restore and psql)."""
-    settings = {}
-    if request.toast_compression != "server":
-        methods = pgconn.scalar(conn, "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
-        if request.toast_compression == "auto":
-            if methods and "lz4" in methods:
-                settings["default_toast_compression"] = "lz4"
-        elif request.toast_compression not in (methods or ["pglz"]):
-            raise PgBackupError("This server cannot compress TOAST values with %s (it offers: %s)."
-                                % (request.toast_compression, ", ".join(methods or ["pglz, not settable"])),
-                                hint="Set toast_compression: auto or server.")
-        elif methods:
-            settings["default_toast_compression"] = request.toast_compression
-    return settings
+    wanted = request.toast_compression
+    if wanted == "server":
+        return {}
+    # None before PostgreSQL 14, which compresses with pglz only and has no such setting.
+    methods = pgconn.scalar(conn, "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+    if wanted == "auto":
+        wanted = "lz4" if methods and "lz4" in methods else None
+    elif wanted not in (methods or ["pglz"]):
+        raise PgBackupError("This server cannot compress TOAST values with %s (it offers: %s)."
+                            % (wanted, ", ".join(methods or ["pglz, not settable"])),
+                            hint="Set toast_compression: auto or server.")
+    return {"default_toast_compression": wanted} if wanted and methods else {}
 
 
 def with_settings(env, settings):

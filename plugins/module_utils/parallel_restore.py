@@ -58,12 +58,13 @@ def write_toc_prefix(decode_stages, artifact, env, pg_restore, work_dir):
     """Decode the start of the archive into a private file until ``pg_restore -l`` has read the
     whole table of contents. Returns (path, listing); the caller removes the file."""
     handle, prefix_path = tempfile.mkstemp(prefix="pgbackup-toc-", suffix=".dump", dir=work_dir)
+    prefix_file = os.fdopen(handle, "wb")
     source = Pipeline(decode_stages, env=env, stdin=artifact, capture_stdout=True)
     try:
         try:
             source.start()
             lister = Pipeline([Stage([pg_restore, "-l"], name="pg_restore -l")], env=env,
-                              stdin=_copied_to(handle, source.stdout_chunks()), capture_stdout=True).start()
+                              stdin=_copied_to(prefix_file.write, source.stdout_chunks()), capture_stdout=True).start()
             listing = b"".join(lister.stdout_chunks()).decode("utf-8", "replace")
             try:
                 lister.wait()
@@ -73,7 +74,7 @@ def write_toc_prefix(decode_stages, artifact, env, pg_restore, work_dir):
         finally:
             source.kill()  # it has written all pg_restore needed; the rest is not wanted here
             source.wait_quietly()
-            os.close(handle)
+            prefix_file.close()
         return prefix_path, listing
     except OSError as exc:
         os.unlink(prefix_path)
@@ -94,11 +95,9 @@ def _raise_if_failed_by_itself(pipeline, grace_seconds=5):
     pipeline.wait()
 
 
-def _copied_to(fd, chunks):
+def _copied_to(write, chunks):
     for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view):]
+        write(chunk)
         yield chunk
 
 

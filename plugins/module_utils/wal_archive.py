@@ -47,7 +47,6 @@ ENCODINGS = ("", ".zst", ".age", ".zst.age")
 CHECKSUM_SUFFIX = ".sha256"
 TMP_PREFIX = ".tmp-"
 COMPRESSION_CHOICES = ("none", "zstd")
-CHUNK_SIZE = 1024 * 1024
 STALE_TMP_SECONDS = 3600
 
 
@@ -291,11 +290,8 @@ def _already_archived(existing, source_sha, size, wal_name):
 
 def _copy_file(source, destination):
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, fsutil.FILE_MODE)
-    with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-        while True:
-            chunk = src.read(CHUNK_SIZE)
-            if not chunk:
-                break
+    with os.fdopen(fd, "wb") as out:
+        for chunk in fsutil.file_chunks(source):
             out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
@@ -384,7 +380,7 @@ def _decode_to(source, destination, identity_file):
     with os.fdopen(fd, "wb") as out:
         if not stages:
             with open(source, "rb") as src:
-                return fsutil.sha256_chunks(iter(lambda: src.read(CHUNK_SIZE), b""), out.write)
+                return fsutil.sha256_chunks(fsutil.file_chunks(source), out.write)
         pipeline = Pipeline(stages, stdin=source, capture_stdout=True).start()
         digest, size = _drain(pipeline, out.write)
         try:

@@ -17,7 +17,6 @@ import pytest
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils import physical_backup, pitr, wal_archive
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import TMP_PREFIX
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
 from tests.lib.ansible_run import run_playbook
 from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, shared_dir, wait_archived
@@ -159,7 +158,7 @@ def test_role_configured_archiving_and_is_idempotent(source, collections_root):
     assert c.scalar("SELECT failed_count FROM pg_stat_archiver") == 0
     # A segment the archiver is writing right now has a temporary name until it is complete (here once
     # the .backup file of the fixture's base backup): only finished files are the archive's content.
-    archived = [name for name in os.listdir(source.archive) if not name.startswith(TMP_PREFIX)]
+    archived = [name for name in os.listdir(source.archive) if not name.startswith(wal_archive.TMP_PREFIX)]
     assert archived and all(name.endswith(".zst") for name in archived)
     assert all(oct(os.stat(os.path.join(source.archive, n)).st_mode & 0o777) == "0o600" for n in archived)
     again = run_playbook(ROLE_PLAY, extra_vars=source.role_vars, collections_root=collections_root)
