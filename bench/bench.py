@@ -124,8 +124,10 @@ def engine_child(spec_path):
         spec = json.load(handle)
     import_collection()
     import ansible.module_utils.basic  # noqa: F401  (an AnsiballZ module process imports it too)
-    from ansible_collections.todoapi.pgbackup.plugins.module_utils import (
-        logical_backup, logical_restore, physical_backup, pgconn, repository)
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import pgconn
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup, restore as logical_restore
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import local as repository
     connection = pgconn.ConnectionSpec(host=spec["host"], port=spec["port"], user=spec["user"],
                                        password=os.environ.get("BENCH_PGPASSWORD"))
     repo = repository.LocalRepository(spec["repository"], owner="postgres") if spec.get("repository") else None
@@ -148,15 +150,15 @@ def engine_child(spec_path):
         output.update(settings=kwargs, mode=result.get("mode"), engine_seconds=result.get("duration_seconds"),
                       tables=result.get("tables"))
     elif action == "physical_backup":
-        kwargs = request_kwargs("pg_basebackup", physical_backup.PhysicalBackupRequest, overrides)
-        manifest = physical_backup.backup(physical_backup.PhysicalBackupRequest(repo, connection, **kwargs))
+        kwargs = request_kwargs("pg_basebackup", base_backup.PhysicalBackupRequest, overrides)
+        manifest = base_backup.backup(base_backup.PhysicalBackupRequest(repo, connection, **kwargs))
         output.update(settings=kwargs, id=manifest["id"], artifact=manifest["artifact"], size=manifest["size"],
                       compression=manifest["compression"], engine_seconds=manifest.get("duration_seconds"),
                       verified=manifest.get("verified"))
     elif action == "physical_extract":
-        physical_backup.extract_backup(spec["artifact_dir"], spec["destination"])
+        base_backup.extract_backup(spec["artifact_dir"], spec["destination"])
         os.sync()
-        output.update(settings={"function": "physical_backup.extract_backup"})
+        output.update(settings={"function": "base_backup.extract_backup"})
     else:
         raise SystemExit("unknown action %r" % action)
     output["wall_in_process"] = round(time.monotonic() - clock, 3)
@@ -986,12 +988,12 @@ class Bench(object):
 
     def engine_defaults(self):
         import_collection()
-        from ansible_collections.todoapi.pgbackup.plugins.module_utils import (
-            logical_backup, logical_restore, physical_backup)
+        from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup, restore as logical_restore
+        from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
         return {
             "pg_dump": request_kwargs("pg_dump", logical_backup.LogicalBackupRequest),
             "pg_restore": request_kwargs("pg_restore", logical_restore.LogicalRestoreRequest),
-            "pg_basebackup": request_kwargs("pg_basebackup", physical_backup.PhysicalBackupRequest),
+            "pg_basebackup": request_kwargs("pg_basebackup", base_backup.PhysicalBackupRequest),
         }
 
 

@@ -7,7 +7,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The options of module_utils/remote.py's S3_ARGUMENT_SPEC, for every module that reads or
+    # The options of module_utils/storage/s3.py's S3_ARGUMENT_SPEC, for every module that reads or
     # writes an s3://bucket/prefix repository.
     DOCUMENTATION = r'''
 options:

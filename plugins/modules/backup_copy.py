@@ -180,16 +180,20 @@ results:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import remote, remote_azure, remote_sftp
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import REPOSITORY_ARGS
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import azure_blob
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import sftp
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import s3
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import REPOSITORY_ARGS
 
 
 def main():
     spec = dict(REPOSITORY_ARGS)
-    spec.update(remote.S3_ARGUMENT_SPEC)
-    spec.update(remote_azure.AZURE_ARGUMENT_SPEC)
-    spec.update(remote_sftp.SFTP_ARGUMENT_SPEC)
+    spec.update(s3.S3_ARGUMENT_SPEC)
+    spec.update(azure_blob.AZURE_ARGUMENT_SPEC)
+    spec.update(sftp.SFTP_ARGUMENT_SPEC)
     spec.update(
         backup=dict(type="str", default="latest"),
         database=dict(type="str"),
@@ -199,15 +203,15 @@ def main():
     params = module.params
     if not params["copy_to"]:
         module.fail_json(msg="copy_to is empty; name at least one directory or s3:// URL.")
-    options = remote.s3_options_from_params(params)
-    options.update(remote_azure.azure_options_from_params(params))
-    options.update(remote_sftp.sftp_options_from_params(params))
+    options = s3.s3_options_from_params(params)
+    options.update(azure_blob.azure_options_from_params(params))
+    options.update(sftp.sftp_options_from_params(params))
     try:
-        source = remote.open_repository(params["repository"], owner=params["owner"], **options)
+        source = factory.open_repository(params["repository"], owner=params["owner"], **options)
         manifest = source.resolve(params["backup"], database=params["database"])
         if params["backup"] != "latest":
             source.verify_checksum(manifest)
-        results = remote.copy_to_targets(manifest, source, params["copy_to"], owner=params["owner"],
+        results = transfer.copy_to_targets(manifest, source, params["copy_to"], owner=params["owner"],
                                          s3_options=options, check_mode=module.check_mode)
     except PgBackupError as exc:
         module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "",

@@ -89,8 +89,8 @@ metrics:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import status
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import REPOSITORY_ARGS, repository_from, run_or_fail
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import status
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import REPOSITORY_ARGS, repository_from, run_or_fail
 
 
 def main():

@@ -173,8 +173,8 @@ problems:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import retention
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import REPOSITORY_ARGS, repository_from, run_or_fail
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import retention
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import REPOSITORY_ARGS, repository_from, run_or_fail
 
 
 def main():

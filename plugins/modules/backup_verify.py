@@ -140,9 +140,9 @@ failed_level:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import verify
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import (
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import verify
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
     argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
 
 

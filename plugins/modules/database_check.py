@@ -91,8 +91,8 @@ duration_seconds:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import dr
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import (
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import dr
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
     CONNECTION_ARGS, connection_from, require_psycopg2, run_or_fail)
 
 

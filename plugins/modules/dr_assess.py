@@ -155,8 +155,9 @@ manifest_problems:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import dr, remote
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import dr
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import s3
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 
 
 def main():
@@ -173,11 +174,11 @@ def main():
         incident_time=dict(type="str"),
         pg_bin_dir=dict(type="path"),
     )
-    spec.update(remote.S3_ARGUMENT_SPEC)
+    spec.update(s3.S3_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
     remote_source = dr.is_remote(params["repository"])
-    s3_options = remote.s3_options_from_params(params) if remote.is_s3_url(params["repository"]) else None
+    s3_options = s3.s3_options_from_params(params) if s3.is_s3_url(params["repository"]) else None
     try:
         if module.check_mode and remote_source:
             module.exit_json(changed=False, candidates=[], msg="Check mode: the S3 source would be listed and its newest "

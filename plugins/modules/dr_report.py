@@ -150,8 +150,8 @@ report:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import dr_report
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import run_or_fail
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import dr_report
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import run_or_fail
 
 
 def file_mode(module, value):

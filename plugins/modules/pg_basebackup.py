@@ -221,18 +221,18 @@ backup:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import physical_backup
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import (
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
     argument_spec, connection_from, exit_with_backup, repository_from, require_psycopg2, run_or_fail)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
-            format=dict(type="str", default="tar", choices=list(physical_backup.FORMATS)),
-            compression=dict(type="str", default=physical_backup.DEFAULT_COMPRESSION),
-            manifest_checksums=dict(type="str", default="auto", choices=list(physical_backup.MANIFEST_CHECKSUMS)),
-            wal_method=dict(type="str", default="stream", choices=list(physical_backup.WAL_METHODS)),
+            format=dict(type="str", default="tar", choices=list(base_backup.FORMATS)),
+            compression=dict(type="str", default=base_backup.DEFAULT_COMPRESSION),
+            manifest_checksums=dict(type="str", default="auto", choices=list(base_backup.MANIFEST_CHECKSUMS)),
+            wal_method=dict(type="str", default="stream", choices=list(base_backup.WAL_METHODS)),
             max_rate=dict(type="str"),
             checkpoint=dict(type="str", default="fast", choices=["fast", "spread"]),
             verify=dict(type="bool", default=True),
@@ -245,12 +245,12 @@ def main():
     params = module.params
     repository = repository_from(module)
     request = run_or_fail(
-        module, physical_backup.PhysicalBackupRequest, repository, connection_from(module), fmt=params["format"],
+        module, base_backup.PhysicalBackupRequest, repository, connection_from(module), fmt=params["format"],
         compression=params["compression"], wal_method=params["wal_method"], max_rate=params["max_rate"],
         checkpoint=params["checkpoint"], verify=params["verify"], label=params["label"],
         pg_bin_dir=params["pg_bin_dir"], cluster_name=params["cluster_name"],
         manifest_checksums=params["manifest_checksums"])
-    exit_with_backup(module, physical_backup, request, repository)
+    exit_with_backup(module, base_backup, request, repository)
 
 
 if __name__ == "__main__":

@@ -179,8 +179,8 @@ backup:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import (
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
     argument_spec, connection_from, exit_with_backup, repository_from, require_psycopg2, run_or_fail)
 
 

@@ -190,8 +190,8 @@ connections:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_restore
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import (
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
     argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
 
 

@@ -191,10 +191,10 @@ recovery:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import pitr
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.module_common import run_or_fail
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import pitr
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import run_or_fail
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 
 
 def main():

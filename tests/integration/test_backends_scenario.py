@@ -19,12 +19,16 @@ import uuid
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, logical_restore, remote
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import retention, verify
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.remote_azure import AzureRepository
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.remote_sftp import SftpRepository
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import retention
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import verify
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.azure_blob import AzureRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.sftp import SftpRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.backups import synthetic_backup, tree_state
 from tests.lib.dbcompare import assert_same_data
 from tests.lib.engine import spec_of
@@ -70,7 +74,7 @@ class Target(object):
         self.cleanup = cleanup
 
     def open(self):
-        return remote.open_repository(self.url, owner="postgres", **self.options)
+        return factory.open_repository(self.url, owner="postgres", **self.options)
 
 
 @pytest.fixture
@@ -107,9 +111,9 @@ def test_backup_copy_list_verify_restore_prune(pg, source, target, workdir):
 
     # copy (both backups; the second copy of the same backup changes nothing)
     for manifest in (older, newer):
-        result = remote.copy_to_targets(manifest, local, [target.url], owner="postgres", s3_options=target.options)[0]
-        assert result["changed"] and result["verified"] and result["target"] == remote.describe_location(repo)
-    assert remote.copy_backup(newer, local, repo)["changed"] is False
+        result = transfer.copy_to_targets(manifest, local, [target.url], owner="postgres", s3_options=target.options)[0]
+        assert result["changed"] and result["verified"] and result["target"] == factory.describe_location(repo)
+    assert transfer.copy_backup(newer, local, repo)["changed"] is False
 
     # list / resolve / verify
     assert [m["id"] for m in repo.list(database=database, kind="logical")] == [older["id"], newer["id"]]
@@ -157,14 +161,14 @@ def test_directory_format_round_trip(target, workdir):
     for name, size in (("toc.dat", 1000), ("3001.dat.gz", 70000), ("sub/extra.dat", 5)):
         with open(os.path.join(artifact, name), "wb") as handle:
             handle.write(os.urandom(size))
-    from ansible_collections.todoapi.pgbackup.plugins.module_utils import fsutil
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsutil
     manifest = {"id": backup_id, "kind": "logical", "database": "Dir", "artifact": backup_id + ".dir", "size": 71005,
                 "sha256": fsutil.sha256_tree(artifact), "started_at": "2024-01-07T02:00:00.000000Z",
                 "finished_at": "2024-01-07T02:00:01.000000Z", "extra_files": {}}
     with open(os.path.join(source_path, backup_id + ".manifest.json"), "w") as handle:
         json.dump(manifest, handle)
     repo = target.open()
-    assert remote.copy_backup(manifest, LocalRepository(source_path), repo)["changed"]
+    assert transfer.copy_backup(manifest, LocalRepository(source_path), repo)["changed"]
     assert repo.verify_checksum(manifest) == manifest["sha256"]
     local = LocalRepository(os.path.join(workdir, "back"))
     repo.download(repo.resolve("latest"), local)
@@ -180,10 +184,10 @@ def test_azure_wrong_key_is_named_and_nothing_is_written(azurite, workdir):
     manifest = synthetic_backup(workdir, 1024)
     container = azurite.create_container()
     wrong = azurite.connection_string_for(key="d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==")
-    repo = remote.open_repository("azure://%s/p" % container, azure_connection_string=wrong, azure_max_attempts=1)
+    repo = factory.open_repository("azure://%s/p" % container, azure_connection_string=wrong, azure_max_attempts=1)
     before = tree_state(workdir)
     with pytest.raises(PgBackupError) as caught:
-        remote.copy_backup(manifest, LocalRepository(workdir), repo)
+        transfer.copy_backup(manifest, LocalRepository(workdir), repo)
     assert "Azure Storage refused the credentials" in caught.value.message
     assert "d3Jvbmct" not in str(caught.value)
     assert tree_state(workdir) == before
@@ -192,36 +196,36 @@ def test_azure_wrong_key_is_named_and_nothing_is_written(azurite, workdir):
 
 def test_azure_missing_container_and_no_credentials(azurite, workdir, monkeypatch):
     manifest = synthetic_backup(workdir, 1024)
-    repo = remote.open_repository("azure://no-such-container/p", **azurite.options())
+    repo = factory.open_repository("azure://no-such-container/p", **azurite.options())
     with pytest.raises(PgBackupError, match="Azure container 'no-such-container' does not exist"):
-        remote.copy_backup(manifest, LocalRepository(workdir), repo)
+        transfer.copy_backup(manifest, LocalRepository(workdir), repo)
     assert not repo.exists()
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
     monkeypatch.delenv("AZURE_STORAGE_ACCOUNT", raising=False)
     with pytest.raises(PgBackupError, match="No Azure Storage credentials were found"):
-        remote.open_repository("azure://c0ntainer/p")
+        factory.open_repository("azure://c0ntainer/p")
     with pytest.raises(PgBackupError, match="not a valid Azure Blob repository URL"):
-        remote.open_repository("azure://Bad_Container/p", **azurite.options())
+        factory.open_repository("azure://Bad_Container/p", **azurite.options())
     # credentials from the environment and from a credentials file (what the runner uses)
     container = azurite.create_container()
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
-    assert remote.copy_backup(manifest, LocalRepository(workdir), remote.open_repository("azure://%s/env" % container))["changed"]
+    assert transfer.copy_backup(manifest, LocalRepository(workdir), factory.open_repository("azure://%s/env" % container))["changed"]
     credentials = os.path.join(workdir, "azure.credentials")
     with open(credentials, "w") as handle:
         handle.write("# rotated by playbooks/rotate_backup_credentials.yml\n%s\n" % azurite.connection_string)
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
     os.chmod(credentials, 0o644)
     with pytest.raises(PgBackupError, match="has mode 0644: group or others may read it"):
-        remote.open_repository("azure://%s/env" % container, azure_credentials_file=credentials)
+        factory.open_repository("azure://%s/env" % container, azure_credentials_file=credentials)
     os.chmod(credentials, 0o600)
-    from_file = remote.open_repository("azure://%s/env" % container, azure_credentials_file=credentials)
+    from_file = factory.open_repository("azure://%s/env" % container, azure_credentials_file=credentials)
     assert [m["id"] for m in from_file.list()] == [manifest["id"]]
 
 
 def test_azure_upload_interrupted_leaves_no_blob(azurite, workdir):
     manifest = synthetic_backup(workdir, 5 * 1024 * 1024)
     container = azurite.create_container()
-    repo = remote.open_repository("azure://%s/int" % container, **azurite.options(azure_chunk_size_mb=1,
+    repo = factory.open_repository("azure://%s/int" % container, **azurite.options(azure_chunk_size_mb=1,
                                                                                   azure_max_concurrency=1))
     before = tree_state(workdir)
     sent = []
@@ -232,7 +236,7 @@ def test_azure_upload_interrupted_leaves_no_blob(azurite, workdir):
             raise IOError("network cable pulled")
 
     with pytest.raises(PgBackupError, match="was interrupted") as caught:
-        remote.copy_backup(manifest, LocalRepository(workdir), repo, progress=cut_the_line)
+        transfer.copy_backup(manifest, LocalRepository(workdir), repo, progress=cut_the_line)
     assert "network cable pulled" in caught.value.message and "local backup was not touched" in caught.value.hint
     assert tree_state(workdir) == before
     assert azurite.blob_names(container) == [] and repo.list() == []
@@ -247,7 +251,7 @@ def test_azure_server_dies_mid_upload(workdir):
     try:
         container = server.create_container()
         manifest = synthetic_backup(workdir, 6 * 1024 * 1024)
-        repo = remote.open_repository("azure://%s/dies" % container, **server.options(azure_chunk_size_mb=1,
+        repo = factory.open_repository("azure://%s/dies" % container, **server.options(azure_chunk_size_mb=1,
                                                                                       azure_max_concurrency=1))
         before = tree_state(workdir)
         sent = []
@@ -258,7 +262,7 @@ def test_azure_server_dies_mid_upload(workdir):
                 server.kill()
 
         with pytest.raises(PgBackupError, match="(Cannot reach Azure Blob endpoint|was interrupted)") as caught:
-            remote.copy_backup(manifest, LocalRepository(workdir), repo, progress=kill_server)
+            transfer.copy_backup(manifest, LocalRepository(workdir), repo, progress=kill_server)
         assert "local backup was not touched" in caught.value.hint
         assert tree_state(workdir) == before
     finally:
@@ -268,8 +272,8 @@ def test_azure_server_dies_mid_upload(workdir):
 def test_azure_corrupted_blob_is_detected(azurite, workdir):
     manifest = synthetic_backup(workdir, 300000)
     container = azurite.create_container()
-    repo = remote.open_repository("azure://%s/c" % container, **azurite.options())
-    remote.copy_backup(manifest, LocalRepository(workdir), repo)
+    repo = factory.open_repository("azure://%s/c" % container, **azurite.options())
+    transfer.copy_backup(manifest, LocalRepository(workdir), repo)
     blob = azurite.service().get_blob_client(container, "c/" + manifest["artifact"])
     assert blob.get_blob_properties().metadata["sha256"] == manifest["sha256"]
     blob.upload_blob(b"\0" * manifest["size"], overwrite=True)
@@ -278,7 +282,7 @@ def test_azure_corrupted_blob_is_detected(azurite, workdir):
     with pytest.raises(PgBackupError, match="No usable backup"):
         repo.resolve("latest")
     # copying again replaces the damaged copy
-    assert remote.copy_backup(manifest, LocalRepository(workdir), repo)["changed"]
+    assert transfer.copy_backup(manifest, LocalRepository(workdir), repo)["changed"]
     repo.verify_checksum(manifest)
 
 
@@ -290,9 +294,9 @@ def test_sftp_unknown_and_changed_host_keys_are_refused(sshd, workdir):
     path = sshd.make_dir()
     empty_known_hosts = os.path.join(workdir, "known_hosts_empty")
     open(empty_known_hosts, "w").close()
-    repo = remote.open_repository(sshd.url(path), **sshd.options(sftp_known_hosts=empty_known_hosts))
+    repo = factory.open_repository(sshd.url(path), **sshd.options(sftp_known_hosts=empty_known_hosts))
     with pytest.raises(PgBackupError, match="is not in '%s': refusing to connect to an unknown host" % empty_known_hosts):
-        remote.copy_backup(manifest, LocalRepository(workdir), repo)
+        transfer.copy_backup(manifest, LocalRepository(workdir), repo)
 
     other_key = os.path.join(workdir, "other_host_key")
     os.system("ssh-keygen -q -t ed25519 -N '' -f %s" % other_key)
@@ -301,12 +305,12 @@ def test_sftp_unknown_and_changed_host_keys_are_refused(sshd, workdir):
     wrong_known_hosts = os.path.join(workdir, "known_hosts_wrong")
     with open(wrong_known_hosts, "w") as handle:
         handle.write("[127.0.0.1]:%d %s %s\n" % (sshd.port, key_type, key_data))
-    repo = remote.open_repository(sshd.url(path), **sshd.options(sftp_known_hosts=wrong_known_hosts))
+    repo = factory.open_repository(sshd.url(path), **sshd.options(sftp_known_hosts=wrong_known_hosts))
     with pytest.raises(PgBackupError, match="does not match the one in") as caught:
         repo.list()
     assert "intercepting" in caught.value.hint
     with pytest.raises(PgBackupError, match="known_hosts file '/nonexistent/known_hosts' cannot be read"):
-        remote.open_repository(sshd.url(path), **sshd.options(sftp_known_hosts="/nonexistent/known_hosts")).list()
+        factory.open_repository(sshd.url(path), **sshd.options(sftp_known_hosts="/nonexistent/known_hosts")).list()
     assert os.listdir(path) == []
 
 
@@ -315,16 +319,16 @@ def test_sftp_refused_key_unreachable_server_and_bad_urls(sshd, workdir):
     path = sshd.make_dir()
     stranger = os.path.join(workdir, "stranger_key")
     os.system("ssh-keygen -q -t ed25519 -N '' -f %s" % stranger)
-    repo = remote.open_repository(sshd.url(path), **sshd.options(sftp_key_file=stranger))
+    repo = factory.open_repository(sshd.url(path), **sshd.options(sftp_key_file=stranger))
     with pytest.raises(PgBackupError, match="refused the SSH key of user '%s'" % sshd.user):
-        remote.copy_backup(manifest, LocalRepository(workdir), repo)
+        transfer.copy_backup(manifest, LocalRepository(workdir), repo)
     from tests.lib.pgcluster import find_free_port
     closed = "sftp://%s@127.0.0.1:%d%s" % (sshd.user, find_free_port(), path)
     with pytest.raises(PgBackupError, match="Cannot reach SFTP server 127.0.0.1"):
-        remote.open_repository(closed, **sshd.options()).list()
+        factory.open_repository(closed, **sshd.options()).list()
     for bad in ("sftp://127.0.0.1/x", "sftp://u@127.0.0.1/relative/../x", "sftp://u:pw@127.0.0.1/x", "sftp://u@h:99999/x"):
         with pytest.raises(PgBackupError, match="not a valid SFTP repository URL") as caught:
-            remote.open_repository(bad)
+            factory.open_repository(bad)
         assert ":pw@" not in str(caught.value)
 
 
@@ -332,12 +336,12 @@ def test_sftp_permission_denied_and_interrupted_upload(sshd, workdir):
     manifest = synthetic_backup(workdir, 3 * 1024 * 1024)
     before = tree_state(workdir)
     locked = sshd.make_dir(mode=0o500)
-    repo = remote.open_repository(sshd.url(locked), **sshd.options())
+    repo = factory.open_repository(sshd.url(locked), **sshd.options())
     with pytest.raises(PgBackupError, match="Permission denied by SFTP server"):
-        remote.copy_backup(manifest, LocalRepository(workdir), repo)
+        transfer.copy_backup(manifest, LocalRepository(workdir), repo)
 
     path = sshd.make_dir()
-    repo = remote.open_repository(sshd.url(path), **sshd.options())
+    repo = factory.open_repository(sshd.url(path), **sshd.options())
     sent = []
 
     def cut_the_line(count):
@@ -346,11 +350,11 @@ def test_sftp_permission_denied_and_interrupted_upload(sshd, workdir):
             repo.ssh.get_transport().close()  # the TCP connection drops mid-transfer
 
     with pytest.raises(PgBackupError, match="(was interrupted|Cannot reach SFTP server)"):
-        remote.copy_backup(manifest, LocalRepository(workdir), repo, progress=cut_the_line)
+        transfer.copy_backup(manifest, LocalRepository(workdir), repo, progress=cut_the_line)
     assert tree_state(workdir) == before
     assert [name for name in os.listdir(path) if not name.startswith(".tmp-")] == []
     assert repo.list() == []  # reconnects by itself
-    assert remote.copy_backup(manifest, LocalRepository(workdir), repo)["changed"]
+    assert transfer.copy_backup(manifest, LocalRepository(workdir), repo)["changed"]
     assert sorted(os.listdir(path)) == sorted([manifest["artifact"], manifest["id"] + ".manifest.json"])
 
 
@@ -360,13 +364,13 @@ def test_repository_types_and_check_mode(sshd, azurite, workdir):
     options = dict(azurite.options(), **sshd.options())
     path = sshd.make_dir()
     targets = ["azure://%s/x" % container, sshd.url(path)]
-    assert isinstance(remote.open_repository(targets[0], **options), AzureRepository)
-    assert isinstance(remote.open_repository(targets[1], **options), SftpRepository)
-    planned = remote.copy_to_targets(manifest, LocalRepository(workdir), targets, s3_options=options, check_mode=True)
+    assert isinstance(factory.open_repository(targets[0], **options), AzureRepository)
+    assert isinstance(factory.open_repository(targets[1], **options), SftpRepository)
+    planned = transfer.copy_to_targets(manifest, LocalRepository(workdir), targets, s3_options=options, check_mode=True)
     assert [p["changed"] for p in planned] == [True, True] and os.listdir(path) == []
-    done = remote.copy_to_targets(manifest, LocalRepository(workdir), targets, s3_options=options)
+    done = transfer.copy_to_targets(manifest, LocalRepository(workdir), targets, s3_options=options)
     assert [d["changed"] for d in done] == [True, True]
-    planned = remote.copy_to_targets(manifest, LocalRepository(workdir), targets, s3_options=options, check_mode=True)
+    planned = transfer.copy_to_targets(manifest, LocalRepository(workdir), targets, s3_options=options, check_mode=True)
     assert [p["changed"] for p in planned] == [False, False]
     with pytest.raises(PgBackupError, match="from one remote repository"):
-        remote.copy_backup(manifest, remote.open_repository(targets[0], **options), remote.open_repository(targets[1], **options))
+        transfer.copy_backup(manifest, factory.open_repository(targets[0], **options), factory.open_repository(targets[1], **options))

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import manifest as manifests
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import manifest as manifests
 
 PLAYBOOK = """
 - name: Retention

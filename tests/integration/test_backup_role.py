@@ -23,9 +23,10 @@ import uuid
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_restore, remote
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.ansible_run import REPO_ROOT, run_playbook
 from tests.lib.procscan import ProcScanner
 from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer
@@ -227,14 +228,20 @@ def test_engine_installed_once_and_repaired_only_where_needed(installed):
     source_dir = os.path.join(installed.collections_root, "ansible_collections", "todoapi", "pgbackup",
                               "plugins", "module_utils")
     package_dir = os.path.join(installed.base, "lib", "todoapi_pgbackup_engine")
-    shipped = sorted(name for name in os.listdir(source_dir) if name.endswith(".py"))
+    installed_packages = ("", "core", "storage", "logical", "physical", "ops", "runner")  # not ansible_module
+
+    def python_files(top):
+        return sorted(os.path.relpath(os.path.join(root, name), top) for root, _dirs, names in os.walk(top)
+                      for name in names if name.endswith(".py"))
+
+    shipped = [name for name in python_files(source_dir) if os.path.dirname(name) in installed_packages]
 
     def sha1(path):
         with open(path, "rb") as handle:
             return hashlib.sha1(handle.read()).hexdigest()
 
     def assert_installed_like_source():
-        assert sorted(n for n in os.listdir(package_dir) if n.endswith(".py")) == shipped
+        assert python_files(package_dir) == shipped
         for name in shipped:
             path = os.path.join(package_dir, name)
             info = os.stat(path)
@@ -246,12 +253,12 @@ def test_engine_installed_once_and_repaired_only_where_needed(installed):
     assert engine_task(installed.second, ENGINE_COPY).get("skipped"), changed_tasks(installed.second)
     assert not engine_items(installed.second, ENGINE_REMOVE)
 
-    tampered, wrong_mode, wrong_owner = "cli.py", "manifest.py", "errors.py"
+    tampered, wrong_mode, wrong_owner = "runner/cli.py", "core/manifest.py", "storage/local.py"
     with open(os.path.join(package_dir, tampered), "a") as handle:
         handle.write("\nraise SystemExit('tampered')\n")
     os.chmod(os.path.join(package_dir, wrong_mode), 0o664)
     os.chown(os.path.join(package_dir, wrong_owner), pwd.getpwnam(OS_USER).pw_uid, -1)
-    stale = os.path.join(package_dir, "zz_no_longer_shipped.py")
+    stale = os.path.join(package_dir, "ops", "zz_no_longer_shipped.py")  # e.g. a file a later version moved
     with open(stale, "w") as handle:
         handle.write("# an engine file an older version shipped\n")
     os.chmod(stale, 0o644)
@@ -272,6 +279,33 @@ def test_engine_installed_once_and_repaired_only_where_needed(installed):
 
     again = installed.converge()
     assert again.stats["changed"] == 0, changed_tasks(again)
+
+
+IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, sys
+sys.path.insert(0, sys.argv[1])
+import todoapi_pgbackup_engine as engine
+names = [m.name for m in pkgutil.walk_packages(engine.__path__, engine.__name__ + ".")]
+for name in names:
+    importlib.import_module(name)
+print("\\n".join(names))
+"""
+
+
+def test_every_engine_module_and_runner_command_imports_from_the_installed_tree(installed):
+    """The tree the engine role installed is complete on its own: every module imports with the host's
+    Python as the backup user, away from the collection, and every runner command parses."""
+    done = subprocess.run(["runuser", "-u", OS_USER, "--", "/usr/bin/python3", "-I", "-c", IMPORT_EVERY_MODULE,
+                           os.path.join(installed.base, "lib")], capture_output=True, text=True, check=False, cwd="/")
+    assert done.returncode == 0, done.stderr
+    imported = set(done.stdout.split())
+    assert {"todoapi_pgbackup_engine.runner.cli", "todoapi_pgbackup_engine.runner.wal",
+            "todoapi_pgbackup_engine.ops.retention", "todoapi_pgbackup_engine.storage.s3"} <= imported
+    assert not [name for name in imported if ".ansible_module" in name], "modules-only code was installed on the host"
+    for command in ("backup", "list", "verify", "prune", "restore", "status"):
+        helped = subprocess.run(["runuser", "-u", OS_USER, "--", installed.runner, command, "--help"],
+                                capture_output=True, text=True, check=False, cwd="/")
+        assert helped.returncode == 0 and "usage:" in helped.stdout, (command, helped.stdout + helped.stderr)
 
 
 def test_files_modes_owners_and_no_secret_in_config(installed):
@@ -473,7 +507,7 @@ def test_cron_backup_is_copied_to_s3_and_restorable_from_there(installed, tmp_pa
             done = subprocess.run(["runuser", "-u", OS_USER, "--", "sh", "-c", command], capture_output=True, text=True,
                                   check=False, timeout=300)
             assert done.returncode == 0, done.stdout + done.stderr + log_tail(installed.log_file)
-            remote_repo = remote.open_repository(target, **s3.options())
+            remote_repo = factory.open_repository(target, **s3.options())
             newest = remote_repo.resolve("latest", database=installed.database)
             remote_repo.verify_checksum(newest)
             assert newest["id"] == LocalRepository(installed.repository).list(database=installed.database)[-1]["id"]

@@ -25,9 +25,10 @@ import pytest
 
 import glob
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, physical_backup
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.ansible_run import REPO_ROOT, run_playbook
 from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, wait_archived
 from tests.lib.dbcompare import assert_same_data, table_fingerprints
@@ -271,7 +272,7 @@ def test_dr_pitr_replays_the_wal_archive_into_the_new_server(collections_root, w
     try:
         create_todo_db(source, dbname="TodoDb", size_mb=1)
         spec = ConnectionSpec(host=source.host, port=source.port, user=source.user, password=source.password)
-        base = physical_backup.backup(physical_backup.PhysicalBackupRequest(LocalRepository(repository), spec))
+        base = base_backup.backup(base_backup.PhysicalBackupRequest(LocalRepository(repository), spec))
         # Written after the base backup: only WAL replay brings these back.
         source.sql('INSERT INTO "Users" ("Email", "UserName", "PasswordHash", "CreatedAt") '
                    "VALUES ('after-base@example.com', 'after-base', 'x', now())", dbname="TodoDb")
@@ -310,7 +311,9 @@ def test_dr_pitr_replays_the_wal_archive_into_the_new_server(collections_root, w
 def test_assess_downloads_the_newest_good_backup_from_s3(pg, todo_db, tmp_repo, work_dir):
     """An s3:// source: the newest backup in the bucket is damaged, the one before is downloaded to the
     new server's work directory and chosen; the bucket is left as it was."""
-    from ansible_collections.todoapi.pgbackup.plugins.module_utils import dr, remote
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import dr
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
     from tests.lib.servers import MotoServer, ToolMissing
     try:
         server = MotoServer.start()
@@ -319,12 +322,12 @@ def test_assess_downloads_the_newest_good_backup_from_s3(pg, todo_db, tmp_repo, 
     try:
         bucket = server.create_bucket()
         url = "s3://%s/db1" % bucket
-        target = remote.open_repository(url, **server.options())
+        target = factory.open_repository(url, **server.options())
         local = LocalRepository(tmp_repo)
         older = backup_with_engine(pg, todo_db.name, tmp_repo)
         newer = backup_with_engine(pg, todo_db.name, tmp_repo)
         for manifest in (older, newer):
-            remote.copy_backup(manifest, local, target)
+            transfer.copy_backup(manifest, local, target)
         client = server.client()
         client.put_object(Bucket=bucket, Key="db1/" + newer["artifact"], Body=b"\0" * newer["size"])
         objects_before = sorted((o["Key"], o["ETag"]) for o in client.list_objects_v2(Bucket=bucket)["Contents"])

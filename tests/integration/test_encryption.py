@@ -13,9 +13,10 @@ import uuid
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, logical_restore  # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError  # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository  # noqa: E402
 from tests.lib.dbcompare import assert_same_data, table_fingerprints  # noqa: E402
 from tests.lib.engine import spec_of  # noqa: E402
 from tests.lib.procscan import Poller  # noqa: E402

@@ -11,10 +11,12 @@ import re
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import fsutil, logical_backup, monitor_cli
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import manifest as manifests
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsutil
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import monitor as monitor_cli
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import manifest as manifests
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.sinks import HttpReceiver, SmtpSink
 
 

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""The parallel whole-database restore (plugins/module_utils/parallel_restore.py): COPY rows
+"""The parallel whole-database restore (plugins/module_utils/logical/parallel_restore.py): COPY rows
 cut into chunks that several connections load at once, straight from the compressed stream.
 
 Rows that look like the COPY end marker, escaped newlines and tabs, rows larger than a chunk,
@@ -16,9 +16,10 @@ import time
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_restore, parallel_restore
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import parallel_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.integration.faults.faultlib import rewrite_manifest, spec_of, take_backup
 from tests.lib.dbcompare import assert_same_data, index_and_constraint_defs
 

@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import physical_backup
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 
 BACKUP_PLAY = """
 - hosts: localhost
@@ -49,11 +49,11 @@ def test_tar_backup_through_module_records_wal_range_and_is_verified(ansible_pla
     assert os.path.isdir(backup["path"]) and backup["path"].endswith(".base")
     files = sorted(os.listdir(backup["path"]))
     assert files == ["backup_manifest", "base.tar.zst", "pg_wal.tar"]
-    parse = physical_backup.parse_lsn
+    parse = base_backup.parse_lsn
     assert parse(before_lsn) <= parse(backup["start_lsn"]) <= parse(backup["end_lsn"]) <= parse(after_lsn)
     assert backup["timeline"] == 1
-    assert backup["wal_start_segment"] == physical_backup.segment_name(1, backup["start_lsn"])
-    assert backup["wal_end_segment"] == physical_backup.segment_name(1, backup["end_lsn"])
+    assert backup["wal_start_segment"] == base_backup.segment_name(1, backup["start_lsn"])
+    assert backup["wal_end_segment"] == base_backup.segment_name(1, backup["end_lsn"])
     assert "START WAL LOCATION: %s" % backup["start_lsn"] in backup["backup_label"]
     assert backup["verified"]["backup_manifest"] is True and backup["verified"]["method"] == "stream"
     assert backup["verified"]["wal_parsed"] is True
@@ -87,17 +87,17 @@ def test_check_mode_writes_nothing_and_bad_password_publishes_nothing(ansible_pl
 def test_plain_format_and_damage_is_detected_by_pg_verifybackup(pg, tmp_repo):
     spec = ConnectionSpec(host=pg.host, port=pg.port, user="postgres", password=pg.password)
     repo = LocalRepository(tmp_repo)
-    manifest = physical_backup.backup(physical_backup.PhysicalBackupRequest(repo, spec, fmt="plain",
+    manifest = base_backup.backup(base_backup.PhysicalBackupRequest(repo, spec, fmt="plain",
                                                                             compression="none"))
     artifact = repo.artifact_path(manifest)
     assert os.path.isfile(os.path.join(artifact, "PG_VERSION"))
     assert manifest["verified"]["backup_manifest"] is True and manifest["verified"]["method"] == "pg_verifybackup"
-    physical_backup.verify_data_directory(artifact, os.path.join(artifact, "backup_manifest"), None)
+    base_backup.verify_data_directory(artifact, os.path.join(artifact, "backup_manifest"), None)
 
     with open(os.path.join(artifact, "PG_VERSION"), "a") as handle:
         handle.write("tampered\n")
     with pytest.raises(PgBackupError, match="pg_verifybackup found the base backup damaged"):
-        physical_backup.verify_data_directory(artifact, os.path.join(artifact, "backup_manifest"), None)
+        base_backup.verify_data_directory(artifact, os.path.join(artifact, "backup_manifest"), None)
     with pytest.raises(PgBackupError, match="has .* bytes but its manifest says|Checksum mismatch"):
         repo.verify_checksum(manifest)
 
@@ -106,11 +106,11 @@ def test_request_validation():
     repo = LocalRepository("/nonexistent-repo")
     spec = ConnectionSpec()
     with pytest.raises(PgBackupError, match="Client-side compression is not possible"):
-        physical_backup.PhysicalBackupRequest(repo, spec, fmt="plain", compression="client-zstd")
+        base_backup.PhysicalBackupRequest(repo, spec, fmt="plain", compression="client-zstd")
     with pytest.raises(PgBackupError, match="Unknown base backup compression"):
-        physical_backup.PhysicalBackupRequest(repo, spec, compression="server-brotli")
+        base_backup.PhysicalBackupRequest(repo, spec, compression="server-brotli")
     with pytest.raises(PgBackupError, match="is not a transfer rate"):
-        physical_backup.PhysicalBackupRequest(repo, spec, max_rate="fast")
-    assert physical_backup.compression_argument(physical_backup.parse_compression("client-gzip:5", "tar")) == "client-gzip:5"
-    assert physical_backup.segment_name(1, "0/2000028") == "000000010000000000000002"
-    assert physical_backup.segment_name(2, "1/FF000000") == "0000000200000001000000FF"
+        base_backup.PhysicalBackupRequest(repo, spec, max_rate="fast")
+    assert base_backup.compression_argument(base_backup.parse_compression("client-gzip:5", "tar")) == "client-gzip:5"
+    assert base_backup.segment_name(1, "0/2000028") == "000000010000000000000002"
+    assert base_backup.segment_name(2, "1/FF000000") == "0000000200000001000000FF"

@@ -21,13 +21,16 @@ import time
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import fsutil, pg_manifest, physical_backup, verify
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsutil
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import backup_manifest
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import verify
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.pgcluster import bindir_for
 
-needs_crc32c = pytest.mark.skipif(not pg_manifest.crc32c_available(), reason="the crc32c Python module is not installed")
+needs_crc32c = pytest.mark.skipif(not backup_manifest.crc32c_available(), reason="the crc32c Python module is not installed")
 
 
 def spec_of(cluster):
@@ -36,7 +39,7 @@ def spec_of(cluster):
 
 def take(cluster, repo_path, **options):
     repo = LocalRepository(repo_path, owner="postgres")
-    return repo, physical_backup.backup(physical_backup.PhysicalBackupRequest(repo, spec_of(cluster), **options))
+    return repo, base_backup.backup(base_backup.PhysicalBackupRequest(repo, spec_of(cluster), **options))
 
 
 @pytest.fixture
@@ -98,7 +101,7 @@ def pg_algorithms(artifact):
 
 def verify_fails(artifact, match):
     with pytest.raises(PgBackupError, match=match) as failure:
-        physical_backup.verify_tar_backup(artifact)
+        base_backup.verify_tar_backup(artifact)
     return failure.value
 
 
@@ -118,7 +121,7 @@ def test_clean_backup_verifies_with_crc32c_and_sha256(pg, tmp_repo, checksums):
     assert verified["files"] == manifest["backup_manifest"]["files"] - 1
     assert verified["wal_parsed"] is True and manifest["wal_start_segment"] in verified["wal_segments"]
 
-    again = physical_backup.verify_tar_backup(artifact)
+    again = base_backup.verify_tar_backup(artifact)
     assert again["files"] == verified["files"] and again["backup_label"] == manifest["backup_label"]
     result = verify.verify_backup(repo, manifest, "structure")
     structure = result["checks"]["structure"]
@@ -139,11 +142,11 @@ def test_pg_verifybackup_agrees_with_the_stream_check(base):
     repo, manifest, artifact = base
     scratch = tempfile.mkdtemp(prefix="pgbackup-extract-")
     try:
-        physical_backup.extract_backup(artifact, scratch)
-        physical_backup.verify_data_directory(scratch, os.path.join(artifact, "backup_manifest"), None)
+        base_backup.extract_backup(artifact, scratch)
+        base_backup.verify_data_directory(scratch, os.path.join(artifact, "backup_manifest"), None)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    physical_backup.verify_tar_backup(artifact)
+    base_backup.verify_tar_backup(artifact)
 
 
 # Damage, one kind at a time
@@ -210,7 +213,7 @@ def test_ignored_files_may_differ_or_be_added(base):
         return out
 
     rebuild(artifact, "base.tar.zst", change)
-    physical_backup.verify_tar_backup(artifact)
+    base_backup.verify_tar_backup(artifact)
 
 
 def test_wrong_size_fails_naming_the_file(base):
@@ -233,7 +236,7 @@ def test_missing_wal_fails_naming_the_segment(base):
 
 def test_damaged_wal_fails_in_pg_waldump(base):
     repo, manifest, artifact = base
-    start = physical_backup.parse_lsn(manifest["start_lsn"]) % manifest["wal_segment_size"]
+    start = base_backup.parse_lsn(manifest["start_lsn"]) % manifest["wal_segment_size"]
 
     def damage(members):
         # The first record of the range (and what follows it on its page): its CRC cannot match any more.
@@ -322,7 +325,7 @@ def test_verification_writes_only_the_needed_wal(base):
     work = tempfile.mkdtemp(prefix="pgbackup-verify-work-")
     try:
         with PeakWatch(work) as watch:
-            result = physical_backup.verify_tar_backup(artifact, work_dir=work)
+            result = base_backup.verify_tar_backup(artifact, work_dir=work)
         assert os.listdir(work) == []
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -345,14 +348,14 @@ def test_backup_never_holds_more_than_its_artifact_plus_wal(pg, tmp_repo):
 
 
 def test_without_crc32c_auto_asks_for_sha256_and_crc32c_backups_are_extracted(pg, tmp_repo, monkeypatch):
-    monkeypatch.setattr(pg_manifest, "_crc32c", None)
-    assert physical_backup.manifest_checksum_algorithm("auto") == "SHA256"
+    monkeypatch.setattr(backup_manifest, "_crc32c", None)
+    assert base_backup.manifest_checksum_algorithm("auto") == "SHA256"
     repo, manifest = take(pg, tmp_repo, manifest_checksums="CRC32C")
     assert manifest["verified"]["method"] == "extract+pg_verifybackup"
     assert "python3-crc32c" in manifest["verified"]["note"]
     work = tempfile.mkdtemp(prefix="pgbackup-verify-work-")
     try:
-        result = physical_backup.verify_tar_backup(repo.artifact_path(manifest), work_dir=work)
+        result = base_backup.verify_tar_backup(repo.artifact_path(manifest), work_dir=work)
         assert result["method"] == "extract+pg_verifybackup" and os.listdir(work) == []
     finally:
         shutil.rmtree(work, ignore_errors=True)

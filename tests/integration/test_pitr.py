@@ -15,9 +15,11 @@ import time
 import psycopg2
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import physical_backup, pitr, wal_archive
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import pitr
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_archive
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.ansible_run import run_playbook
 from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, shared_dir, wait_archived
 from tests.lib.dbcompare import run_pg_amcheck
@@ -74,7 +76,7 @@ def source(collections_root):
                         dbname="TodoDb")
         mark(src.cluster, "before_backup")
         src.repo = LocalRepository(src.repo_dir)
-        src.backup = physical_backup.backup(physical_backup.PhysicalBackupRequest(src.repo, spec_of(src.cluster)))
+        src.backup = base_backup.backup(base_backup.PhysicalBackupRequest(src.repo, spec_of(src.cluster)))
         yield src
     finally:
         src.cluster.drop()
@@ -298,7 +300,7 @@ class Writer(threading.Thread):
 
 def crash_and_measure(primary, repo, archive, wal_command, base, stream_dirs=(), seconds=8):
     primary.sql("CREATE TABLE IF NOT EXISTS rpo (n int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
-    backup = physical_backup.backup(physical_backup.PhysicalBackupRequest(repo, spec_of(primary)))
+    backup = base_backup.backup(base_backup.PhysicalBackupRequest(repo, spec_of(primary)))
     writer = Writer(primary)
     writer.start()
     time.sleep(seconds)

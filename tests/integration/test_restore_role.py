@@ -11,9 +11,9 @@ import tempfile
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.dbcompare import assert_same_data, table_fingerprints
 from tests.lib.pgcluster import find_free_port
 from tests.lib.standin_app import StandinApp

@@ -25,9 +25,10 @@ import uuid
 import psycopg2
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, logical_restore
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.ansible_run import REPO_ROOT, run_playbook
 from tests.lib.dbcompare import assert_same_data
 from tests.lib.tododb import create_todo_db
@@ -220,9 +221,9 @@ def test_physical_backup_with_replication(setup, tmp_repo):
     assert done.returncode == 0, done.stderr
     assert os.path.getsize(os.path.join(target, "base.tar")) > 0
 
-    physical_backup = pytest.importorskip("ansible_collections.todoapi.pgbackup.plugins.module_utils.physical_backup")
+    base_backup = pytest.importorskip("ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.base_backup")
     spec = ConnectionSpec(host=setup.pg.host, port=setup.pg.port, user=setup.login, password=setup.password)
-    manifest = physical_backup.backup(physical_backup.PhysicalBackupRequest(LocalRepository(tmp_repo), spec, verify=False))
+    manifest = base_backup.backup(base_backup.PhysicalBackupRequest(LocalRepository(tmp_repo), spec, verify=False))
     assert manifest["kind"] == "physical"
     LocalRepository(tmp_repo).verify_checksum(manifest)
 

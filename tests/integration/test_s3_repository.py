@@ -20,9 +20,13 @@ import pytest
 boto3 = pytest.importorskip("boto3")
 from botocore.exceptions import ClientError  # noqa: E402
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, logical_restore, remote  # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError  # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import s3
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository  # noqa: E402
 from tests.lib.backups import synthetic_backup, tree_state  # noqa: E402
 from tests.lib.dbcompare import assert_same_data  # noqa: E402
 from tests.lib.engine import spec_of  # noqa: E402
@@ -147,11 +151,11 @@ def restored_db(pg):
 def test_copy_to_s3_and_second_path_then_restore_from_s3(pg, todo_db, tmp_repo, bucket, s3_endpoint, other_dir, restored_db):
     manifest = take_backup(pg, todo_db.name, tmp_repo)
     assert "globals" in manifest["extra_files"]
-    s3 = remote.open_repository("s3://%s/prod/todo" % bucket, **s3_options(s3_endpoint))
-    nfs = remote.open_repository(other_dir, owner="postgres")
-    assert isinstance(s3, remote.S3Repository) and isinstance(nfs, LocalRepository)
+    s3 = factory.open_repository("s3://%s/prod/todo" % bucket, **s3_options(s3_endpoint))
+    nfs = factory.open_repository(other_dir, owner="postgres")
+    assert isinstance(s3, s3.S3Repository) and isinstance(nfs, LocalRepository)
 
-    results = remote.copy_to_targets(manifest, LocalRepository(tmp_repo), [s3.url, other_dir], owner="postgres",
+    results = transfer.copy_to_targets(manifest, LocalRepository(tmp_repo), [s3.url, other_dir], owner="postgres",
                                      s3_options=s3_options(s3_endpoint))
     assert [r["changed"] for r in results] == [True, True] and all(r["verified"] for r in results)
     assert results[0]["artifact"] == "s3://%s/prod/todo/%s" % (bucket, manifest["artifact"])
@@ -174,7 +178,7 @@ def test_copy_to_s3_and_second_path_then_restore_from_s3(pg, todo_db, tmp_repo, 
     assert s3.verify_checksum(latest) == manifest["sha256"]
 
     # A second copy finds the verified copies and does nothing.
-    again = remote.copy_to_targets(manifest, LocalRepository(tmp_repo), [s3.url, other_dir], owner="postgres",
+    again = transfer.copy_to_targets(manifest, LocalRepository(tmp_repo), [s3.url, other_dir], owner="postgres",
                                    s3_options=s3_options(s3_endpoint))
     assert [r["changed"] for r in again] == [False, False]
 
@@ -198,8 +202,8 @@ def test_copy_to_s3_and_second_path_then_restore_from_s3(pg, todo_db, tmp_repo, 
 
 def test_directory_format_copies_each_file_and_restores(pg, todo_db, tmp_repo, bucket, s3_endpoint, restored_db):
     manifest = take_backup(pg, todo_db.name, tmp_repo, fmt="directory", jobs=2, compression="gzip:6")
-    s3 = remote.open_repository("s3://%s" % bucket, **s3_options(s3_endpoint))
-    result = remote.copy_backup(manifest, LocalRepository(tmp_repo), s3)
+    s3 = factory.open_repository("s3://%s" % bucket, **s3_options(s3_endpoint))
+    result = transfer.copy_backup(manifest, LocalRepository(tmp_repo), s3)
     assert result["changed"] and result["verified"]
     dir_files = sorted(os.path.relpath(os.path.join(root, f), os.path.join(tmp_repo, manifest["artifact"]))
                        for root, dirs, files in os.walk(os.path.join(tmp_repo, manifest["artifact"])) for f in files)
@@ -226,9 +230,9 @@ def test_directory_format_copies_each_file_and_restores(pg, todo_db, tmp_repo, b
 
 def test_multipart_upload_with_sse_sidecars_and_delete(tmp_repo, bucket, s3_endpoint):
     manifest = synthetic_backup(tmp_repo, 12 * 1024 * 1024 + 123)
-    s3 = remote.open_repository("s3://%s/mp" % bucket, **s3_options(s3_endpoint, sse="AES256", chunk_size_mb=5))
+    s3 = factory.open_repository("s3://%s/mp" % bucket, **s3_options(s3_endpoint, sse="AES256", chunk_size_mb=5))
     seen = []
-    remote.copy_backup(manifest, LocalRepository(tmp_repo), s3, progress=seen.append)
+    transfer.copy_backup(manifest, LocalRepository(tmp_repo), s3, progress=seen.append)
     assert sum(seen) == manifest["size"]
     client = s3_client(s3_endpoint)
     head = client.head_object(Bucket=bucket, Key="mp/" + manifest["artifact"])
@@ -252,16 +256,16 @@ def test_credentials_from_environment_and_secrets_never_shown(tmp_repo, bucket, 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    s3 = remote.open_repository("s3://%s/env" % bucket, endpoint_url=s3_endpoint)
-    remote.copy_backup(manifest, LocalRepository(tmp_repo), s3)
+    s3 = factory.open_repository("s3://%s/env" % bucket, endpoint_url=s3_endpoint)
+    transfer.copy_backup(manifest, LocalRepository(tmp_repo), s3)
     assert [m["id"] for m in s3.list()] == [manifest["id"]]
-    explicit = remote.open_repository("s3://missing-bucket-%s" % uuid.uuid4().hex[:6], **s3_options(s3_endpoint))
+    explicit = factory.open_repository("s3://missing-bucket-%s" % uuid.uuid4().hex[:6], **s3_options(s3_endpoint))
     assert SECRET_KEY not in repr(explicit) and SECRET_KEY not in repr(vars(explicit))
     with pytest.raises(PgBackupError) as failure:
-        remote.copy_backup(manifest, LocalRepository(tmp_repo), explicit)
+        transfer.copy_backup(manifest, LocalRepository(tmp_repo), explicit)
     assert SECRET_KEY not in str(failure.value) and ACCESS_KEY not in str(failure.value)
     with pytest.raises(PgBackupError, match="Only one of the S3 access key and secret key"):
-        remote.open_repository("s3://%s" % bucket, endpoint_url=s3_endpoint, access_key=ACCESS_KEY)
+        factory.open_repository("s3://%s" % bucket, endpoint_url=s3_endpoint, access_key=ACCESS_KEY)
 
 
 # Failures: clear message, no manifest on the target, local copy untouched
@@ -270,7 +274,7 @@ def test_credentials_from_environment_and_secrets_never_shown(tmp_repo, bucket, 
 def assert_failed_copy(source_repo, manifest, target, pattern):
     before = tree_state(source_repo.path)
     with pytest.raises(PgBackupError, match=pattern) as failure:
-        remote.copy_backup(manifest, source_repo, target)
+        transfer.copy_backup(manifest, source_repo, target)
     assert tree_state(source_repo.path) == before
     return failure.value
 
@@ -278,7 +282,7 @@ def assert_failed_copy(source_repo, manifest, target, pattern):
 def test_unreachable_endpoint(source):
     repo, manifest = source
     closed = "http://127.0.0.1:%d" % find_free_port()
-    target = remote.open_repository("s3://pgbackup-any/x", **s3_options(closed))
+    target = factory.open_repository("s3://pgbackup-any/x", **s3_options(closed))
     started = time.monotonic()
     error = assert_failed_copy(repo, manifest, target, "Cannot reach S3 endpoint http://127.0.0.1:\\d+")
     assert "s3_endpoint_url" in error.hint
@@ -287,14 +291,14 @@ def test_unreachable_endpoint(source):
 
 def test_no_such_bucket(source, s3_endpoint):
     repo, manifest = source
-    target = remote.open_repository("s3://no-such-bucket-%s/x" % uuid.uuid4().hex[:6], **s3_options(s3_endpoint))
+    target = factory.open_repository("s3://no-such-bucket-%s/x" % uuid.uuid4().hex[:6], **s3_options(s3_endpoint))
     error = assert_failed_copy(repo, manifest, target, "S3 bucket 'no-such-bucket-[0-9a-f]+' does not exist")
     assert "Create the bucket" in error.hint
 
 
 def test_access_denied_is_named(source, s3_endpoint, bucket):
     """moto accepts any credentials, so the S3 answer is the one AWS gives for a denied request."""
-    target = remote.open_repository("s3://%s/x" % bucket, **s3_options(s3_endpoint))
+    target = factory.open_repository("s3://%s/x" % bucket, **s3_options(s3_endpoint))
     denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"},
                           "ResponseMetadata": {"HTTPStatusCode": 403}}, "PutObject")
     error = target._error(denied, "upload to", "a.dump")
@@ -304,7 +308,7 @@ def test_access_denied_is_named(source, s3_endpoint, bucket):
 
 def test_upload_interrupted_leaves_no_manifest_and_no_objects(tmp_repo, bucket, s3_endpoint):
     manifest = synthetic_backup(tmp_repo, 11 * 1024 * 1024)
-    target = remote.open_repository("s3://%s/int" % bucket, **s3_options(s3_endpoint, chunk_size_mb=5))
+    target = factory.open_repository("s3://%s/int" % bucket, **s3_options(s3_endpoint, chunk_size_mb=5))
     before = tree_state(tmp_repo)
     sent = []
 
@@ -316,7 +320,7 @@ def test_upload_interrupted_leaves_no_manifest_and_no_objects(tmp_repo, bucket, 
     # botocore reports a failure while sending the body as a closed connection.
     with pytest.raises(PgBackupError, match="The connection to S3 endpoint http://127.0.0.1:\\d+ was interrupted while "
                                             "trying to upload to 's3://%s/int/%s'" % (bucket, manifest["artifact"])):
-        remote.copy_backup(manifest, LocalRepository(tmp_repo), target, progress=cut_the_line)
+        transfer.copy_backup(manifest, LocalRepository(tmp_repo), target, progress=cut_the_line)
     assert tree_state(tmp_repo) == before
     assert keys_in(s3_endpoint, bucket) == []
     assert s3_client(s3_endpoint).list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
@@ -331,7 +335,7 @@ def test_server_dies_mid_upload(tmp_repo, bucket):
     try:
         s3_client(endpoint).create_bucket(Bucket=bucket)
         manifest = synthetic_backup(tmp_repo, 16 * 1024 * 1024)
-        target = remote.open_repository("s3://%s/dies" % bucket, **s3_options(endpoint, chunk_size_mb=5))
+        target = factory.open_repository("s3://%s/dies" % bucket, **s3_options(endpoint, chunk_size_mb=5))
         before = tree_state(tmp_repo)
         sent = []
 
@@ -341,7 +345,7 @@ def test_server_dies_mid_upload(tmp_repo, bucket):
                 process.kill()
 
         with pytest.raises(PgBackupError, match="(Cannot reach S3 endpoint|was interrupted)"):
-            remote.copy_backup(manifest, LocalRepository(tmp_repo), target, progress=kill_server)
+            transfer.copy_backup(manifest, LocalRepository(tmp_repo), target, progress=kill_server)
         assert tree_state(tmp_repo) == before
     finally:
         stop_moto(process)
@@ -350,8 +354,8 @@ def test_server_dies_mid_upload(tmp_repo, bucket):
 def test_mismatch_after_upload_removes_the_copy(source, bucket, s3_endpoint, monkeypatch):
     """The bytes stored differ from the ones sent (e.g. a broken proxy): caught by the re-read."""
     repo, manifest = source
-    target = remote.open_repository("s3://%s/mm" % bucket, **s3_options(s3_endpoint))
-    original_upload = remote.S3Repository._upload_file
+    target = factory.open_repository("s3://%s/mm" % bucket, **s3_options(s3_endpoint))
+    original_upload = s3.S3Repository._upload_file
 
     def upload_then_corrupt(self, path, name, sha256=None, progress=None):
         original_upload(self, path, name, sha256, progress)
@@ -359,7 +363,7 @@ def test_mismatch_after_upload_removes_the_copy(source, bucket, s3_endpoint, mon
             size = os.path.getsize(path)
             self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=b"\0" * size)
 
-    monkeypatch.setattr(remote.S3Repository, "_upload_file", upload_then_corrupt)
+    monkeypatch.setattr(s3.S3Repository, "_upload_file", upload_then_corrupt)
     error = assert_failed_copy(repo, manifest, target, "^Checksum mismatch after upload: Checksum mismatch for '%s'"
                                % manifest["artifact"])
     assert "no manifest was written" in error.hint
@@ -369,8 +373,8 @@ def test_mismatch_after_upload_removes_the_copy(source, bucket, s3_endpoint, mon
 def test_altered_or_deleted_remote_objects(source, bucket, s3_endpoint, other_dir):
     repo, manifest = source
     prefix = "dmg/"
-    s3 = remote.open_repository("s3://%s/dmg" % bucket, **s3_options(s3_endpoint))
-    remote.copy_backup(manifest, repo, s3)
+    s3 = factory.open_repository("s3://%s/dmg" % bucket, **s3_options(s3_endpoint))
+    transfer.copy_backup(manifest, repo, s3)
     client = s3_client(s3_endpoint)
     key = prefix + manifest["artifact"]
     original = client.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -397,7 +401,7 @@ def test_altered_or_deleted_remote_objects(source, bucket, s3_endpoint, other_di
         s3.verify_checksum(manifest)
 
     # Copying again repairs the remote copy.
-    assert remote.copy_backup(manifest, repo, s3)["changed"] is True
+    assert transfer.copy_backup(manifest, repo, s3)["changed"] is True
     s3.verify_checksum(manifest)
 
     # Deleted manifest: no longer a backup.
@@ -411,24 +415,24 @@ def test_damaged_source_is_not_copied(tmp_repo, bucket, s3_endpoint, other_dir):
     manifest = synthetic_backup(tmp_repo, 2048)
     with open(os.path.join(tmp_repo, manifest["artifact"]), "r+b") as handle:
         handle.write(b"X")
-    s3 = remote.open_repository("s3://%s" % bucket, **s3_options(s3_endpoint))
+    s3 = factory.open_repository("s3://%s" % bucket, **s3_options(s3_endpoint))
     for target in (s3, LocalRepository(other_dir)):
         with pytest.raises(PgBackupError, match="fails its checksum, so it was not copied"):
-            remote.copy_backup(manifest, LocalRepository(tmp_repo), target)
+            transfer.copy_backup(manifest, LocalRepository(tmp_repo), target)
     assert keys_in(s3_endpoint, bucket) == [] and os.listdir(other_dir) == []
 
 
 def test_different_backup_with_the_same_id_is_never_overwritten(tmp_repo, bucket, s3_endpoint, other_dir):
-    s3 = remote.open_repository("s3://%s/shared" % bucket, **s3_options(s3_endpoint))
+    s3 = factory.open_repository("s3://%s/shared" % bucket, **s3_options(s3_endpoint))
     first = synthetic_backup(tmp_repo, 4096)
-    remote.copy_backup(first, LocalRepository(tmp_repo), s3)
-    remote.copy_backup(first, LocalRepository(tmp_repo), LocalRepository(other_dir))
+    transfer.copy_backup(first, LocalRepository(tmp_repo), s3)
+    transfer.copy_backup(first, LocalRepository(tmp_repo), LocalRepository(other_dir))
     other_host = tempfile.mkdtemp(prefix="pgbackup-otherhost-")
     try:
         second = synthetic_backup(other_host, 4096)  # same id, other bytes (another server, same second)
         for target in (s3, LocalRepository(other_dir)):
             with pytest.raises(PgBackupError, match="already holds a different backup with the id '%s'" % first["id"]):
-                remote.copy_backup(second, LocalRepository(other_host), target)
+                transfer.copy_backup(second, LocalRepository(other_host), target)
         with pytest.raises(PgBackupError, match="already holds a different backup"):
             s3.download(first, LocalRepository(other_host))
     finally:
@@ -441,7 +445,7 @@ def test_one_failing_target_does_not_stop_the_others(source, bucket, s3_endpoint
     repo, manifest = source
     targets = ["s3://no-such-bucket-%s" % uuid.uuid4().hex[:6], other_dir]
     with pytest.raises(PgBackupError, match="failed for 1 of 2 target") as failure:
-        remote.copy_to_targets(manifest, repo, targets, s3_options=s3_options(s3_endpoint))
+        transfer.copy_to_targets(manifest, repo, targets, s3_options=s3_options(s3_endpoint))
     results = failure.value.details["results"]
     assert results[0]["failed"] and "does not exist" in results[0]["msg"]
     assert results[1]["changed"] and os.path.exists(os.path.join(other_dir, manifest["id"] + ".manifest.json"))

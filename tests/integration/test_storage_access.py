@@ -19,9 +19,11 @@ import uuid
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, remote
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.ansible_run import run_playbook
 from tests.lib.engine import spec_of
 from tests.lib.servers import sshd  # noqa: F401  # pylint: disable=unused-import
@@ -82,8 +84,8 @@ def test_local_repository_is_private(backups):
 def test_nfs_copy_is_private(backups):
     base, repo, custom, directory = backups
     nfs = os.path.join(base, "nfs", "mount", "todoapi")  # parents created too
-    remote.copy_to_targets(custom, repo, [nfs], owner=OS_USER)
-    remote.copy_to_targets(directory, repo, [nfs], owner=OS_USER)
+    transfer.copy_to_targets(custom, repo, [nfs], owner=OS_USER)
+    transfer.copy_to_targets(directory, repo, [nfs], owner=OS_USER)
     assert_private_repository(nfs)
     copy = LocalRepository(nfs, owner=OS_USER)
     copy.write_sidecar(custom["id"], "verify", {"history": []})
@@ -94,9 +96,9 @@ def test_sftp_copy_is_private_on_the_server(backups, sshd):
     base, repo, custom, directory = backups
     parent = sshd.make_dir()
     url = sshd.url(parent + "/nested/todoapi")
-    sftp = remote.open_repository(url, **sshd.options())
+    sftp = factory.open_repository(url, **sshd.options())
     for manifest in (custom, directory):
-        assert remote.copy_backup(manifest, repo, sftp)["verified"]
+        assert transfer.copy_backup(manifest, repo, sftp)["verified"]
     sftp.write_sidecar(custom["id"], "verify", {"history": []})
     uid = sshd.account.pw_uid
 
@@ -119,7 +121,7 @@ def test_sftp_key_must_be_private(backups, sshd, tmp_path):
     key = str(tmp_path / "id_ed25519")
     shutil.copy(sshd.key_file, key)
     os.chmod(key, 0o644)
-    sftp = remote.open_repository(sshd.url(sshd.make_dir()), **sshd.options(sftp_key_file=key))
+    sftp = factory.open_repository(sshd.url(sshd.make_dir()), **sshd.options(sftp_key_file=key))
     with pytest.raises(PgBackupError, match="SSH private key file '%s' has mode 0644" % key):
         sftp.list()
     os.chmod(key, 0o600)

@@ -9,10 +9,11 @@ import shutil
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup, verify
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import verify
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PREFIX = "pgbackup_verify"
@@ -46,7 +47,7 @@ def rewrite_manifest(repo, manifest):
     """Make the manifest agree with the (damaged) artifact: damage that a checksum cannot see."""
     path = repo.artifact_path(manifest)
     manifest = dict(manifest, size=os.path.getsize(path))
-    from ansible_collections.todoapi.pgbackup.plugins.module_utils import fsutil
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsutil
     manifest["sha256"] = fsutil.sha256_file(path)
     fsutil.write_json_atomic(repo.manifest_path(manifest["id"]), manifest)
     return manifest
@@ -163,7 +164,7 @@ def test_row_count_mismatch_fails_restore_and_drops_the_scratch_database(todo_db
     repo, manifest = take_backup(todo_db, tmp_repo)
     # The manifest (not the checksummed artifact) claims another count: the restore must notice.
     manifest["tables"]["public.Todos"] += 1
-    from ansible_collections.todoapi.pgbackup.plugins.module_utils import fsutil
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsutil
     fsutil.write_json_atomic(repo.manifest_path(manifest["id"]), manifest)
     assert_failed(repo, manifest, "restore", todo_db, "Row counts", "restore")
 

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import wal_cli
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import wal as wal_cli
 from tests.lib.ansible_run import REPO_ROOT
 
 
@@ -40,12 +40,8 @@ def install_wal_tool(base):
     """What role wal_archiving installs, below ``base``: the engine package + the wrapper, for the
     system Python. Returns the wrapper's path."""
     lib = os.path.join(base, "lib")
-    engine = os.path.join(lib, "todoapi_pgbackup_engine")
-    os.makedirs(engine)
-    utils = os.path.join(REPO_ROOT, "plugins", "module_utils")
-    for name in os.listdir(utils):
-        if name.endswith(".py"):
-            shutil.copy(os.path.join(utils, name), engine)
+    shutil.copytree(os.path.join(REPO_ROOT, "plugins", "module_utils"), os.path.join(lib, "todoapi_pgbackup_engine"),
+                    ignore=shutil.ignore_patterns("__pycache__", "ansible_module"))
     wrapper = os.path.join(base, "todoapi-pgbackup-wal")
     with open(wrapper, "w") as handle:
         handle.write(wal_cli.wrapper_script(lib))

@@ -3,7 +3,7 @@
 
 from __future__ import absolute_import, division, print_function
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
 
 
 def spec_of(cluster, **overrides):

@@ -6,10 +6,10 @@ OpenSSH's sshd (SFTP). Plain Python plus a few pytest fixtures at the end::
 
     with AzuriteServer.start() as azurite:
         azurite.create_container("backups")
-        repo = remote.open_repository("azure://backups/prod", azure_connection_string=azurite.connection_string)
+        repo = factory.open_repository("azure://backups/prod", azure_connection_string=azurite.connection_string)
 
     with SshdServer.start() as sshd:           # needs root: its own sshd on a free port
-        repo = remote.open_repository(sshd.url("/srv/b"), **sshd.options())
+        repo = factory.open_repository(sshd.url("/srv/b"), **sshd.options())
 
 Every server listens on a free loopback port, keeps its state in a private temp directory
 and is stopped (by its own process id) when the context or fixture ends. Tools come from:

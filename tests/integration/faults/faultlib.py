@@ -18,8 +18,8 @@ import sys
 import threading
 import time
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_backup
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.engine import spec_of
 from tests.lib.procscan import all_pids, proc_stat, proc_state
 

@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import alerts, monitor_cli, status
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import alerts
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import monitor as monitor_cli
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import status
 from tests.integration.faults.faultlib import spec_of
 from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, shared_dir
 from tests.lib.pgcluster import PgCluster

@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import logical_restore
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.integration.faults.faultlib import (assert_earlier_backups_intact, manifest_ids, repo_snapshot, spec_of,
                                                take_backup, temp_entries, tmpfs)
 from tests.lib.dbcompare import assert_same_data, table_fingerprints

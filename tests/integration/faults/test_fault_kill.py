@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import physical_backup
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.integration.faults.faultlib import (BackgroundCall, assert_earlier_backups_intact, manifest_ids, paused_dump,
                                                descendants, kill_and_reap, repo_snapshot, spec_of, take_backup, temp_entries,
                                                wait_for_descendant, wait_until_gone)
@@ -55,8 +55,8 @@ def test_pg_basebackup_killed_mid_copy_publishes_nothing(pg, todo_db, tmp_repo):
     before = repo_snapshot(tmp_repo)
     repo = LocalRepository(tmp_repo, owner="postgres")
 
-    def base_backup(**options):
-        return physical_backup.backup(physical_backup.PhysicalBackupRequest(repo, spec_of(pg), **options))
+    def take_base_backup(**options):
+        return base_backup.backup(base_backup.PhysicalBackupRequest(repo, spec_of(pg), **options))
 
     def copying():
         return any(name.endswith(".base") and os.listdir(os.path.join(tmp_repo, name)) for name in temp_entries(tmp_repo))
@@ -86,7 +86,7 @@ def test_pg_basebackup_killed_mid_copy_publishes_nothing(pg, todo_db, tmp_repo):
     assert pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'") == 0
     assert pg.scalar("SELECT count(*) FROM pg_replication_slots") == 0
 
-    following = base_backup()
+    following = take_base_backup()
     assert following["verified"]["backup_manifest"] is True
     assert sorted(manifest_ids(tmp_repo)) == sorted([earlier["id"], following["id"]])
     assert temp_entries(tmp_repo) == []

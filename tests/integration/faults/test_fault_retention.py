@@ -6,9 +6,9 @@ from __future__ import absolute_import, division, print_function
 
 import datetime
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import manifest as manifests
-from ansible_collections.todoapi.pgbackup.plugins.module_utils import retention
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.repository import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import manifest as manifests
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import retention
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.integration.faults.faultlib import (BackgroundCall, manifest_ids, paused_dump, repo_snapshot, rewrite_manifest,
                                                take_backup, temp_entries)
 

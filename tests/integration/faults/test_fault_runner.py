@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Faults around the on-host runner ``todoapi-pgbackup`` (plugins/module_utils/cli.py), run as
+"""Faults around the on-host runner ``todoapi-pgbackup`` (plugins/module_utils/runner/cli.py), run as
 its own process the way cron runs it: killed with SIGKILL half-way, and two runs at once."""
 
 from __future__ import absolute_import, division, print_function

@@ -1,0 +1,325 @@
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Grandfather-father-son retention for a backup repository.
+
+The seed's policy ("30 days of daily backups, weekly for 3 months, monthly for 1 year") as
+code, applied separately to every (database, kind) group of complete backups:
+
+- ``daily_days``: keep every backup whose UTC calendar date is less than this many days
+  before today's (30: today and the 29 days before);
+- ``weekly_weeks``: keep the newest backup of each ISO week, for the current ISO week and
+  the ``weekly_weeks - 1`` before it;
+- ``monthly_months``: keep the newest backup of each calendar month (UTC), for the current
+  month and the ``monthly_months - 1`` before it;
+- ``keep_last``: always keep the N newest backups.
+
+Safety rules, on top of the policy:
+
+- the newest backup whose files verify (size + sha256, and no failed ``verify`` sidecar) is
+  never deleted, however old; if no backup of a group verifies, nothing of that group is
+  deleted;
+- only complete backups (a valid manifest) are candidates; ``.tmp-*`` work in progress,
+  files without a manifest and damaged manifests are never touched (stale temp files are
+  only reported);
+- a backup finished after ``now`` (clock skew) is kept and left out of every rule, so it
+  neither takes a ``keep_last`` slot nor stands in as its week's/month's newest or as the
+  newest verified backup: it can never be the reason another backup is deleted;
+- a backup's time is its manifest's ``finished_at`` (UTC); file mtimes are ignored.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import os
+
+from ..core import manifest as manifests
+from ..core.errors import PgBackupError
+from ..storage.local import LocalRepository
+from ..storage.local import TMP_PREFIX
+
+DEFAULT_POLICY = {"daily_days": 30, "weekly_weeks": 13, "monthly_months": 12, "keep_last": 1}
+STALE_TEMP_HOURS = 24
+KINDS = ("logical", "physical")
+VERIFY_SIDECAR = "verify"
+SIDECAR_FAILED_STATUSES = ("failed", "failure", "error", "corrupt", "corrupted", "mismatch")
+
+
+def normalize_policy(policy=None):
+    """Defaults filled in, every value a non-negative int; unknown keys are an error."""
+    policy = dict(policy or {})
+    unknown = sorted(key for key in policy if key not in DEFAULT_POLICY)
+    if unknown:
+        raise PgBackupError("Unknown retention setting(s): %s." % ", ".join(unknown),
+                            hint="Use %s." % ", ".join(sorted(DEFAULT_POLICY)))
+    normalized = {}
+    for key, default in DEFAULT_POLICY.items():
+        value = policy.get(key)
+        if value is None:
+            value = default
+        if isinstance(value, bool):
+            value = None
+        else:
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                value = None
+        if value is None or value < 0:
+            raise PgBackupError("Retention setting %s=%r is not a whole number >= 0." % (key, policy.get(key)),
+                                hint="Give a count such as %s=%d (0 disables the rule)." % (key, default))
+        normalized[key] = value
+    return normalized
+
+
+def _utc(now):
+    if now is None:
+        return manifests.utcnow()
+    return manifests.parse_time(now).astimezone(datetime.timezone.utc)
+
+
+def _iso_week_start(day):
+    return day - datetime.timedelta(days=day.weekday())
+
+
+def _week_label(day):
+    year, week, _weekday = day.isocalendar()[:3]
+    return "%04d-W%02d" % (year, week)
+
+
+def _month_index(day):
+    return day.year * 12 + day.month - 1
+
+
+def sidecar_says_failed(record):
+    """A ``verify`` sidecar whose latest verification failed.
+
+    Understands verify.py's ``{"history": [..., {"outcome": "passed"|"failed"}]}`` and a flat
+    ``{"ok": false}`` / ``{"status": "failed"}``; shapes it does not know do not count as failed
+    (the checksum is still checked).
+    """
+    if not isinstance(record, dict):
+        return False
+    history = record.get("history")
+    if isinstance(history, list) and history:
+        # verify.py's record: the last run decides ("outcome": passed|failed)
+        record = history[-1] if isinstance(history[-1], dict) else {}
+        outcome = record.get("outcome")
+        return isinstance(outcome, str) and outcome != "passed"
+    for key in ("ok", "verified", "success", "passed"):
+        if record.get(key) is False:
+            return True
+    status = record.get("status", record.get("result"))
+    return isinstance(status, str) and status.strip().lower() in SIDECAR_FAILED_STATUSES
+
+
+def default_verifier(repository):
+    """verified(manifest) -> bool: files match the manifest and no sidecar records a failed check."""
+    def verified(manifest):
+        if sidecar_says_failed(repository.read_sidecar(manifest["id"], VERIFY_SIDECAR)):
+            return False
+        try:
+            repository.verify_checksum(manifest)
+        except PgBackupError:
+            return False
+        return True
+    return verified
+
+
+def _as_verifier(verified, repository):
+    if verified is None:
+        return default_verifier(repository)
+    if isinstance(verified, dict):
+        return lambda manifest: bool(verified.get(manifest["id"], False))
+    if callable(verified):
+        return verified
+    raise PgBackupError("'verified' must be a callable or a dict of backup id -> bool.")
+
+
+class _Backup(object):
+    def __init__(self, manifest):
+        self.manifest = manifest
+        self.id = manifest["id"]
+        self.group = (manifest["database"], manifest["kind"])
+        self.reasons = []
+        try:
+            self.finished = manifests.parse_time(manifest["finished_at"]).astimezone(datetime.timezone.utc)
+        except PgBackupError:
+            self.finished = None
+
+    def keep(self, reason):
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+
+def _plan_group(backups, policy, now, verifier):
+    """Mark the reasons to keep each backup of one (database, kind) group; return the delete reasons."""
+    today = now.date()
+    dated = []
+    for backup in backups:
+        if backup.finished is None:
+            backup.keep("unreadable finished_at %r: kept, never judged" % backup.manifest.get("finished_at"))
+        elif backup.finished > now:
+            backup.keep("future-dated: finished_at %s is after now %s (clock skew?); kept and ignored by the other rules"
+                        % (backup.manifest["finished_at"], manifests.isoformat(now)))
+        else:
+            dated.append(backup)
+    dated.sort(key=lambda b: (b.finished, b.id))
+    newest_first = list(reversed(dated))
+
+    if policy["keep_last"]:
+        for backup in newest_first[:policy["keep_last"]]:
+            backup.keep("keep_last: one of the %d newest" % policy["keep_last"])
+
+    newest_verified = None
+    for backup in newest_first:
+        if verifier(backup.manifest):
+            newest_verified = backup
+            break
+    if newest_verified is not None:
+        newest_verified.keep("newest backup that verifies (never deleted)")
+    elif dated:
+        for backup in dated:
+            backup.keep("no backup of %s/%s verifies: nothing of this group is deleted" % backup.group)
+
+    this_week = _iso_week_start(today)
+    this_month = _month_index(today)
+    weeks_seen, months_seen = set(), set()
+    for backup in newest_first:
+        day = backup.finished.date()
+        age_days = (today - day).days
+        if age_days < policy["daily_days"]:
+            backup.keep("daily: %d day(s) old, within %d days" % (age_days, policy["daily_days"]))
+        week_start = _iso_week_start(day)
+        weeks_back = (this_week - week_start).days // 7
+        if weeks_back < policy["weekly_weeks"] and week_start not in weeks_seen:
+            backup.keep("weekly: newest of ISO week %s, within %d weeks" % (_week_label(day), policy["weekly_weeks"]))
+        weeks_seen.add(week_start)
+        months_back = this_month - _month_index(day)
+        if months_back < policy["monthly_months"] and months_back not in months_seen:
+            backup.keep("monthly: newest of %04d-%02d, within %d months" % (day.year, day.month, policy["monthly_months"]))
+        months_seen.add(months_back)
+
+    delete_reasons = {}
+    for backup in dated:
+        if not backup.reasons:
+            day = backup.finished.date()
+            delete_reasons[backup.id] = (
+                "outside policy: %d day(s) old (daily keeps < %d); ISO week %s and month %04d-%02d are either outside "
+                "the %d-week/%d-month windows or kept by a newer backup" % (
+                    (today - day).days, policy["daily_days"], _week_label(day), day.year, day.month,
+                    policy["weekly_weeks"], policy["monthly_months"]))
+    return delete_reasons
+
+
+def stale_temp_files(repository, now, hours=STALE_TEMP_HOURS):
+    """``.tmp-*`` entries not modified for ``hours``: reported, never deleted (a backup may still be writing)."""
+    stale = []
+    if not isinstance(repository, LocalRepository):
+        return stale  # remote stores have no work in progress: objects appear only when complete
+    limit = now.timestamp() - hours * 3600
+    for name in sorted(os.listdir(repository.path)):
+        if not name.startswith(TMP_PREFIX):
+            continue
+        try:
+            mtime = os.lstat(os.path.join(repository.path, name)).st_mtime
+        except OSError:
+            continue
+        if mtime < limit:
+            stale.append({"name": name, "age_hours": round((now.timestamp() - mtime) / 3600.0, 1)})
+    return stale
+
+
+def _shares_files_with_other(backup_id, all_ids):
+    """True when deleting ``backup_id`` (everything named ``<id>.*``) would also hit another backup's files."""
+    prefix = backup_id + "."
+    return any(other != backup_id and other.startswith(prefix) for other in all_ids)
+
+
+def apply_retention(repository, policy, now=None, dry_run=False, database=None, kind=None, verified=None):
+    """Apply the GFS ``policy`` to ``repository`` (a LocalRepository); delete unless ``dry_run``.
+
+    ``database``/``kind`` restrict which groups are looked at (``kind`` None or 'all': both);
+    ``now`` (datetime or ISO 8601, default: the current UTC time) is what ages are measured
+    from; ``verified`` replaces the built-in verification: a callable(manifest) -> bool or a
+    dict {id: bool}. Returns {"kept": [...], "deleted": [...], "policy": ..., ...}; in a dry
+    run "deleted" lists what would be deleted.
+    """
+    policy = normalize_policy(policy)
+    now = _utc(now)
+    if kind == "all":
+        kind = None
+    if kind is not None and kind not in KINDS:
+        raise PgBackupError("Unknown backup kind '%s'." % kind, hint="Use logical, physical or all.")
+    if not repository.exists():
+        raise PgBackupError("Repository '%s' does not exist." % repository.path,
+                            hint="Check the repository path; retention never creates one.")
+    verifier = _as_verifier(verified, repository)
+
+    every_manifest = repository.list()
+    problems = list(getattr(repository, "problems", []))
+    all_ids = [manifest["id"] for manifest in every_manifest]
+    groups = {}
+    for manifest in every_manifest:
+        if database is not None and manifest["database"] != database:
+            continue
+        if kind is not None and manifest["kind"] != kind:
+            continue
+        backup = _Backup(manifest)
+        groups.setdefault(backup.group, []).append(backup)
+
+    kept, deleted = [], []
+    for group in sorted(groups):
+        backups = groups[group]
+        delete_reasons = _plan_group(backups, policy, now, verifier)
+        for backup in sorted(backups, key=lambda b: b.id):
+            reason = delete_reasons.get(backup.id)
+            if reason and _shares_files_with_other(backup.id, all_ids):
+                backup.keep("not deleted: another backup's id starts with '%s.', deleting would remove its files"
+                            % backup.id)
+                problems.append("Backup '%s' was due for deletion but kept: its id is a prefix of another backup's id."
+                                % backup.id)
+                reason = None
+            entry = {"id": backup.id, "database": group[0], "kind": group[1],
+                     "finished_at": backup.manifest.get("finished_at")}
+            if reason:
+                entry["reason"] = reason
+                deleted.append(entry)
+            else:
+                entry["reasons"] = backup.reasons
+                kept.append(entry)
+
+    if not dry_run:
+        manifests_by_id = dict((manifest["id"], manifest) for manifest in every_manifest)
+        for entry in deleted:
+            repository.delete(manifests_by_id[entry["id"]])
+
+    return {
+        "kept": kept,
+        "deleted": deleted,
+        "policy": policy,
+        "now": manifests.isoformat(now),
+        "dry_run": bool(dry_run),
+        "stale_temp": stale_temp_files(repository, now),
+        "problems": problems,
+    }
+
+
+def oldest_kept_physical(result, repository):
+    """WAL cleanup hook: {database: manifest of its oldest kept physical backup} for a retention result.
+
+    WAL older than what that backup needs can go; backups with an unreadable time sort first
+    (the cautious answer: keep more WAL).
+    """
+    oldest = {}
+    for entry in result["kept"]:
+        if entry["kind"] != "physical":
+            continue
+        try:
+            moment = manifests.parse_time(entry["finished_at"])
+        except PgBackupError:
+            moment = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+        current = oldest.get(entry["database"])
+        if current is None or (moment, entry["id"]) < current[0]:
+            oldest[entry["database"]] = ((moment, entry["id"]), entry["id"])
+    return dict((database, repository.load(backup_id)) for database, (_key, backup_id) in oldest.items())
