@@ -212,7 +212,7 @@ def main():
         if params["backup"] != "latest":
             source.verify_checksum(manifest)
         results = transfer.copy_to_targets(manifest, source, params["copy_to"], owner=params["owner"],
-                                         s3_options=options, check_mode=module.check_mode)
+                                           s3_options=options, check_mode=module.check_mode)
     except PgBackupError as exc:
         module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "",
                          results=exc.details.get("results", []))

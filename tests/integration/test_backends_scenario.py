@@ -226,7 +226,7 @@ def test_azure_upload_interrupted_leaves_no_blob(azurite, workdir):
     manifest = synthetic_backup(workdir, 5 * 1024 * 1024)
     container = azurite.create_container()
     repo = factory.open_repository("azure://%s/int" % container, **azurite.options(azure_chunk_size_mb=1,
-                                                                                  azure_max_concurrency=1))
+                                                                                   azure_max_concurrency=1))
     before = tree_state(workdir)
     sent = []
 
@@ -252,7 +252,7 @@ def test_azure_server_dies_mid_upload(workdir):
         container = server.create_container()
         manifest = synthetic_backup(workdir, 6 * 1024 * 1024)
         repo = factory.open_repository("azure://%s/dies" % container, **server.options(azure_chunk_size_mb=1,
-                                                                                      azure_max_concurrency=1))
+                                                                                       azure_max_concurrency=1))
         before = tree_state(workdir)
         sent = []
 

@@ -13,14 +13,14 @@ import uuid
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError  # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository  # noqa: E402
-from tests.lib.dbcompare import assert_same_data, table_fingerprints  # noqa: E402
-from tests.lib.engine import spec_of  # noqa: E402
-from tests.lib.procscan import Poller  # noqa: E402
-from tests.lib.tododb import create_todo_db  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError   # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository   # noqa: E402
+from tests.lib.dbcompare import assert_same_data, table_fingerprints   # noqa: E402
+from tests.lib.engine import spec_of   # noqa: E402
+from tests.lib.procscan import Poller   # noqa: E402
+from tests.lib.tododb import create_todo_db   # noqa: E402
 
 AGE_HEADER = b"age-encryption.org/v1\n"
 PGDMP = b"PGDMP"

@@ -88,7 +88,7 @@ def test_plain_format_and_damage_is_detected_by_pg_verifybackup(pg, tmp_repo):
     spec = ConnectionSpec(host=pg.host, port=pg.port, user="postgres", password=pg.password)
     repo = LocalRepository(tmp_repo)
     manifest = base_backup.backup(base_backup.PhysicalBackupRequest(repo, spec, fmt="plain",
-                                                                            compression="none"))
+                                                                    compression="none"))
     artifact = repo.artifact_path(manifest)
     assert os.path.isfile(os.path.join(artifact, "PG_VERSION"))
     assert manifest["verified"]["backup_manifest"] is True and manifest["verified"]["method"] == "pg_verifybackup"

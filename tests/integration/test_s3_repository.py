@@ -18,20 +18,20 @@ import uuid
 import pytest
 
 boto3 = pytest.importorskip("boto3")
-from botocore.exceptions import ClientError  # noqa: E402
+from botocore.exceptions import ClientError   # noqa: E402
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import s3
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError  # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository  # noqa: E402
-from tests.lib.backups import synthetic_backup, tree_state  # noqa: E402
-from tests.lib.dbcompare import assert_same_data  # noqa: E402
-from tests.lib.engine import spec_of  # noqa: E402
-from tests.lib.pgcluster import find_free_port  # noqa: E402
-from tests.lib.tododb import create_todo_db  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError   # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository   # noqa: E402
+from tests.lib.backups import synthetic_backup, tree_state   # noqa: E402
+from tests.lib.dbcompare import assert_same_data   # noqa: E402
+from tests.lib.engine import spec_of   # noqa: E402
+from tests.lib.pgcluster import find_free_port   # noqa: E402
+from tests.lib.tododb import create_todo_db   # noqa: E402
 
 ACCESS_KEY = "AKIAPGBACKUPTEST0001"
 SECRET_KEY = "s3cr3t-Never-Logged-7f3a9c"
@@ -156,7 +156,7 @@ def test_copy_to_s3_and_second_path_then_restore_from_s3(pg, todo_db, tmp_repo, 
     assert isinstance(s3, s3.S3Repository) and isinstance(nfs, LocalRepository)
 
     results = transfer.copy_to_targets(manifest, LocalRepository(tmp_repo), [s3.url, other_dir], owner="postgres",
-                                     s3_options=s3_options(s3_endpoint))
+                                       s3_options=s3_options(s3_endpoint))
     assert [r["changed"] for r in results] == [True, True] and all(r["verified"] for r in results)
     assert results[0]["artifact"] == "s3://%s/prod/todo/%s" % (bucket, manifest["artifact"])
 
@@ -179,7 +179,7 @@ def test_copy_to_s3_and_second_path_then_restore_from_s3(pg, todo_db, tmp_repo, 
 
     # A second copy finds the verified copies and does nothing.
     again = transfer.copy_to_targets(manifest, LocalRepository(tmp_repo), [s3.url, other_dir], owner="postgres",
-                                   s3_options=s3_options(s3_endpoint))
+                                     s3_options=s3_options(s3_endpoint))
     assert [r["changed"] for r in again] == [False, False]
 
     # Disaster: the local repository is gone; restore from S3 into a new database.

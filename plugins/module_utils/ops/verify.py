@@ -264,8 +264,8 @@ def _check_physical_structure(request):
         return {"format": "plain", "method": "pg_verifybackup", "pg_verifybackup": "ok"}
     try:
         result = base_backup.verify_tar_backup(path, work_dir=request.work_dir, bin_dir=request.pg_bin_dir,
-                                                   server_major=_major_of(request),
-                                                   segment_size=manifest.get("wal_segment_size"))
+                                               server_major=_major_of(request),
+                                               segment_size=manifest.get("wal_segment_size"))
     except PgBackupError as exc:
         raise PgBackupError("Backup '%s' does not match its backup_manifest: %s" % (manifest["id"], exc.message),
                             hint=exc.hint or "The base backup is damaged; restore another one.")

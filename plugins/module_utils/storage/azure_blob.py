@@ -25,7 +25,7 @@ import traceback
 from ..core import fsutil
 from ..core.errors import PgBackupError
 from .base import (RemoteRepository, causes, check_private_file, delta_progress, interrupted_upload, open_local_source,
-                           open_local_target, options_from_params, pick_options, split_bucket_url, upload_error)
+                   open_local_target, options_from_params, pick_options, split_bucket_url, upload_error)
 
 try:
     from azure.core import exceptions as azure_exceptions

@@ -26,7 +26,7 @@ def open_repository(url_or_path, owner=None, **s3_options):
         return sftp.open_sftp(url_or_path, owner=owner, **s3_options)
     if s3.is_s3_url(url_or_path):
         return s3.S3Repository(url_or_path, **dict((key, value) for key, value in s3_options.items()
-                                                if not key.startswith(("azure_", "sftp_"))))
+                                                   if not key.startswith(("azure_", "sftp_"))))
     if "://" in url_or_path:
         raise PgBackupError("Repository '%s' uses an unsupported URL scheme." % url_or_path,
                             hint="Use a local or NFS-mounted path, s3://bucket/prefix (with s3_endpoint_url for "

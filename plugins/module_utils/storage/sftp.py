@@ -30,7 +30,7 @@ import uuid
 from ..core import fsutil
 from ..core.errors import PgBackupError
 from .base import (READ_CHUNK, RemoteRepository, causes, check_private_file, interrupted_upload, open_local_source,
-                           open_local_target, options_from_params, pick_options)
+                   open_local_target, options_from_params, pick_options)
 from .local import TMP_PREFIX
 
 try:
