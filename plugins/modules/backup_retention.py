@@ -26,6 +26,7 @@ description:
     manifests are never touched (temp files older than 24 hours are only reported in RV(stale_temp))."
   - A backup whose C(finished_at) lies after the current time (clock skew) is kept, and ignored by every other
     rule, so it can never be the reason another backup is deleted.
+  - O(as_of) previews the policy at another date in check mode; outside check mode it is refused.
 extends_documentation_fragment:
   - todoapi.pgbackup.connection.repository
 options:
@@ -63,6 +64,18 @@ options:
         (the newest backup that verifies is kept regardless).
     type: int
     default: 1
+  as_of:
+    description:
+      - Measure ages from this moment instead of the current time, to preview what the policy would keep and
+        delete at another date (for example at the end of the month, or after a change of O(daily_days)).
+      - An ISO 8601 date or date and time, such as V(2024-06-30) or V(2024-06-30T23:59:59+02:00); a value
+        without a zone is UTC, and a date alone means 00:00:00 UTC of that day, so backups finished later that day
+        count as future-dated (kept and ignored by the other rules). Give V(2024-06-30T23:59:59Z) to judge them too.
+      - Only accepted in check mode, which deletes nothing. Outside check mode the task fails before it looks at
+        the repository, so a mistyped date can never delete backups the policy still keeps today.
+      - RV(now) returns this moment in UTC; the 24-hour C(.tmp-*) check of RV(stale_temp) is measured from it too.
+    type: str
+    version_added: 0.2.0
 notes:
   - Supports check mode, which deletes nothing and returns in RV(deleted) what would be deleted and why, and in
     RV(kept) which rules keep each other backup.
@@ -96,6 +109,13 @@ EXAMPLES = r'''
 - name: List the backups that would go
   ansible.builtin.debug:
     msg: "{{ retention.deleted | map(attribute='id') | list }}"
+
+- name: Preview which backups the default policy still keeps at the end of the year
+  todoapi.pgbackup.backup_retention:
+    repository: /var/backups/todoapi
+    as_of: "2024-12-31T23:59:59Z"
+  check_mode: true
+  register: year_end
 '''
 
 RETURN = r'''
@@ -150,9 +170,10 @@ policy:
   type: dict
   sample: {"daily_days": 30, "weekly_weeks": 13, "monthly_months": 12, "keep_last": 1}
 now:
-  description: The time ages were measured from (UTC, ISO 8601).
+  description: The time ages were measured from (UTC, ISO 8601); O(as_of) when given, else the current time.
   returned: always
   type: str
+  sample: "2024-12-31T23:59:59.000000Z"
 stale_temp:
   description: C(.tmp-*) entries not modified for 24 hours (likely left by a killed backup); reported, not deleted.
   returned: always
@@ -172,9 +193,35 @@ problems:
   elements: str
 '''
 
+import datetime
+
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import manifest as manifests
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import retention
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import REPOSITORY_ARGS, repository_from, run_or_fail
+
+
+def preview_time(module):
+    """O(as_of) as the moment to measure ages from, or None for the current time.
+
+    Refused outside check mode: a date in the future would make a real run delete backups the
+    policy still keeps today.
+    """
+    as_of = module.params["as_of"]
+    if as_of is None:
+        return None
+    if not module.check_mode:
+        module.fail_json(msg="as_of=%r previews the policy at another date and is only accepted in check mode, "
+                             "which deletes nothing." % as_of,
+                         hint="Run the task with check_mode: true (or ansible-playbook --check), or leave as_of out "
+                              "to apply the policy as of now.")
+    try:
+        return manifests.parse_time(as_of).astimezone(datetime.timezone.utc)
+    except (PgBackupError, OverflowError):  # OverflowError: an offset pushes year 1 or 9999 out of range
+        module.fail_json(msg="as_of=%r is not an ISO 8601 date or time." % as_of,
+                         hint="Write it like 2024-06-30 (00:00:00 UTC) or 2024-06-30T23:59:59Z; "
+                              "a time without a zone is UTC.")
 
 
 def main():
@@ -186,11 +233,13 @@ def main():
         weekly_weeks=dict(type="int", default=retention.DEFAULT_POLICY["weekly_weeks"]),
         monthly_months=dict(type="int", default=retention.DEFAULT_POLICY["monthly_months"]),
         keep_last=dict(type="int", default=retention.DEFAULT_POLICY["keep_last"]),
+        as_of=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    now = preview_time(module)
     params = module.params
     policy = dict((key, params[key]) for key in retention.DEFAULT_POLICY)
-    result = run_or_fail(module, retention.apply_retention, repository_from(module), policy,
+    result = run_or_fail(module, retention.apply_retention, repository_from(module), policy, now=now,
                          dry_run=module.check_mode, database=params["database"], kind=params["kind"])
     result.pop("dry_run", None)
     module.exit_json(changed=bool(result["deleted"]), **result)
