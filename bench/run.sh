@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the collection's defaults against the seed's commands and pgBackRest.
-# All logic is in bench/bench.py; this only picks the venv's Python and passes the knobs on.
+# bench/bench.py is the command line (harness/, methods/, report/ do the work, see its docstring);
+# this only picks the venv's Python and passes the knobs on.
 #
 #   make bench                      ~1 GiB TodoDb, 2 alternating rounds, scale study, docs/performance.md
 #   BENCH_SIZE_MB=200 make bench    quick mode (a few minutes)

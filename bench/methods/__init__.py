@@ -1,0 +1,1 @@
+"""The methods being compared: the seed's commands, pgBackRest and this collection (engine and role)."""

@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+"""Ansible overhead: converging the backup role twice on localhost; the second run is the no-change cost."""
+
+from __future__ import absolute_import, division, print_function
+
+import datetime
+import os
+import subprocess
+import time
+
+from harness.common import log, mkdir
+from harness.paths import ROOT, import_collection
+
+CONVERGE = """\
+- name: Converge the backup role (bench)
+  hosts: all
+  roles:
+    - role: todoapi.pgbackup.backup
+"""
+CLEANUP = """\
+- name: Remove what the bench's converge scheduled
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Remove the bench's cron entries
+      ansible.builtin.cron:
+        name: "{job} {{{{ item }}}}"
+        user: postgres
+        state: absent
+      loop: [backup, prune, verify]
+    - name: Remove the bench's logrotate snippet
+      ansible.builtin.file:
+        path: /etc/logrotate.d/{job}
+        state: absent
+"""
+
+
+def role_vars(workspace, db, base, job):
+    """Role variables that keep the converge private to the bench: its own paths, job name and cron scheduler."""
+    cluster = workspace.cluster
+    return {
+        "pgbackup_databases": [db["name"]],
+        "pgbackup_repository": os.path.join(base, "repo"),
+        "pgbackup_db_host": cluster.host, "pgbackup_db_port": cluster.port,
+        "pgbackup_password": cluster.password,
+        "pgbackup_job_name": job, "pgbackup_scheduler": "cron",
+        "pgbackup_config_dir": os.path.join(base, "etc"),
+        "pgbackup_log_file": os.path.join(base, "backup.log"),
+        "pgbackup_lock_file": os.path.join(base, "backup.lock"),
+        "pgbackup_engine_dir": os.path.join(base, "engine"),
+        "pgbackup_runner_path": os.path.join(base, "todoapi-pgbackup"),
+        "pgbackup_splay_minutes": 30,
+    }
+
+
+def ansible_overhead(workspace, db):
+    if not os.path.isdir(os.path.join(ROOT, "roles", "backup", "tasks")):
+        return {"skipped": "roles/backup does not exist yet"}
+    collections_root = import_collection()
+    work_dir = workspace.path("role")
+    base = mkdir(work_dir)
+    job = "todoapi-pgbackup-bench%d" % os.getpid()
+    extra_vars = role_vars(workspace, db, base, job)
+    runs = []
+    try:
+        for attempt in (1, 2):
+            result, seconds = playbook_run(CONVERGE, extra_vars, collections_root, work_dir)
+            runs.append(_converge_record(result, seconds))
+            log("ansible converge %d: %.1f s, rc %s, changed %s" % (attempt, seconds, result.rc,
+                                                                    result.stats.get("changed")))
+            if result.rc != 0:
+                runs[-1]["error"] = (result.stderr or result.stdout)[-1500:]
+                break
+    finally:
+        try:
+            playbook_run(CLEANUP.format(job=job), {}, collections_root, work_dir)
+        except Exception as exc:  # report, do not fail the bench
+            log("cleanup of the converge failed: %s" % exc)
+    return {"runs": runs, "forks": "default (5)", "hosts": 1}
+
+
+def _converge_record(result, seconds):
+    return {"seconds": round(seconds, 2), "rc": result.rc, "changed": result.stats.get("changed"),
+            "ok": result.stats.get("ok"), "tasks": len(result.tasks),
+            "changed_tasks": [t["task"] for t in result.tasks if t.get("changed")],
+            "slowest_tasks": task_durations(result.report)[:6]}
+
+
+def task_durations(report):
+    """[(seconds, task name)] of a json-callback report, slowest first."""
+    out = []
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            duration = task.get("task", {}).get("duration", {})
+            try:
+                start = datetime.datetime.fromisoformat(duration["start"].replace("Z", "+00:00"))
+                end = datetime.datetime.fromisoformat(duration["end"].replace("Z", "+00:00"))
+            except (KeyError, ValueError):
+                continue
+            out.append((round((end - start).total_seconds(), 2), task.get("task", {}).get("name", "")))
+    return sorted(out, reverse=True)
+
+
+def playbook_run(playbook, extra_vars, collections_root, work_dir):
+    """ansible-playbook on localhost (tests/lib/ansible_run's setup); returns (PlaybookResult, seconds)."""
+    from tests.lib.ansible_run import PlaybookResult, playbook_argv, playbook_env, playbook_file
+    argv = playbook_argv(playbook_file(playbook, work_dir), extra_vars, False, False, 0)
+    started = time.monotonic()
+    completed = subprocess.run(argv, cwd=work_dir, env=playbook_env(collections_root, work_dir), capture_output=True,
+                               text=True, timeout=1800, check=False)
+    seconds = time.monotonic() - started
+    return PlaybookResult(argv, completed.returncode, completed.stdout, completed.stderr), seconds

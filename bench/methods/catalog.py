@@ -1,0 +1,134 @@
+# -*- coding: utf-8 -*-
+"""Which methods each section measures, in the order they run within a round (``bench.py --list``)."""
+
+from __future__ import absolute_import, division, print_function
+
+from harness.common import CORES
+from harness.rounds import Method
+from methods.collection import CollectionMethods
+from methods.pgbackrest import PgBackRest
+from methods.seed import SeedMethods
+
+LOGICAL_BACKUP, LOGICAL_RESTORE = "logical backup", "logical restore"
+PHYSICAL_BACKUP, PHYSICAL_RESTORE = "physical backup", "physical restore"
+
+
+class Catalog(object):
+    def __init__(self, workspace):
+        self.seed = SeedMethods(workspace)
+        self.collection = CollectionMethods(workspace)
+        self.pgbackrest = PgBackRest(workspace)
+
+    def sections(self):
+        return (("main", self.main()), ("scale", self.scale()), ("explore", self.explore()))
+
+    # -- shared by the sections ---------------------------------------------------------------
+
+    def _seed_dump(self):
+        return Method("seed_dump", LOGICAL_BACKUP, "seed: pg_dump -F c -Z 9", self.seed.dump, baseline=True)
+
+    def _floor_dump(self):
+        return Method("floor_dump", LOGICAL_BACKUP, "reference: pg_dump -F c -Z 0 -f /dev/null", self.seed.floor_dump,
+                      comparator=True)
+
+    def _seed_restore(self):
+        return Method("seed_restore", LOGICAL_RESTORE, "seed: createdb + pg_restore -d", self.seed.restore,
+                      baseline=True)
+
+    def _seed_base(self):
+        return Method("seed_base", PHYSICAL_BACKUP, "seed: pg_basebackup -Ft -z -P", self.seed.basebackup,
+                      baseline=True)
+
+    def _coll_dump(self):
+        return Method("coll_dump", LOGICAL_BACKUP, "collection pg_dump (defaults)", self.collection.dump)
+
+    def _coll_restore(self):
+        return Method("coll_restore", LOGICAL_RESTORE, "collection pg_restore (defaults)", self.collection.restore)
+
+    def _pgbr_backups(self):
+        return [Method("pgbr_backup_gz", PHYSICAL_BACKUP, "pgBackRest full, gz (default)",
+                       lambda db, tag: self.pgbackrest.backup(db, tag, "gz"), comparator=True),
+                Method("pgbr_backup_zst", PHYSICAL_BACKUP, "pgBackRest full, zst",
+                       lambda db, tag: self.pgbackrest.backup(db, tag, "zst"), comparator=True)]
+
+    # -- the sections -------------------------------------------------------------------------
+
+    def main(self):
+        coll, pgbr = self.collection, self.pgbackrest
+        return [
+            self._seed_dump(), self._coll_dump(), self._floor_dump(),
+            self._seed_restore(), self._coll_restore(),
+            Method("coll_restore_serial", LOGICAL_RESTORE, "collection pg_restore jobs=1 (serial)",
+                   lambda db, tag: coll.restore(db, tag, {"jobs": 1}, key="coll_restore_serial"), comparator=True),
+            self._seed_base(),
+            Method("coll_base", PHYSICAL_BACKUP, "collection pg_basebackup (defaults)", coll.basebackup),
+        ] + self._pgbr_backups() + [
+            Method("seed_extract", PHYSICAL_RESTORE, "seed backup: tar -xzf + sync", self.seed.extract, baseline=True),
+            Method("coll_extract", PHYSICAL_RESTORE, "collection extract_backup + sync", coll.extract),
+            Method("pgbr_restore_gz", PHYSICAL_RESTORE, "pgBackRest restore, gz",
+                   lambda db, tag: pgbr.restore(db, tag, "gz"), comparator=True),
+            Method("pgbr_restore_zst", PHYSICAL_RESTORE, "pgBackRest restore, zst",
+                   lambda db, tag: pgbr.restore(db, tag, "zst"), comparator=True),
+        ]
+
+    def scale(self):
+        return [self._coll_dump(), self._coll_restore()]
+
+    def explore(self):
+        return [self._seed_dump(), self._floor_dump()] + self._explore_dumps() + [self._seed_restore()] + \
+            self._explore_restores() + [self._seed_base()] + self._explore_basebackups() + self._pgbr_backups()
+
+    # -- explore: the collection with one module option changed -------------------------------
+
+    def _dump(self, key, label, overrides):
+        return Method(key, LOGICAL_BACKUP, label, lambda db, tag: self.collection.dump(db, tag, overrides, key=key))
+
+    def _restore(self, key, label, source_key, overrides):
+        return Method(key, LOGICAL_RESTORE, label, lambda db, tag: self.collection.restore(
+            db, tag, overrides, source_key=source_key, key=key))
+
+    def _base(self, key, label, overrides):
+        return Method(key, PHYSICAL_BACKUP, label,
+                      lambda db, tag: self.collection.basebackup(db, tag, overrides, key=key))
+
+    def _explore_dumps(self):
+        return [self._dump("x_zstd%d" % level, "custom, zstd:%d external -T0" % level, {"compression": "zstd:%d" % level})
+                for level in (1, 3, 6)] + \
+            [self._dump("x_gzip%d" % level, "custom, gzip:%d in pg_dump" % level, {"compression": "gzip:%d" % level})
+             for level in (1, 6)] + \
+            [self._dump("x_none", "custom, no compression", {"compression": "none"})] + \
+            [self._dump("x_dir_gzip%d" % level, "directory -j%d, gzip:%d" % (CORES, level),
+                        {"format": "directory", "jobs": CORES, "compression": "gzip:%d" % level}) for level in (1, 6)]
+
+    def _explore_restores(self):
+        j = CORES
+        return [
+            self._restore("x_restore_j1", "zstd:3 custom, jobs=1 (serial pg_restore)", "x_zstd3", {"jobs": 1}),
+            self._restore("x_restore_j%d_server_mwm" % j, "zstd:3 custom, jobs=%d, maintenance_work_mem='' (server's)" % j,
+                          "x_zstd3", {"jobs": j, "maintenance_work_mem": ""}),
+            self._restore("x_restore_j%d" % j,
+                          "zstd:3 custom, jobs=%d (defaults: maintenance_work_mem=256MB, toast lz4)" % j, "x_zstd3",
+                          {"jobs": j}),
+            self._restore("x_restore_j%d_toast_server" % j,
+                          "zstd:3 custom, jobs=%d, toast_compression=server (pglz here)" % j, "x_zstd3",
+                          {"jobs": j, "toast_compression": "server"}),
+            self._restore("x_restore_j%d_1gb" % j, "zstd:3 custom, jobs=%d, maintenance_work_mem=1GB" % j, "x_zstd3",
+                          {"jobs": j, "maintenance_work_mem": "1GB"}),
+            self._restore("x_restore_dir_j%d" % j, "directory gzip:1, jobs=%d" % j, "x_dir_gzip1", {"jobs": j}),
+        ]
+
+    def _explore_basebackups(self):
+        return [
+            self._base("x_base_default", "tar server-zstd:level=3,workers=auto, CRC32C, verify (engine default)", {}),
+            self._base("x_base_noverify", "as the default, verify=false", {"verify": False}),
+            self._base("x_base_one_thread", "tar server-zstd:level=3,workers=0 (one thread)",
+                       {"compression": "server-zstd:level=3,workers=0"}),
+            self._base("x_base_sha256", "as the default, manifest_checksums=SHA256", {"manifest_checksums": "SHA256"}),
+            self._base("x_base_server_zstd1", "tar server-zstd:level=1,workers=auto", {"compression": "server-zstd:level=1"}),
+            self._base("x_base_client_zstd", "tar client-zstd (zstd in pg_basebackup)", {"compression": "client-zstd"}),
+            self._base("x_base_none", "tar uncompressed", {"compression": "none"}),
+            self._base("x_base_client_gzip", "tar client-gzip", {"compression": "client-gzip"}),
+            self._base("x_base_plain", "plain, verify (pg_verifybackup in place)", {"format": "plain", "compression": "none"}),
+            self._base("x_base_fetch", "as the default, wal_method=fetch", {"wal_method": "fetch"}),
+            self._base("x_base_spread", "as the default, checkpoint=spread", {"checkpoint": "spread"}),
+        ]

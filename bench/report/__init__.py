@@ -1,0 +1,1 @@
+"""The report: summaries and ratios, targets, the printed tables, docs/performance.md and the JSON results."""

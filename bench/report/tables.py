@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+"""The Markdown tables: one row per method, and the scale study (time against database size)."""
+
+from __future__ import absolute_import, division, print_function
+
+import math
+
+from harness.common import MIB
+from report.summary import summarize
+
+
+def fmt(value, pattern="%.1f", empty="—"):
+    return empty if value is None else pattern % value
+
+
+def method_table(rows):
+    lines = ["| Step | Method | Time s (median; all runs) | CPU s | Size MiB | MiB/s of DB | Time ÷ seed | Size ÷ seed "
+             "| Peak RSS MiB: engine / largest process | Peak extra disk MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if row["time"] is None:
+            lines.append("| %s | %s | failed: %s | | | | | | | |" % (
+                row["group"], row["label"], (row["errors"] or ["?"])[0].replace("|", "/").replace("\n", " ")[:200]))
+            continue
+        runs = ", ".join("%.1f" % t for t in row["times"])
+        rate = row["database_bytes"] / MIB / row["time"]
+        label = ("**%s**" % row["label"]) if not row["baseline"] and not row["comparator"] else row["label"]
+        lines.append("| %s | %s | %.1f (%s) | %s | %s | %.0f | %s | %s | %s / %s | %s |" % (
+            row["group"], label, row["time"], runs, fmt(row["cpu_median"]), fmt(row["size"] and row["size"] / MIB), rate,
+            fmt(row["time_ratio"], "%.2f"), fmt(row["size_ratio"], "%.2f"),
+            fmt(row["rss_max"] and row["rss_max"] / 1024.0, "%.0f"),
+            fmt(row["tree_rss_max"] and row["tree_rss_max"] / 1024.0, "%.0f"),
+            fmt(row["peak_disk_max"] and row["peak_disk_max"] / MIB, "%.0f")))
+    return lines
+
+
+def scale_lines(report):
+    rows = summarize(report["results"], "scale")
+    if not rows:
+        return []
+    by_method = {}
+    for row in rows:
+        if row["time"] is not None:
+            by_method.setdefault(row["method"], []).append(row)
+    lines = ["| Database | Size MiB | Default logical backup s | MiB/s | Default restore s | MiB/s |", "|---|---|---|---|---|---|"]
+    dbs = sorted(set((row["database_bytes"], row["database"]) for row in rows))
+    for size, name in dbs:
+        dump = next((r for r in by_method.get("coll_dump", []) if r["database"] == name), None)
+        rest = next((r for r in by_method.get("coll_restore", []) if r["database"] == name), None)
+        lines.append("| %s | %.0f | %s | %s | %s | %s |" % (
+            name, size / MIB, fmt(dump and dump["time"]), fmt(dump and size / MIB / dump["time"], "%.0f"),
+            fmt(rest and rest["time"]), fmt(rest and size / MIB / rest["time"], "%.0f")))
+    lines.append("")
+    for method, title in (("coll_dump", "backup"), ("coll_restore", "restore")):
+        points = [(r["database_bytes"] / MIB, r["time"]) for r in by_method.get(method, [])]
+        if len(points) >= 2:
+            fit = linear_fit(points)
+            lines.append("- %s: time ≈ %.1f s + %.1f s per GiB (least squares over %d sizes; log-log slope %.2f, "
+                         "1.0 = linear)." % (title.capitalize(), fit["intercept"], fit["slope"] * 1024, len(points),
+                                             fit["loglog"]))
+    return lines
+
+
+def linear_fit(points):
+    n = float(len(points))
+    xs = [point[0] for point in points]
+    ys = [point[1] for point in points]
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs) or 1e-9
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(y) for y in ys]
+    mlx, mly = sum(lx) / n, sum(ly) / n
+    loglog = sum((a - mlx) * (b - mly) for a, b in zip(lx, ly)) / (sum((a - mlx) ** 2 for a in lx) or 1e-9)
+    return {"slope": slope, "intercept": my - slope * mx, "loglog": loglog}

@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+"""The performance targets and whether a run met them: (target, measured, ok) triples."""
+
+from __future__ import absolute_import, division, print_function
+
+from harness.common import MIB
+from report.summary import find_row
+
+TARGETS = {
+    "logical_backup_time_ratio": 1.0 / 3.0,
+    "logical_backup_size_ratio": 1.10,
+    "logical_restore_time_ratio": 0.6,
+    "engine_rss_mb": 100.0,
+    "ansible_converge_seconds": 15.0,
+}
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def targets(report, rows):
+    return (_logical_backup(rows) + _logical_restore(rows) + _physical_backup(rows) + _engine_rss(rows)
+            + _temporary_copies(rows) + _converge(report))
+
+
+def _logical_backup(rows):
+    dump, seed_dump = find_row(rows, "coll_dump"), find_row(rows, "seed_dump")
+    if not dump or dump["time_ratio"] is None:
+        return []
+    ok = dump["time_ratio"] <= TARGETS["logical_backup_time_ratio"] and \
+        dump["size_ratio"] <= TARGETS["logical_backup_size_ratio"]
+    return [("default logical backup ≤ 1/3 of the seed's time at ≤ %.0f %% of its size"
+             % (TARGETS["logical_backup_size_ratio"] * 100),
+             "%.2f × the time, %.2f × the size (%.1f s vs %.1f s)" % (
+                 dump["time_ratio"], dump["size_ratio"], dump["time"], seed_dump["time"]), ok)]
+
+
+def _logical_restore(rows):
+    row = find_row(rows, "coll_restore")
+    if not row or row["time_ratio"] is None:
+        return []
+    limit = TARGETS["logical_restore_time_ratio"]
+    return [("%s ≤ %g × the seed's restore" % (row["label"], limit), "%.2f × (%.1f s vs %.1f s)" % (
+        row["time_ratio"], row["time"], find_row(rows, "seed_restore")["time"]), row["time_ratio"] <= limit)]
+
+
+def _physical_backup(rows):
+    out = []
+    base = find_row(rows, "coll_base")
+    for key in ("pgbr_backup_gz", "pgbr_backup_zst"):
+        other = find_row(rows, key)
+        if base and other and base["time"] and other["time"]:
+            out.append(("default physical backup no slower than %s" % other["label"], "%.1f s vs %.1f s (%.2f ×)" % (
+                base["time"], other["time"], base["time"] / other["time"]), base["time"] <= other["time"]))
+    return out
+
+
+def _engine_rss(rows):
+    rss = [row["rss_max"] for row in rows if row["rss_max"] is not None]
+    if not rss:
+        return []
+    limit = TARGETS["engine_rss_mb"]
+    return [("engine (module) process peak RSS < %.0f MiB" % limit,
+             "max %.0f MiB over all engine runs" % (max(rss) / 1024.0), max(rss) / 1024.0 < limit)]
+
+
+def _temporary_copies(rows):
+    out = []
+    for key in ("coll_dump", "coll_base"):
+        row = find_row(rows, key)
+        if row and row["peak_disk_max"] is not None and row["size"]:
+            out.append(("%s: no temporary copy larger than the artifact" % row["label"],
+                        "peak extra disk %.0f MiB for a %.0f MiB artifact" % (row["peak_disk_max"] / MIB, row["size"] / MIB),
+                        row["peak_disk_max"] <= row["size"] * 1.05 + 8 * MIB))
+    return out
+
+
+def _converge(report):
+    runs = ((report.get("ansible") or {}).get("runs") or [])
+    if len(runs) != 2 or runs[1]["rc"] != 0:
+        return []
+    limit = TARGETS["ansible_converge_seconds"]
+    return [("no-change converge of the backup role < %g s" % limit, "%.1f s, changed=%s" % (
+        runs[1]["seconds"], runs[1]["changed"]), runs[1]["seconds"] < limit)]
