@@ -23,8 +23,12 @@ description:
   - V(restore) also restores the backup into a throwaway database named C(pgbackup_verify_<backup id>_<random>),
     compares every table's row count with the manifest, runs C(pg_amcheck --heapallindexed) on it and the optional
     O(smoke_queries), and always drops the throwaway database, also when a step fails.
-  - Every run (passed or failed) is appended to the backup's C(<id>.verify.json) record, which
+  - Every run (passed, skipped or failed) is appended to the backup's C(<id>.verify.json) record, which
     M(todoapi.pgbackup.backup_info) reports as the backup's verified state.
+  - An encrypted backup needs its C(age) private key (O(identity_file)) for the V(structure) and V(restore) levels.
+    Without one on this host those levels are B(skipped) (RV(skipped_level) and RV(skipped_reason), and a warning), never
+    failed: the checksum level still runs, the record counts the backup as verified at that level, and neither
+    retention nor monitoring treats it as damaged. A key that is present but wrong fails the verification.
 extends_documentation_fragment:
   - todoapi.pgbackup.connection
   - todoapi.pgbackup.connection.repository
@@ -137,6 +141,19 @@ failed_level:
   description: Level at which a failed verification stopped.
   returned: failure
   type: str
+skipped_level:
+  description:
+    - The first level that did not run because the backup is encrypted and this host has no private key for it (see
+      O(identity_file)); V(null) when every level ran. The levels in RV(details) passed.
+    - (Not C(skipped): Ansible reserves that key for a skipped task.)
+  returned: success
+  type: str
+  sample: structure
+skipped_reason:
+  description: Why RV(skipped_level) did not run; V(null) when every level ran.
+  returned: success
+  type: str
+  sample: "this backup is encrypted with age and no identity (private key) file was given; verify at level 'structure' where ..."
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -193,8 +210,12 @@ def main():
         module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "", verified=False, backup_id=manifest["id"],
                          level=params["level"], failed_level=exc.details.get("failed_level"),
                          details=exc.details.get("checks") or {})
+    if result["skipped"]:
+        module.warn(result["summary"])
     module.exit_json(changed=True, verified=True, backup_id=result["backup_id"], level=result["level"],
-                     duration_seconds=result["duration_seconds"], summary=result["summary"], details=result["checks"])
+                     duration_seconds=result["duration_seconds"], summary=result["summary"], details=result["checks"],
+                     skipped_level=(result["skipped"] or {}).get("level"),
+                     skipped_reason=(result["skipped"] or {}).get("reason"))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ import pytest
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore  # noqa: E402
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError   # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import retention, status, verify  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository   # noqa: E402
 from tests.lib.dbcompare import assert_same_data, table_fingerprints   # noqa: E402
 from tests.lib.engine import spec_of   # noqa: E402
@@ -215,3 +216,31 @@ def test_encrypted_round_trip_through_the_modules(ansible_playbook, pg, todo_db,
                                identity_file=keys["restore"].identity_file))
     assert restored["changed"] and restored["tables"] == dumped["tables"]
     assert_same_data((pg, todo_db.name), (pg, target_db))
+
+
+def test_verification_without_the_private_key_is_skipped_never_failed(ansible_playbook, pg, todo_db, tmp_repo, keys):
+    """The safe setup keeps the private key off the database host: the nightly structure check there
+    must say 'skipped' with the reason, keep the checksum's verdict, and neither alert nor block
+    retention; the same check with the key passes, and with a wrong key fails."""
+    manifest = backup(pg, todo_db.name, tmp_repo, [keys["restore"].recipient])
+    login = {"host": pg.host, "port": pg.port, "user": pg.user, "password": pg.password, "repository": tmp_repo}
+    verified = run_module(ansible_playbook, "todoapi.pgbackup.backup_verify",
+                          dict(login, backup=manifest["id"], level="structure"))
+    assert verified["verified"] and verified["skipped_level"] == "structure" and not verified.get("skipped")
+    assert "no identity (private key)" in verified["skipped_reason"]
+    assert list(verified["details"]) == ["checksum"]
+    assert any("skipped" in warning for warning in verified.get("warnings", [])), verified
+
+    repository = LocalRepository(tmp_repo)
+    state = verify.verification_state(repository, manifest["id"])
+    assert (state["state"], state["level"]) == ("verified", "checksum") and state["skipped"]["level"] == "structure"
+    report = status.backup_status(repository, max_age_hours=26)
+    assert "verify_failed" not in report["problem_codes"] and "no_backup" not in report["problem_codes"]
+    assert report["latest"][todo_db.name]["id"] == manifest["id"]
+    assert retention.default_verifier(repository)(manifest), "retention must count a skipped level as no damage"
+
+    with_key = verify.verify_backup(repository, manifest, "structure", identity_file=keys["restore"].identity_file)
+    assert with_key["skipped"] is None and list(with_key["checks"]) == ["checksum", "structure"]
+    with pytest.raises(PgBackupError, match="wrong key"):
+        verify.verify_backup(repository, manifest, "structure", identity_file=keys["stranger"].identity_file)
+    assert verify.verification_state(repository, manifest["id"])["state"] == "failed"

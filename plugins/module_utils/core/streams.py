@@ -111,12 +111,23 @@ def encrypt_stage(recipients):
     return Stage(argv, name="age")
 
 
-def decrypt_stage(identity_file):
+def missing_identity(manifest, identity_file):
+    """Why ``manifest``'s artifact cannot be decrypted with ``identity_file`` here (None: it can, or
+    it is not encrypted). Only the absence of a key is judged: a wrong key shows when age runs."""
+    if not manifest.get("encryption"):
+        return None
     if not identity_file:
-        raise PgBackupError("This backup is encrypted with age and no identity (private key) file was given.",
-                            hint="Pass 'identity_file' (runner: --identity) with a key for one of its recipients.")
+        return "this backup is encrypted with age and no identity (private key) file was given"
     if not os.path.isfile(identity_file):
-        raise PgBackupError("Identity file '%s' does not exist." % identity_file)
+        return "identity file '%s' does not exist" % identity_file
+    return None
+
+
+def decrypt_stage(identity_file):
+    reason = missing_identity({"encryption": True}, identity_file)
+    if reason:
+        raise PgBackupError(reason[0].upper() + reason[1:] + ".",
+                            hint="Pass 'identity_file' (runner: --identity) with a key for one of its recipients.")
     return Stage([require_tool("age", "the age package"), "-d", "-i", identity_file], name="age")
 
 

@@ -94,7 +94,7 @@ def _month_index(day):
 def sidecar_says_failed(record):
     """A ``verify`` sidecar whose latest verification failed.
 
-    Understands verify.py's ``{"history": [..., {"outcome": "passed"|"failed"}]}`` and a flat
+    Understands verify.py's ``{"history": [..., {"outcome": "passed"|"skipped"|"failed"}]}`` and a flat
     ``{"ok": false}`` / ``{"status": "failed"}``; shapes it does not know do not count as failed
     (the checksum is still checked).
     """
@@ -105,7 +105,8 @@ def sidecar_says_failed(record):
         # verify.py's record: the last run decides ("outcome": passed|failed)
         record = history[-1] if isinstance(history[-1], dict) else {}
         outcome = record.get("outcome")
-        return isinstance(outcome, str) and outcome != "passed"
+        # "skipped": a level that needs a private key the host lacks did not run; what ran passed
+        return isinstance(outcome, str) and outcome not in ("passed", "skipped")
     for key in ("ok", "verified", "success", "passed"):
         if record.get(key) is False:
             return True

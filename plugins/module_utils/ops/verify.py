@@ -13,7 +13,8 @@
               indexes, optional smoke queries run; the throwaway database is always dropped.
 
 Each run is appended to the backup's ``verify`` sidecar (``<id>.verify.json``); the last
-entry says whether the backup is currently proven restorable.
+entry says whether the backup is currently proven restorable. A level that needs the private key
+of an encrypted backup, on a host without it, is ``skipped`` with the reason, never ``failed``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -100,8 +101,12 @@ def verify_backup(repository, manifest, level, connection=None, identity_file=No
     started = manifests.utcnow()
     clock = time.monotonic()
     checks = {}
+    skipped = None
     try:
         for step in levels_up_to(level):
+            skipped = _why_skipped(request, step)
+            if skipped:
+                break
             checks[step] = STEPS[step](request)
     except PgBackupError as exc:
         duration = round(time.monotonic() - clock, 3)
@@ -114,15 +119,41 @@ def verify_backup(repository, manifest, level, connection=None, identity_file=No
     duration = round(time.monotonic() - clock, 3)
     result = {"backup_id": manifest["id"], "database": manifest["database"], "kind": manifest["kind"],
               "level": level, "verified": True, "duration_seconds": duration, "checks": checks,
-              "started_at": manifests.isoformat(started)}
+              "started_at": manifests.isoformat(started), "skipped": skipped}
     if record:
-        result["recorded"] = _record(repository, manifest["id"], started, level, "passed", duration, None, None, checks)
+        result["recorded"] = _record(repository, manifest["id"], started, level, "skipped" if skipped else "passed",
+                                     duration, None, None, checks, skipped)
     result["summary"] = summarize(result)
     return result
 
 
+# The levels that decrypt the artifact; checksum reads the stored bytes only.
+NEEDS_PRIVATE_KEY = ("structure", "restore")
+
+
+def _why_skipped(request, step):
+    """{level, reason} when ``step`` cannot run on this host, else None.
+
+    The documented safe setup of encrypted backups keeps the private key off the database host, so
+    a missing key is not damage: the levels that need it are skipped with the reason, and what ran
+    before them (the checksum) still stands. A key that is present but wrong is a failure (age says so).
+    """
+    if step not in NEEDS_PRIVATE_KEY:
+        return None
+    reason = streams.missing_identity(request.manifest, request.identity_file)
+    if not reason:
+        return None
+    return {"level": step, "reason": "%s; verify at level '%s' where the private key is (identity_file, runner: --identity)"
+            % (reason, step)}
+
+
 def summarize(result):
     """One line for people: what was proven."""
+    skipped = result.get("skipped")
+    if skipped:
+        reached = list(result["checks"])[-1] if result["checks"] else None
+        return "%s verified at level %s; level %s skipped: %s" % (result["backup_id"], reached, skipped["level"],
+                                                                  skipped["reason"])
     parts = ["%s verified at level %s" % (result["backup_id"], result["level"])]
     restore = result["checks"].get("restore")
     if restore:
@@ -349,11 +380,15 @@ STEPS = {"checksum": _check_checksum, "structure": _check_structure, "restore": 
 # The verification record
 
 
-def _record(repository, backup_id, started, level, outcome, duration, error, failed_level, checks):
+def _record(repository, backup_id, started, level, outcome, duration, error, failed_level, checks, skipped=None):
     entry = {"time": manifests.isoformat(started), "level": level, "outcome": outcome,
              "duration_seconds": duration, "error": error}
     if failed_level:
         entry["failed_level"] = failed_level
+    if skipped:
+        # outcome "skipped": the levels in "passed_levels" passed, skipped["level"] and above did not run
+        entry["passed_levels"] = list(checks)
+        entry["skipped"] = skipped
     if "restore" in checks:
         entry["tables"] = checks["restore"]["tables"]
     previous = repository.read_sidecar(backup_id, SIDECAR) or {}
@@ -373,6 +408,11 @@ def verification_state(repository, backup_id):
     if not isinstance(history, list) or not history or not isinstance(history[-1], dict):
         return {"state": "unverified", "level": None, "time": None, "error": None}
     last = history[-1]
+    if last.get("outcome") == "skipped":
+        # What ran passed: the backup counts as verified at the highest level reached, never as failed.
+        passed = last.get("passed_levels") or []
+        return {"state": "verified" if passed else "unverified", "level": passed[-1] if passed else None,
+                "time": last.get("time"), "error": None, "skipped": last.get("skipped")}
     state = "verified" if last.get("outcome") == "passed" else "failed"
     return {"state": state, "level": last.get("level"), "time": last.get("time"), "error": last.get("error")}
 
