@@ -38,9 +38,8 @@ import time
 from ..core import fsutil
 from ..core.errors import PgBackupError
 from ..core.pipeline import Pipeline, Stage, require_tool
+from .wal_names import DEFAULT_SEGMENT_SIZE, SEGMENT, is_valid_segment_size, parse_lsn, parse_segment, segment_file_name
 
-DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
-SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 WAL_NAME = re.compile(r"^(?:[0-9A-F]{24}(?:\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
 # Suffixes in lookup order; a file is stored under exactly one of them.
 ENCODINGS = ("", ".zst", ".age", ".zst.age")
@@ -58,49 +57,13 @@ class WalSegmentMissing(PgBackupError):
     """The archive is readable and does not hold the requested file."""
 
 
-# -- names and arithmetic ---------------------------------------------------------------------
+# -- names ---------------------------------------------------------------------------------------
 
 def check_wal_name(name):
     if not name or not WAL_NAME.match(name):
         raise WalArchiveError("'%s' is not a WAL file name." % name,
                               hint="PostgreSQL passes names like 000000010000000000000002 or 00000002.history (%f).")
     return name
-
-
-def segments_per_xlogid(segment_size=DEFAULT_SEGMENT_SIZE):
-    return 0x100000000 // segment_size
-
-
-def parse_segment(name, segment_size=DEFAULT_SEGMENT_SIZE):
-    """(timeline, segment number) of a 24-character segment name."""
-    match = SEGMENT.match(name or "")
-    if not match:
-        raise PgBackupError("'%s' is not a WAL segment name." % name,
-                            hint="Segment names are 24 hexadecimal digits, e.g. 000000010000000000000002.")
-    timeline, log, seg = (int(part, 16) for part in match.groups())
-    return timeline, log * segments_per_xlogid(segment_size) + seg
-
-
-def segment_file_name(timeline, segno, segment_size=DEFAULT_SEGMENT_SIZE):
-    per = segments_per_xlogid(segment_size)
-    return "%08X%08X%08X" % (timeline, segno // per, segno % per)
-
-
-def lsn_to_int(text):
-    high, slash, low = str(text).partition("/")
-    try:
-        return (int(high, 16) << 32) + int(low, 16)
-    except ValueError:
-        raise PgBackupError("'%s' is not a WAL location (LSN)." % text, hint="Write it like 0/3000060.")
-
-
-def segment_for_lsn(timeline, lsn, segment_size=DEFAULT_SEGMENT_SIZE):
-    value = lsn if isinstance(lsn, int) else lsn_to_int(lsn)
-    return segment_file_name(timeline, value // segment_size, segment_size)
-
-
-def _is_power_of_two(value):
-    return value > 0 and value & (value - 1) == 0
 
 
 # -- stages --------------------------------------------------------------------------------------
@@ -222,7 +185,7 @@ def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=N
         size = os.path.getsize(wal_path)
     except OSError as exc:
         raise WalArchiveError("Cannot read WAL file '%s': %s." % (wal_path, exc.strerror))
-    if SEGMENT.match(wal_name) and not (_is_power_of_two(size) and 1024 * 1024 <= size <= 1024 ** 3):
+    if SEGMENT.match(wal_name) and not is_valid_segment_size(size):
         raise WalArchiveError("WAL segment '%s' has an impossible size of %d bytes." % (wal_path, size),
                               hint="Refusing to archive a truncated segment; check the disk holding pg_wal.")
     source_sha = _sha256_of_file(wal_path)
@@ -356,7 +319,7 @@ def restore_segment(wal_name, target_path, archive_dir, identity_file=None, stre
     temp = "%s.todoapi-restore-%d" % (target_path, os.getpid())
     try:
         digest, size = _decode_to(source, temp, identity_file)
-        if SEGMENT.match(wal_name) and not (_is_power_of_two(size) and 1024 * 1024 <= size <= 1024 ** 3):
+        if SEGMENT.match(wal_name) and not is_valid_segment_size(size):
             raise WalArchiveError("Archived WAL segment '%s' is truncated (%d bytes)." % (source, size),
                                   hint="The archive is damaged; recovery cannot continue past this segment.")
         if source.endswith(".age") and os.path.exists(source + CHECKSUM_SUFFIX):
@@ -379,8 +342,7 @@ def _decode_to(source, destination, identity_file):
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, fsutil.FILE_MODE)
     with os.fdopen(fd, "wb") as out:
         if not stages:
-            with open(source, "rb") as src:
-                return fsutil.sha256_chunks(fsutil.file_chunks(source), out.write)
+            return fsutil.sha256_chunks(fsutil.file_chunks(source), out.write)
         pipeline = Pipeline(stages, stdin=source, capture_stdout=True).start()
         digest, size = _drain(pipeline, out.write)
         try:
@@ -431,7 +393,7 @@ def _segno_of(value, timeline, segment_size):
     if SEGMENT.match(str(value)):
         tli, segno = parse_segment(value, segment_size)
         return segno
-    return lsn_to_int(value) // segment_size
+    return parse_lsn(value) // segment_size
 
 
 def wal_range_present(archive_dir, timeline, start, end=None, segment_size=DEFAULT_SEGMENT_SIZE, stream_dirs=None,

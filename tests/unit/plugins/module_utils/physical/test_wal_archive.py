@@ -14,6 +14,7 @@ import pytest
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsutil
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_archive
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_names
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import wal as wal_cli
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 
@@ -186,23 +187,21 @@ def test_age_encryption_roundtrip_idempotence_and_wrong_key(dirs, tmp_path):
 def test_range_check_reports_holes(dirs):
     pg_wal, archive = dirs
     for number in (2, 3, 5):
-        name = wal_archive.segment_file_name(1, number)
+        name = wal_names.segment_file_name(1, number)
         open(os.path.join(archive, name + (".zst" if number == 3 else "")), "wb").close()
-    open(os.path.join(archive, wal_archive.segment_file_name(2, 9)), "wb").close()
+    open(os.path.join(archive, wal_names.segment_file_name(2, 9)), "wb").close()
     result = wal_archive.wal_range_present(archive, 1, "000000010000000000000002")
     assert not result["complete"] and result["missing"] == ["000000010000000000000004"]
     assert result["last_contiguous"] == "000000010000000000000003" and result["last"] == "000000010000000000000005"
     assert wal_archive.wal_range_present(archive, 1, "0/2000028", "0/3FFFFFF")["complete"]
     assert wal_archive.wal_range_present(archive, 1, 2, 7)["missing_count"] == 3
-    assert wal_archive.segment_for_lsn(1, "1/FF000000") == "0000000100000001000000FF"
-    assert wal_archive.parse_segment("0000000100000001000000FF") == (1, 511)
 
 
 def test_prune_keeps_needed_segments_and_history(dirs):
     pg_wal, archive = dirs
-    names = [wal_archive.segment_file_name(1, n) for n in range(1, 6)]
-    extra = ["00000002.history", names[1] + ".00000028.backup", wal_archive.segment_file_name(2, 2) + ".zst.age",
-             wal_archive.segment_file_name(2, 2) + ".zst.age.sha256"]
+    names = [wal_names.segment_file_name(1, n) for n in range(1, 6)]
+    extra = ["00000002.history", names[1] + ".00000028.backup", wal_names.segment_file_name(2, 2) + ".zst.age",
+             wal_names.segment_file_name(2, 2) + ".zst.age.sha256"]
     for name in names + extra:
         open(os.path.join(archive, name), "wb").close()
     dry = wal_archive.prune_wal(archive, names[3], dry_run=True)
@@ -212,7 +211,7 @@ def test_prune_keeps_needed_segments_and_history(dirs):
     assert sorted(os.listdir(archive)) == sorted(names[3:] + ["00000002.history"])
     assert result["kept"] == 2
     with pytest.raises(PgBackupError, match="refusing to prune"):
-        wal_archive.prune_wal(archive, wal_archive.segment_file_name(1, 99))
+        wal_archive.prune_wal(archive, wal_names.segment_file_name(1, 99))
     with pytest.raises(PgBackupError, match="not a WAL segment name"):
         wal_archive.prune_wal(archive, "latest")
 
