@@ -12,8 +12,8 @@ __metaclass__ = type
 
 from ..core import manifest as manifests
 from ..core.errors import PgBackupError
-from . import wal_archive
 from .pitr_wal_scan import scan_wal, segment_size_of, segno_of
+from .wal_archive_contents import history_timelines, wal_range_present
 from .wal_names import format_lsn, parse_lsn
 
 
@@ -68,9 +68,9 @@ def check_wal(request, manifest):
     size = segment_size_of(manifest)
     timeline = int(manifest["timeline"])
     in_backup = range(segno_of(manifest["wal_start_segment"], manifest), segno_of(manifest["wal_end_segment"], manifest) + 1)
-    report = wal_archive.wal_range_present(request.archive_dir, timeline, manifest["wal_start_segment"],
-                                           segment_size=size, stream_dirs=request.stream_dirs, also_present=in_backup)
-    newer = [t for t in wal_archive.history_timelines(request.archive_dir) if t > timeline]
+    report = wal_range_present(request.archive_dir, timeline, manifest["wal_start_segment"],
+                               segment_size=size, stream_dirs=request.stream_dirs, also_present=in_backup)
+    newer = [t for t in history_timelines(request.archive_dir) if t > timeline]
     report["newer_timelines"] = newer
     if not report["complete"] and request.kind == "latest":
         raise PgBackupError("The WAL archive has a hole after base backup '%s': %d segment(s) missing, first %s "
@@ -87,8 +87,8 @@ def locate_target(request, backups, waldump):
     oldest = backups[0] if backups else None
     if oldest is None:
         return None
-    report = wal_archive.wal_range_present(request.archive_dir, int(oldest["timeline"]), oldest["wal_start_segment"],
-                                           segment_size=segment_size_of(oldest), stream_dirs=request.stream_dirs)
+    report = wal_range_present(request.archive_dir, int(oldest["timeline"]), oldest["wal_start_segment"],
+                               segment_size=segment_size_of(oldest), stream_dirs=request.stream_dirs)
     last = report["last_contiguous"] or oldest["wal_end_segment"]
     events = scan_wal(request, oldest, segno_of(oldest["wal_start_segment"], oldest), segno_of(last, oldest), waldump)
     points = [e for e in events if e["type"] == "restore_point" and e["name"] == request.target_value]
