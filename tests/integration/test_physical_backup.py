@@ -9,6 +9,8 @@ import os
 import pytest
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup_request
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_names
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
@@ -49,11 +51,11 @@ def test_tar_backup_through_module_records_wal_range_and_is_verified(ansible_pla
     assert os.path.isdir(backup["path"]) and backup["path"].endswith(".base")
     files = sorted(os.listdir(backup["path"]))
     assert files == ["backup_manifest", "base.tar.zst", "pg_wal.tar"]
-    parse = base_backup.parse_lsn
+    parse = wal_names.parse_lsn
     assert parse(before_lsn) <= parse(backup["start_lsn"]) <= parse(backup["end_lsn"]) <= parse(after_lsn)
     assert backup["timeline"] == 1
-    assert backup["wal_start_segment"] == base_backup.segment_name(1, backup["start_lsn"])
-    assert backup["wal_end_segment"] == base_backup.segment_name(1, backup["end_lsn"])
+    assert backup["wal_start_segment"] == wal_names.segment_for_lsn(1, backup["start_lsn"])
+    assert backup["wal_end_segment"] == wal_names.segment_for_lsn(1, backup["end_lsn"])
     assert "START WAL LOCATION: %s" % backup["start_lsn"] in backup["backup_label"]
     assert backup["verified"]["backup_manifest"] is True and backup["verified"]["method"] == "stream"
     assert backup["verified"]["wal_parsed"] is True
@@ -111,6 +113,6 @@ def test_request_validation():
         base_backup.PhysicalBackupRequest(repo, spec, compression="server-brotli")
     with pytest.raises(PgBackupError, match="is not a transfer rate"):
         base_backup.PhysicalBackupRequest(repo, spec, max_rate="fast")
-    assert base_backup.compression_argument(base_backup.parse_compression("client-gzip:5", "tar")) == "client-gzip:5"
-    assert base_backup.segment_name(1, "0/2000028") == "000000010000000000000002"
-    assert base_backup.segment_name(2, "1/FF000000") == "0000000200000001000000FF"
+    assert base_backup_request.compression_argument(base_backup_request.parse_compression("client-gzip:5", "tar")) == "client-gzip:5"
+    assert wal_names.segment_for_lsn(1, "0/2000028") == "000000010000000000000002"
+    assert wal_names.segment_for_lsn(2, "1/FF000000") == "0000000200000001000000FF"

@@ -24,6 +24,8 @@ import pytest
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsutil
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import backup_manifest
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup_request
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_names
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import verify
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
@@ -236,7 +238,7 @@ def test_missing_wal_fails_naming_the_segment(base):
 
 def test_damaged_wal_fails_in_pg_waldump(base):
     repo, manifest, artifact = base
-    start = base_backup.parse_lsn(manifest["start_lsn"]) % manifest["wal_segment_size"]
+    start = wal_names.parse_lsn(manifest["start_lsn"]) % manifest["wal_segment_size"]
 
     def damage(members):
         # The first record of the range (and what follows it on its page): its CRC cannot match any more.
@@ -349,7 +351,7 @@ def test_backup_never_holds_more_than_its_artifact_plus_wal(pg, tmp_repo):
 
 def test_without_crc32c_auto_asks_for_sha256_and_crc32c_backups_are_extracted(pg, tmp_repo, monkeypatch):
     monkeypatch.setattr(backup_manifest, "_crc32c", None)
-    assert base_backup.manifest_checksum_algorithm("auto") == "SHA256"
+    assert base_backup_request.manifest_checksum_algorithm("auto") == "SHA256"
     repo, manifest = take(pg, tmp_repo, manifest_checksums="CRC32C")
     assert manifest["verified"]["method"] == "extract+pg_verifybackup"
     assert "python3-crc32c" in manifest["verified"]["note"]

@@ -6,7 +6,7 @@
 pg_basebackup writes ``backup_manifest`` next to its tar files. PostgreSQL 15's
 pg_verifybackup checks a *plain* data directory against it; this module does the same checks
 on the members of the tar files while they are read once, in order, so that a compressed tar
-backup is verified without being extracted (see ``base_backup.verify_tar_backup``):
+backup is verified without being extracted (see ``base_backup_verify.verify_tar_backup``):
 
 - the manifest's own SHA-256 (its ``Manifest-Checksum`` line), as ``verify_manifest_checksum()``
   in pg_verifybackup's parse_manifest.c computes it: over everything up to and including the
@@ -22,7 +22,7 @@ PostgreSQL writes a CRC32C checksum as the hex of the 4 bytes of the final CRC i
 byte order (``memcpy`` of the ``uint32``): little-endian on every platform Debian builds
 PostgreSQL for, which is what ``crc32c_hex`` does. Computing CRC32C needs the ``crc32c`` Python
 module (Debian ``python3-crc32c``, PyPI ``crc32c``); ``crc32c_available()`` says whether it is
-there, and ``physical_backup`` asks pg_basebackup for SHA-256 checksums when it is not.
+there, and ``base_backup_request`` asks pg_basebackup for SHA-256 checksums when it is not.
 
 The tar reader reads what pg_basebackup writes: ustar headers (parsed by ``tarfile.TarInfo.frombuf``),
 data in the blocks that follow, two zero blocks at the end. It hands out the data as memoryviews of

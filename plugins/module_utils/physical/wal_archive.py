@@ -1,16 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The WAL archive: PostgreSQL's archive_command and restore_command, range checks and pruning.
-
-Archive layout (one flat directory, mode 0700, owned by postgres)::
-
-    <archive>/000000010000000000000002          a segment as PostgreSQL wrote it, or
-    <archive>/000000010000000000000002.zst      zstd-compressed (frame checksum on), and/or
-    <archive>/000000010000000000000002.zst.age  age-encrypted, with
-    <archive>/000000010000000000000002.zst.age.sha256   the plaintext's sha256 (encrypted files only)
-    <archive>/00000002.history                  timeline history files (same encodings)
-    <archive>/.tmp-*                            work in progress, never read by restore
+"""The WAL archive's commands: PostgreSQL's archive_command and restore_command, one WAL file at a
+time. How the archive stores files is in ``wal_archive_layout``; range checks and pruning are in
+``wal_archive_contents``.
 
 Contract with PostgreSQL (see docs/pitr.md):
 
@@ -33,74 +26,34 @@ __metaclass__ = type
 import errno
 import os
 import re
-import time
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
 from ..core.pipeline import Pipeline, Stage, require_tool
+from .wal_archive_contents import prune_wal, wal_range_present
+from .wal_archive_layout import CHECKSUM_SUFFIX, TMP_PREFIX, WalArchiveError, existing_files, require_archive_dir
+from .wal_names import SEGMENT, is_valid_segment_size
 
-DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
-SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
+# What callers use from here (runner/wal.py, ops/dr.py, PITR and the tests); prune_wal and
+# wal_range_present live in wal_archive_contents, SEGMENT in wal_names.
+__all__ = ["COMPRESSION_CHOICES", "SEGMENT", "TMP_PREFIX", "WalArchiveError", "WalSegmentMissing", "archive_segment",
+           "check_wal_name", "find_in_stream_dirs", "prune_wal", "restore_segment", "wal_range_present"]
+
 WAL_NAME = re.compile(r"^(?:[0-9A-F]{24}(?:\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
-# Suffixes in lookup order; a file is stored under exactly one of them.
-ENCODINGS = ("", ".zst", ".age", ".zst.age")
-CHECKSUM_SUFFIX = ".sha256"
-TMP_PREFIX = ".tmp-"
 COMPRESSION_CHOICES = ("none", "zstd")
-STALE_TMP_SECONDS = 3600
-
-
-class WalArchiveError(PgBackupError):
-    """The archive cannot be trusted for this request (damaged, unreadable, conflicting)."""
 
 
 class WalSegmentMissing(PgBackupError):
     """The archive is readable and does not hold the requested file."""
 
 
-# -- names and arithmetic ---------------------------------------------------------------------
+# -- names ---------------------------------------------------------------------------------------
 
 def check_wal_name(name):
     if not name or not WAL_NAME.match(name):
         raise WalArchiveError("'%s' is not a WAL file name." % name,
                               hint="PostgreSQL passes names like 000000010000000000000002 or 00000002.history (%f).")
     return name
-
-
-def segments_per_xlogid(segment_size=DEFAULT_SEGMENT_SIZE):
-    return 0x100000000 // segment_size
-
-
-def parse_segment(name, segment_size=DEFAULT_SEGMENT_SIZE):
-    """(timeline, segment number) of a 24-character segment name."""
-    match = SEGMENT.match(name or "")
-    if not match:
-        raise PgBackupError("'%s' is not a WAL segment name." % name,
-                            hint="Segment names are 24 hexadecimal digits, e.g. 000000010000000000000002.")
-    timeline, log, seg = (int(part, 16) for part in match.groups())
-    return timeline, log * segments_per_xlogid(segment_size) + seg
-
-
-def segment_file_name(timeline, segno, segment_size=DEFAULT_SEGMENT_SIZE):
-    per = segments_per_xlogid(segment_size)
-    return "%08X%08X%08X" % (timeline, segno // per, segno % per)
-
-
-def lsn_to_int(text):
-    high, slash, low = str(text).partition("/")
-    try:
-        return (int(high, 16) << 32) + int(low, 16)
-    except ValueError:
-        raise PgBackupError("'%s' is not a WAL location (LSN)." % text, hint="Write it like 0/3000060.")
-
-
-def segment_for_lsn(timeline, lsn, segment_size=DEFAULT_SEGMENT_SIZE):
-    value = lsn if isinstance(lsn, int) else lsn_to_int(lsn)
-    return segment_file_name(timeline, value // segment_size, segment_size)
-
-
-def _is_power_of_two(value):
-    return value > 0 and value & (value - 1) == 0
 
 
 # -- stages --------------------------------------------------------------------------------------
@@ -185,23 +138,6 @@ def _read_checksum_sidecar(path):
     return value
 
 
-def existing_files(archive_dir, wal_name):
-    """Archive files that store ``wal_name`` (normally zero or one)."""
-    return [os.path.join(archive_dir, wal_name + suffix) for suffix in ENCODINGS
-            if os.path.isfile(os.path.join(archive_dir, wal_name + suffix))]
-
-
-def _require_archive_dir(archive_dir):
-    if not archive_dir:
-        raise WalArchiveError("No WAL archive directory given.", hint="Pass --archive-dir or set archive_dir in the config.")
-    if not os.path.isdir(archive_dir):
-        raise WalArchiveError("WAL archive directory '%s' does not exist or is not a directory." % archive_dir,
-                              hint="Mount/create it (role todoapi.pgbackup.wal_archiving creates it 0700 postgres).")
-    if not os.access(archive_dir, os.R_OK | os.X_OK):
-        raise WalArchiveError("WAL archive directory '%s' is not readable by this user." % archive_dir,
-                              hint="It must belong to the user PostgreSQL runs as (postgres).")
-
-
 # -- archive ---------------------------------------------------------------------------------
 
 def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=None, level=3):
@@ -214,7 +150,7 @@ def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=N
     if compress not in COMPRESSION_CHOICES:
         raise WalArchiveError("Unknown WAL compression '%s'." % compress, hint="Use none or zstd.")
     recipients = [r for r in (recipients or []) if r]
-    _require_archive_dir(archive_dir)
+    require_archive_dir(archive_dir)
     if not os.access(archive_dir, os.W_OK):
         raise WalArchiveError("WAL archive directory '%s' is not writable by this user." % archive_dir,
                               hint="It must belong to the user PostgreSQL runs as (postgres).")
@@ -222,7 +158,7 @@ def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=N
         size = os.path.getsize(wal_path)
     except OSError as exc:
         raise WalArchiveError("Cannot read WAL file '%s': %s." % (wal_path, exc.strerror))
-    if SEGMENT.match(wal_name) and not (_is_power_of_two(size) and 1024 * 1024 <= size <= 1024 ** 3):
+    if SEGMENT.match(wal_name) and not is_valid_segment_size(size):
         raise WalArchiveError("WAL segment '%s' has an impossible size of %d bytes." % (wal_path, size),
                               hint="Refusing to archive a truncated segment; check the disk holding pg_wal.")
     source_sha = _sha256_of_file(wal_path)
@@ -345,7 +281,7 @@ def restore_segment(wal_name, target_path, archive_dir, identity_file=None, stre
     """Copy one WAL file from the archive (then from pg_receivewal's ``stream_dirs``) to
     ``target_path`` (restore_command)."""
     check_wal_name(wal_name)
-    _require_archive_dir(archive_dir)
+    require_archive_dir(archive_dir)
     found = existing_files(archive_dir, wal_name)
     if not found:
         streamed = find_in_stream_dirs(wal_name, stream_dirs)
@@ -356,7 +292,7 @@ def restore_segment(wal_name, target_path, archive_dir, identity_file=None, stre
     temp = "%s.todoapi-restore-%d" % (target_path, os.getpid())
     try:
         digest, size = _decode_to(source, temp, identity_file)
-        if SEGMENT.match(wal_name) and not (_is_power_of_two(size) and 1024 * 1024 <= size <= 1024 ** 3):
+        if SEGMENT.match(wal_name) and not is_valid_segment_size(size):
             raise WalArchiveError("Archived WAL segment '%s' is truncated (%d bytes)." % (source, size),
                                   hint="The archive is damaged; recovery cannot continue past this segment.")
         if source.endswith(".age") and os.path.exists(source + CHECKSUM_SUFFIX):
@@ -379,8 +315,7 @@ def _decode_to(source, destination, identity_file):
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, fsutil.FILE_MODE)
     with os.fdopen(fd, "wb") as out:
         if not stages:
-            with open(source, "rb") as src:
-                return fsutil.sha256_chunks(fsutil.file_chunks(source), out.write)
+            return fsutil.sha256_chunks(fsutil.file_chunks(source), out.write)
         pipeline = Pipeline(stages, stdin=source, capture_stdout=True).start()
         digest, size = _drain(pipeline, out.write)
         try:
@@ -393,139 +328,3 @@ def _decode_to(source, destination, identity_file):
             raise WalArchiveError("Archived WAL file '%s' is damaged: %s" % (source, exc.message),
                                   hint="Recovery cannot continue past this segment.")
     return digest, size
-
-
-# -- inspection --------------------------------------------------------------------------
-
-def list_segments(archive_dir, timeline=None, segment_size=DEFAULT_SEGMENT_SIZE, stream_dirs=None):
-    """{segment number: name} of the archived segments (of one timeline, when given); with
-    ``stream_dirs`` also pg_receivewal's complete and ``.partial`` segments."""
-    _require_archive_dir(archive_dir)
-    found = {}
-    entries = list(os.listdir(archive_dir))
-    for directory in stream_dirs or []:
-        if os.path.isdir(directory):
-            entries += [e[:-len(".partial")] if e.endswith(".partial") else e for e in os.listdir(directory)]
-    for entry in entries:
-        name = _strip_encoding(entry)
-        if name is None or not SEGMENT.match(name):
-            continue
-        tli, segno = parse_segment(name, segment_size)
-        if timeline is None or tli == int(timeline):
-            found[segno] = name
-    return found
-
-
-def _strip_encoding(entry):
-    if entry.startswith(".") or entry.endswith(CHECKSUM_SUFFIX):
-        return None
-    for suffix in sorted(ENCODINGS, key=len, reverse=True):
-        if suffix and entry.endswith(suffix):
-            return entry[:-len(suffix)]
-    return entry
-
-
-def _segno_of(value, timeline, segment_size):
-    if isinstance(value, int):
-        return value
-    if SEGMENT.match(str(value)):
-        tli, segno = parse_segment(value, segment_size)
-        return segno
-    return lsn_to_int(value) // segment_size
-
-
-def wal_range_present(archive_dir, timeline, start, end=None, segment_size=DEFAULT_SEGMENT_SIZE, stream_dirs=None,
-                      also_present=None):
-    """Check that every segment of ``timeline`` from ``start`` to ``end`` is archived.
-
-    ``start``/``end``: segment names, LSNs ('0/3000060') or segment numbers. Without
-    ``end`` the range runs to the newest archived segment of the timeline, so a hole
-    anywhere after ``start`` is reported. ``stream_dirs``: pg_receivewal directories that
-    count as archive too; ``also_present``: segment numbers known to exist elsewhere. Returns a dict: complete (bool), missing (names,
-    at most 20 listed, missing_count the total), first/last (names), last_contiguous
-    (newest segment reachable from ``start`` without a hole, or None).
-    """
-    timeline = int(timeline, 16) if isinstance(timeline, str) else int(timeline)
-    present = list_segments(archive_dir, timeline, segment_size, stream_dirs)
-    for segno in also_present or ():  # e.g. the segments a base backup carries itself
-        present.setdefault(segno, segment_file_name(timeline, segno, segment_size))
-    first = _segno_of(start, timeline, segment_size)
-    last = _segno_of(end, timeline, segment_size) if end is not None else max([first] + list(present))
-    missing = [segno for segno in range(first, last + 1) if segno not in present]
-    contiguous = None
-    segno = first
-    while segno in present:
-        contiguous = segno
-        segno += 1
-
-    def name(number):
-        return segment_file_name(timeline, number, segment_size)
-
-    return {
-        "complete": not missing,
-        "missing": [name(n) for n in missing[:20]],
-        "missing_count": len(missing),
-        "first": name(first),
-        "last": name(last),
-        "last_contiguous": name(contiguous) if contiguous is not None else None,
-        "timeline": timeline,
-    }
-
-
-def history_timelines(archive_dir):
-    """Timelines that have a history file in the archive (timeline switches after a PITR/failover)."""
-    found = []
-    for entry in os.listdir(archive_dir):
-        name = _strip_encoding(entry)
-        if name and re.match(r"^[0-9A-F]{8}\.history$", name):
-            found.append(int(name[:8], 16))
-    return sorted(found)
-
-
-# -- retention -------------------------------------------------------------------------------
-
-def prune_wal(archive_dir, oldest_needed_segment, dry_run=False, segment_size=DEFAULT_SEGMENT_SIZE):
-    """Delete archived WAL older than ``oldest_needed_segment`` (pg_archivecleanup semantics).
-
-    ``oldest_needed_segment`` is the ``wal_start_segment`` of the oldest base backup that is
-    kept. Segments (any timeline) and ``.backup``/``.partial`` files whose position is older
-    are removed with their checksum files; timeline history files are always kept. Refuses
-    to run when the archive holds nothing at or after that segment (a typo would otherwise
-    empty the archive). Returns {"removed": [...], "kept": n, "dry_run": bool}.
-    """
-    if not SEGMENT.match(oldest_needed_segment or ""):
-        raise PgBackupError("'%s' is not a WAL segment name." % oldest_needed_segment,
-                            hint="Pass the wal_start_segment of the oldest kept physical backup.")
-    _require_archive_dir(archive_dir)
-    _tli, oldest = parse_segment(oldest_needed_segment, segment_size)
-    entries = os.listdir(archive_dir)
-    doomed, kept = [], 0
-    for entry in entries:
-        if entry.startswith(TMP_PREFIX):
-            path = os.path.join(archive_dir, entry)
-            try:
-                if time.time() - os.path.getmtime(path) > STALE_TMP_SECONDS:
-                    doomed.append(entry)
-            except OSError:
-                pass
-            continue
-        base = entry[:-len(CHECKSUM_SUFFIX)] if entry.endswith(CHECKSUM_SUFFIX) else entry
-        name = _strip_encoding(base)
-        if name is None or not re.match(r"^[0-9A-F]{24}", name):
-            continue  # history files and anything unknown stay
-        _tli, segno = parse_segment(name[:24], segment_size)
-        if segno < oldest:
-            doomed.append(entry)
-        elif SEGMENT.match(name) and not entry.endswith(CHECKSUM_SUFFIX):
-            kept += 1
-    if not kept:
-        raise PgBackupError("The WAL archive '%s' holds no segment at or after %s; refusing to prune."
-                            % (archive_dir, oldest_needed_segment),
-                            hint="Check the segment name (it should be the oldest kept base backup's wal_start_segment).")
-    removed = sorted(doomed)
-    if not dry_run:
-        for entry in removed:
-            fsutil.remove_quietly(os.path.join(archive_dir, entry))
-        if removed:
-            fsutil.fsync_path(archive_dir)
-    return {"removed": removed, "kept": kept, "dry_run": bool(dry_run)}

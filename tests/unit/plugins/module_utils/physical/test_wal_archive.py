@@ -4,6 +4,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
 import os
 import shutil
 import stat
@@ -15,7 +16,6 @@ import pytest
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsutil
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_archive
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import wal as wal_cli
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 
 SEG = "000000010000000000000002"
 MB = 1024 * 1024
@@ -183,40 +183,6 @@ def test_age_encryption_roundtrip_idempotence_and_wrong_key(dirs, tmp_path):
         wal_archive.restore_segment(SEG, target, archive)
 
 
-def test_range_check_reports_holes(dirs):
-    pg_wal, archive = dirs
-    for number in (2, 3, 5):
-        name = wal_archive.segment_file_name(1, number)
-        open(os.path.join(archive, name + (".zst" if number == 3 else "")), "wb").close()
-    open(os.path.join(archive, wal_archive.segment_file_name(2, 9)), "wb").close()
-    result = wal_archive.wal_range_present(archive, 1, "000000010000000000000002")
-    assert not result["complete"] and result["missing"] == ["000000010000000000000004"]
-    assert result["last_contiguous"] == "000000010000000000000003" and result["last"] == "000000010000000000000005"
-    assert wal_archive.wal_range_present(archive, 1, "0/2000028", "0/3FFFFFF")["complete"]
-    assert wal_archive.wal_range_present(archive, 1, 2, 7)["missing_count"] == 3
-    assert wal_archive.segment_for_lsn(1, "1/FF000000") == "0000000100000001000000FF"
-    assert wal_archive.parse_segment("0000000100000001000000FF") == (1, 511)
-
-
-def test_prune_keeps_needed_segments_and_history(dirs):
-    pg_wal, archive = dirs
-    names = [wal_archive.segment_file_name(1, n) for n in range(1, 6)]
-    extra = ["00000002.history", names[1] + ".00000028.backup", wal_archive.segment_file_name(2, 2) + ".zst.age",
-             wal_archive.segment_file_name(2, 2) + ".zst.age.sha256"]
-    for name in names + extra:
-        open(os.path.join(archive, name), "wb").close()
-    dry = wal_archive.prune_wal(archive, names[3], dry_run=True)
-    assert len(os.listdir(archive)) == len(names) + len(extra)
-    assert dry["removed"] == sorted(names[:3] + extra[1:])
-    result = wal_archive.prune_wal(archive, names[3])
-    assert sorted(os.listdir(archive)) == sorted(names[3:] + ["00000002.history"])
-    assert result["kept"] == 2
-    with pytest.raises(PgBackupError, match="refusing to prune"):
-        wal_archive.prune_wal(archive, wal_archive.segment_file_name(1, 99))
-    with pytest.raises(PgBackupError, match="not a WAL segment name"):
-        wal_archive.prune_wal(archive, "latest")
-
-
 def test_cli_config_file_and_installed_wrapper(dirs, tmp_path):
     pg_wal, archive = dirs
     config = tmp_path / "wal.json"
@@ -240,3 +206,16 @@ def test_cli_config_file_and_installed_wrapper(dirs, tmp_path):
     absent = subprocess.run([str(wrapper), "restore-wal", "00000005.history", target, "--archive-dir", archive],
                             capture_output=True, check=False)
     assert (absent.returncode, absent.stderr) == (1, b"")
+
+
+def test_cli_check_range_and_prune_report_json(dirs, capsys):
+    pg_wal, archive = dirs
+    third = "000000010000000000000003"
+    for name in (SEG, "000000010000000000000004"):
+        wal_archive.archive_segment(make_wal(pg_wal, name), name, archive)
+    assert wal_cli.main(["check-range", "--archive-dir", archive, "--timeline", "1", "--start", SEG]) == wal_cli.EXIT_FAILED
+    report = json.loads(capsys.readouterr().out)
+    assert report["missing"] == [third] and report["last_contiguous"] == SEG
+    assert wal_cli.main(["prune", "--archive-dir", archive, "--oldest-needed", third, "--dry-run"]) == wal_cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out) == {"removed": [SEG], "kept": 1, "dry_run": True}
+    assert sorted(os.listdir(archive)) == [SEG, "000000010000000000000004"]

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup_request
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import backup_manifest
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 
@@ -26,7 +26,7 @@ CPUS = os.cpu_count() or 1
     (None, {"method": "none", "location": None, "level": None, "workers": None}),
 ])
 def test_parse_compression_accepts_the_detail_form(given, expected):
-    assert base_backup.parse_compression(given, "tar") == expected
+    assert base_backup_request.parse_compression(given, "tar") == expected
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -41,17 +41,17 @@ def test_parse_compression_accepts_the_detail_form(given, expected):
 ])
 def test_parse_compression_rejects_bad_details(bad, message):
     with pytest.raises(PgBackupError, match=message):
-        base_backup.parse_compression(bad, "tar")
+        base_backup_request.parse_compression(bad, "tar")
 
 
 def test_client_compression_is_refused_for_plain_format():
     with pytest.raises(PgBackupError, match="Client-side compression is not possible"):
-        base_backup.parse_compression("client-zstd", "plain")
-    assert base_backup.parse_compression("server-zstd", "plain")["location"] == "server"
+        base_backup_request.parse_compression("client-zstd", "plain")
+    assert base_backup_request.parse_compression("server-zstd", "plain")["location"] == "server"
 
 
 @pytest.mark.parametrize("given, argument", [
-    (base_backup.DEFAULT_COMPRESSION, "server-zstd:level=3,workers=%d" % CPUS),
+    (base_backup_request.DEFAULT_COMPRESSION, "server-zstd:level=3,workers=%d" % CPUS),
     ("server-zstd", "server-zstd:workers=%d" % CPUS),
     ("server-zstd:level=5,workers=4", "server-zstd:level=5,workers=4"),
     ("server-zstd:level=5,workers=0", "server-zstd:5"),
@@ -61,35 +61,24 @@ def test_client_compression_is_refused_for_plain_format():
     ("none", "none"),
 ])
 def test_compression_argument_resolves_auto_workers(given, argument):
-    assert base_backup.compression_argument(base_backup.parse_compression(given, "tar")) == argument
+    assert base_backup_request.compression_argument(base_backup_request.parse_compression(given, "tar")) == argument
 
 
 def test_resolve_workers_uses_the_cpu_count(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    compression = base_backup.parse_compression(base_backup.DEFAULT_COMPRESSION, "tar")
-    assert base_backup.resolve_workers(compression)["workers"] == 8
+    compression = base_backup_request.parse_compression(base_backup_request.DEFAULT_COMPRESSION, "tar")
+    assert base_backup_request.resolve_workers(compression)["workers"] == 8
     assert compression["workers"] == "auto", "the parsed request is left as it was"
     monkeypatch.setattr(os, "cpu_count", lambda: None)
-    assert base_backup.resolve_workers(compression)["workers"] == 1
+    assert base_backup_request.resolve_workers(compression)["workers"] == 1
 
 
 def test_manifest_checksums_auto_follows_the_crc32c_module(monkeypatch):
     monkeypatch.setattr(backup_manifest, "_crc32c", object())
-    assert base_backup.manifest_checksum_algorithm("auto") == "CRC32C"
+    assert base_backup_request.manifest_checksum_algorithm("auto") == "CRC32C"
     monkeypatch.setattr(backup_manifest, "_crc32c", None)
-    assert base_backup.manifest_checksum_algorithm("auto") == "SHA256"
-    assert base_backup.manifest_checksum_algorithm("crc32c") == "CRC32C"
-    assert base_backup.manifest_checksum_algorithm("SHA512") == "SHA512"
+    assert base_backup_request.manifest_checksum_algorithm("auto") == "SHA256"
+    assert base_backup_request.manifest_checksum_algorithm("crc32c") == "CRC32C"
+    assert base_backup_request.manifest_checksum_algorithm("SHA512") == "SHA512"
     with pytest.raises(PgBackupError, match="Unknown manifest checksum algorithm 'MD5'"):
-        base_backup.manifest_checksum_algorithm("MD5")
-
-
-def test_wal_needed_covers_each_range():
-    seg = 16 * 1024 * 1024
-    assert sorted(base_backup._wal_needed([(1, "0/2000028", "0/2000100")], seg)) == ["000000010000000000000002"]
-    assert sorted(base_backup._wal_needed([(1, "0/2FFFF00", "0/4000100")], seg)) == [
-        "000000010000000000000002", "000000010000000000000003", "000000010000000000000004"]
-    # An end exactly on a segment boundary does not need the segment that starts there.
-    assert sorted(base_backup._wal_needed([(2, "0/2000028", "0/3000000")], seg)) == ["000000020000000000000002"]
-    assert sorted(base_backup._wal_needed([(1, "0/FF000028", "1/100")], seg)) == [
-        "0000000100000000000000FF", "000000010000000100000000"]
+        base_backup_request.manifest_checksum_algorithm("MD5")

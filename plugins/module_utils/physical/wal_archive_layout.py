@@ -1,0 +1,58 @@
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""How the WAL archive stores files: one flat directory, mode 0700, owned by postgres::
+
+    <archive>/000000010000000000000002          a segment as PostgreSQL wrote it, or
+    <archive>/000000010000000000000002.zst      zstd-compressed (frame checksum on), and/or
+    <archive>/000000010000000000000002.zst.age  age-encrypted, with
+    <archive>/000000010000000000000002.zst.age.sha256   the plaintext's sha256 (encrypted files only)
+    <archive>/00000002.history                  timeline history files (same encodings)
+    <archive>/.tmp-*                            work in progress, never read by restore
+
+Both the archive/restore commands (``wal_archive``) and the range checks and pruning
+(``wal_archive_contents``) read the archive through these names.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+from ..core.errors import PgBackupError
+
+# Suffixes in lookup order; a file is stored under exactly one of them.
+ENCODINGS = ("", ".zst", ".age", ".zst.age")
+CHECKSUM_SUFFIX = ".sha256"
+TMP_PREFIX = ".tmp-"
+
+
+class WalArchiveError(PgBackupError):
+    """The archive cannot be trusted for this request (damaged, unreadable, conflicting)."""
+
+
+def existing_files(archive_dir, wal_name):
+    """Archive files that store ``wal_name`` (normally zero or one)."""
+    return [os.path.join(archive_dir, wal_name + suffix) for suffix in ENCODINGS
+            if os.path.isfile(os.path.join(archive_dir, wal_name + suffix))]
+
+
+def require_archive_dir(archive_dir):
+    if not archive_dir:
+        raise WalArchiveError("No WAL archive directory given.", hint="Pass --archive-dir or set archive_dir in the config.")
+    if not os.path.isdir(archive_dir):
+        raise WalArchiveError("WAL archive directory '%s' does not exist or is not a directory." % archive_dir,
+                              hint="Mount/create it (role todoapi.pgbackup.wal_archiving creates it 0700 postgres).")
+    if not os.access(archive_dir, os.R_OK | os.X_OK):
+        raise WalArchiveError("WAL archive directory '%s' is not readable by this user." % archive_dir,
+                              hint="It must belong to the user PostgreSQL runs as (postgres).")
+
+
+def strip_encoding(entry):
+    """The WAL file name an archive entry stores (None for work files and checksum sidecars)."""
+    if entry.startswith(".") or entry.endswith(CHECKSUM_SUFFIX):
+        return None
+    for suffix in sorted(ENCODINGS, key=len, reverse=True):
+        if suffix and entry.endswith(suffix):
+            return entry[:-len(suffix)]
+    return entry
