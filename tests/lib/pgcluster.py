@@ -158,7 +158,7 @@ class PgCluster(object):
     @classmethod
     def create(cls, name=None, port=None, version=DEFAULT_VERSION, fsync=False, extra_conf=None):
         """Create, configure and start a new cluster; the postgres role gets a random password."""
-        name = name or next_cluster_name(version)
+        name = name or cls.next_name(version)
         cluster = cls(version, name, port or find_free_port())
         try:
             cluster._create_and_start(fsync, extra_conf, port_was_chosen=port is None)
@@ -168,6 +168,10 @@ class PgCluster(object):
                 cluster.drop()
             raise
         return cluster
+
+    @classmethod
+    def next_name(cls, version):
+        return next_cluster_name(version)
 
     def _create_and_start(self, fsync, extra_conf, port_was_chosen):
         run_command(["pg_createcluster", "--start-conf", "manual", str(self.version), self.name,
