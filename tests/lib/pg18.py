@@ -89,9 +89,8 @@ class Pg18Cluster(PgCluster):
             number += 1
         return "%s%d_%d" % (PREFIX, os.getpid(), number)
 
-    def _create_and_start(self, fsync, extra_conf, port_was_chosen):
+    def init_cluster(self):
         os.makedirs(self.socket_dir)
-        self.created_here = True
         shutil.chown(self.base, OS_USER, OS_USER)
         shutil.chown(self.socket_dir, OS_USER, OS_USER)
         # scram for TCP (the tests log in with a password), peer on the socket (psql_as_os_user)
@@ -99,15 +98,10 @@ class Pg18Cluster(PgCluster):
                      "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"])
         with open(os.path.join(self.data_dir, "postgresql.conf"), "a") as conf:
             conf.write("\ninclude_dir = 'conf.d'\n")
+
+    def _move_to_new_port(self, fsync, extra_conf):
+        self.port = find_free_port()
         self.write_harness_conf(fsync, extra_conf)
-        try:
-            self.start()
-        except PgClusterError:
-            if not (port_was_chosen and self._port_was_taken()):
-                raise
-            self.port = find_free_port()
-            self.write_harness_conf(fsync, extra_conf)
-            self.start()
 
     def harness_settings(self, fsync, extra_conf):
         settings = {"port": self.port, "unix_socket_directories": self.socket_dir}

@@ -174,17 +174,20 @@ class PgCluster(object):
         return next_cluster_name(version)
 
     def _create_and_start(self, fsync, extra_conf, port_was_chosen):
-        run_command(["pg_createcluster", "--start-conf", "manual", str(self.version), self.name,
-                     "-p", str(self.port), "--", "--no-sync"])
         self.created_here = True
+        self.init_cluster()
         self.write_harness_conf(fsync, extra_conf)
         try:
             self.start()
         except PgClusterError:
             if not (port_was_chosen and self._port_was_taken()):
                 raise
-            self._move_to_new_port()
+            self._move_to_new_port(fsync, extra_conf)
             self.start()
+
+    def init_cluster(self):
+        run_command(["pg_createcluster", "--start-conf", "manual", str(self.version), self.name,
+                     "-p", str(self.port), "--", "--no-sync"])
 
     def _port_was_taken(self):
         try:
@@ -193,7 +196,7 @@ class PgCluster(object):
         except OSError:
             return False
 
-    def _move_to_new_port(self):
+    def _move_to_new_port(self, fsync, extra_conf):
         """Another process grabbed our port between probing and starting; take another one."""
         self.port = find_free_port()
         run_command(["pg_conftool", str(self.version), self.name, "set", "port", str(self.port)])
