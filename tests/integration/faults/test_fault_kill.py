@@ -62,7 +62,7 @@ def test_pg_basebackup_killed_mid_copy_publishes_nothing(pg, todo_db, tmp_repo):
         return any(name.endswith(".base") and os.listdir(os.path.join(tmp_repo, name)) for name in temp_entries(tmp_repo))
 
     # Throttled so that it is certainly still copying when it is killed.
-    call = BackgroundCall(base_backup, max_rate="4M")
+    call = BackgroundCall(take_base_backup, max_rate="4M")
     pid = wait_for_descendant("pg_basebackup", condition=copying)
     helpers = [child for child, name in descendants(pid)]
     assert helpers, "pg_basebackup -X stream runs its WAL streamer as a child process"
