@@ -7,7 +7,8 @@ restore never leaves the target half-changed.
 
 The entry point callers use (``LogicalRestoreRequest``, ``plan``, ``restore``); the work is done in
 restore_request (the request and its checks), restore_full, restore_tables, restore_globals,
-restore_steps (what the modes share) and staging (the staging database)."""
+restore_steps (what the modes share), staging (the staging database), staging_owner and
+staging_leftovers (staging databases that restores which died left behind)."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -16,6 +17,7 @@ import time
 
 from . import restore_full
 from . import restore_tables
+from . import staging_leftovers
 from .restore_globals import keep_own_password, restore_globals
 from .restore_request import (MAX_AUTO_JOBS, LogicalRestoreRequest, check_overwrite_allowed, check_target_exists_for_tables,
                               default_jobs, select_backup, target_state)
@@ -51,12 +53,14 @@ def restore(request):
         result = restore_tables.restore_tables(request, manifest, major)
     else:
         check_overwrite_allowed(request, exists, tables)
+        leftovers = staging_leftovers.drop_leftovers(request.connection, request.maintenance_db, request.database)
         if request.globals:
             restore_globals(request, manifest, major)
         if exists and tables and not request.clean:
             result = restore_full.restore_over_existing(request, manifest, major)
         else:
             result = restore_full.restore_via_staging(request, manifest, major, exists)
+        result.update(leftovers)
     result.update({"backup_id": manifest["id"], "database": request.database,
                    "duration_seconds": round(time.monotonic() - started, 3)})
     return result

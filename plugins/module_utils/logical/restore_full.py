@@ -12,6 +12,7 @@ import os
 from . import parallel_restore
 from . import restore_steps as steps
 from . import staging
+from . import staging_owner
 from ..core import pgconn
 from ..core import streams
 from ..core.errors import PgBackupError
@@ -26,6 +27,7 @@ def restore_via_staging(request, manifest, major, target_exists):
     try:
         staging.create_database(admin, name, manifest)
         try:
+            staging_owner.record_owner(admin, name, request.database)  # admin stays open until the swap-in
             connections = load_archive(request, manifest, major, name)
             conn = pgconn.connect(request.connection, name)
             try:

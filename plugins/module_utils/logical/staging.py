@@ -10,6 +10,7 @@ __metaclass__ = type
 import os
 import time
 
+from . import staging_owner
 from ..core import pgconn
 from ..core.errors import PgBackupError
 
@@ -64,6 +65,7 @@ def _rename(admin, name, new_name):
 
 def swap_in(admin, staging, target, target_exists, force):
     """Put ``staging`` in place of ``target`` (the old target is dropped once the new one is in place)."""
+    staging_owner.forget_owner(admin, staging)
     _wait_until_unused(admin, staging)
     if not target_exists:
         _rename(admin, staging, target)
