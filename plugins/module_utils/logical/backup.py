@@ -226,14 +226,8 @@ def _dump(request, source, snapshot, snapshot_conn, env, artifact_tmp):
         dump.wait()
         return {"size": fsutil.artifact_size(artifact_tmp), "sha256": fsutil.sha256_tree(artifact_tmp), "tables": counts}
     stages = [Stage(argv, name="pg_dump", error_pattern=PG_DUMP_ERROR)] + _output_stages(request, source["external"])
-    dump = Pipeline(stages, env=env, capture_stdout=True).start()
     counter = _CountInBackground(snapshot_conn, source["tables"])
-    try:
-        size, digest = _stream_to_file(dump, artifact_tmp)
-    except BaseException:
-        dump.kill()
-        raise
-    dump.wait()
+    size, digest = _run_to_file(stages, env, artifact_tmp)
     return {"size": size, "sha256": digest, "tables": counter.result()}
 
 
