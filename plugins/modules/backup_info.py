@@ -18,11 +18,22 @@ description:
     missing or zero bytes), V(truncated) (size differs from the manifest), V(size_anomaly) (newest size more than
     O(size_anomaly_factor) times or less than 1/O(size_anomaly_factor) of the median of the previous 7),
     V(verify_failed) (last verification failed), V(last_run_failed) (the runner's last backup event in O(log_file)
-    is an error) and V(damaged_manifest).
+    is an error), V(damaged_manifest) and, with O(check_staging_databases=true), V(leftover_staging_database).
   - Read-only; artifacts are not hashed (use M(todoapi.pgbackup.backup_verify) for that).
 extends_documentation_fragment:
+  - todoapi.pgbackup.connection
   - todoapi.pgbackup.connection.repository
 options:
+  check_staging_databases:
+    description:
+      - Also connect to the PostgreSQL server (O(host), O(port), O(user), O(password), O(sslmode)) and report, as
+        problem V(leftover_staging_database) (severity V(warning)), each staging database (C(<database>__restore_<pid>))
+        that a full restore left there when it died. The next full restore into that database drops them (see
+        M(todoapi.pgbackup.pg_restore)); one without an owner record is only reported.
+      - A staging database whose restore is still running is not reported.
+      - Without it the module does not connect to PostgreSQL.
+    type: bool
+    default: false
   database:
     description: Only report this database; no backup of it is a V(no_backup) problem.
     type: str
@@ -90,22 +101,27 @@ metrics:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import status
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import REPOSITORY_ARGS, repository_from, run_or_fail
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
+    argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
 
 
 def main():
-    spec = dict(REPOSITORY_ARGS)
-    spec.update(
+    spec = argument_spec(
         database=dict(type="str"),
         max_age_hours=dict(type="float", default=25),
         size_anomaly_factor=dict(type="float", default=3.0),
         log_file=dict(type="path"),
+        check_staging_databases=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
+    connection = None
+    if params["check_staging_databases"]:
+        require_psycopg2(module)
+        connection = connection_from(module)
     result = run_or_fail(module, status.backup_status, repository_from(module), database=params["database"],
                          max_age_hours=params["max_age_hours"], size_anomaly_factor=params["size_anomaly_factor"],
-                         log_file=params["log_file"])
+                         log_file=params["log_file"], connection=connection)
     module.exit_json(changed=False, ok=result["ok"], backups=result["backups"], latest=result["latest"],
                      health=result["health"], metrics=result["metrics"])
 

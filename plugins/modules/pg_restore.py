@@ -16,6 +16,12 @@ description:
   - B(Full restore) (no O(tables)) restores into a new staging database, compares every table's row count with
     the manifest, and only then puts it in place of O(database). A failure drops the staging database and leaves
     the target as it was. A target that already holds tables is only replaced with O(force=true).
+  - Before it starts, a full restore drops the staging databases that earlier restores into O(database) left
+    behind when they died (killed, host lost). A staging database carries an owner record in its comment; it is
+    dropped only when that record shows that its restore's session to the server is gone and, when the record names
+    the host running the module, that the restore's process is gone too, and nobody is connected to it. A staging
+    database whose restore is still running is never touched. See RV(dropped_staging_databases) and
+    RV(leftover_staging_databases).
   - B(Per-table restore) (O(tables) given) runs in one transaction in the existing O(database). A listed table
     that still exists gets exactly the backup's rows and keeps its indexes, constraints and grants; a listed
     table that was dropped is recreated with its indexes, constraints, triggers, grants and comments. Foreign
@@ -187,6 +193,23 @@ connections:
   returned: success and O(tables) is empty
   type: int
   sample: 2
+dropped_staging_databases:
+  description:
+    - Staging databases that earlier restores into O(database) left behind when they died, dropped by this restore.
+  returned: success and O(tables) is empty
+  type: list
+  elements: str
+  sample: ["TodoDb__restore_4711"]
+leftover_staging_databases:
+  description:
+    - Staging databases that earlier restores into O(database) left behind and this restore did not drop, each
+      with C(database) and C(reason) (no owner record, or the drop failed); each is also a warning.
+    - M(todoapi.pgbackup.backup_info) with O(todoapi.pgbackup.backup_info#module:check_staging_databases=true)
+      reports them too.
+  returned: success and O(tables) is empty
+  type: list
+  elements: dict
+  sample: [{"database": "TodoDb__restore_4711", "reason": "cannot drop it: must be owner of database TodoDb__restore_4711"}]
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -230,6 +253,9 @@ def main():
         plan = run_or_fail(module, logical_restore.plan, request)
         module.exit_json(changed=True, backup=plan["backup"], mode=plan["mode"], database=request.database)
     result = run_or_fail(module, logical_restore.restore, request)
+    for leftover in result.get("leftover_staging_databases") or []:
+        module.warn("Staging database '%s' of an earlier restore that died was left in place: %s."
+                    % (leftover["database"], leftover["reason"]))
     manifest = request.repository.load(result.pop("backup_id"))
     result.pop("changed", None)
     module.exit_json(changed=True, backup=manifest, **result)

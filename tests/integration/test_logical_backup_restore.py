@@ -8,6 +8,7 @@ import os
 import stat
 
 import pytest
+from psycopg2 import sql as pgsql
 
 from tests.lib.dbcompare import assert_same_data, index_and_constraint_defs, run_pg_amcheck, table_fingerprints
 from tests.lib.module_run import connection_args, run_module
@@ -108,6 +109,38 @@ def test_clean_force_restore_replaces_live_database(ansible_playbook, todo_db, t
     restore(ansible_playbook, todo_db, tmp_repo, database=todo_db.name, clean=True, force=True, jobs=2)
     assert table_fingerprints(todo_db.cluster, todo_db.name) == original
     assert not [n for n in todo_db.cluster.sql("SELECT datname FROM pg_database") if "__restore_" in n[0]]
+    # The staging database's owner record did not come along into the live database.
+    assert database_comment(todo_db.cluster, todo_db.name) is None
+
+
+def database_comment(cluster, name):
+    return cluster.scalar("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,))
+
+
+def test_full_restore_drops_the_staging_databases_dead_restores_left(ansible_playbook, todo_db, tmp_repo, target_db):
+    """What a restore killed on another host leaves (the killing itself: faults/test_fault_staging.py)."""
+    cluster = todo_db.cluster
+    dead = target_db + "__restore_99999"
+    unrecorded = target_db + "__restore_99998"
+    record = {"owner": "todoapi.pgbackup restore staging", "database": dead, "target": target_db, "host": "gone.example",
+              "boot_id": "x", "pid": 99999, "process_start": 1, "backend_pid": 2 ** 30, "backend_start": 0}
+    other_target = "Other Db__restore_99999"
+    try:
+        for name in (dead, unrecorded, other_target):
+            cluster.create_database(name)
+        cluster.sql(pgsql.SQL("COMMENT ON DATABASE {} IS {}").format(pgsql.Identifier(dead), pgsql.Literal(json.dumps(record))))
+        dump(ansible_playbook, todo_db, tmp_repo)
+        result = restore(ansible_playbook, todo_db, tmp_repo, database=target_db)
+        assert result["dropped_staging_databases"] == [dead]
+        assert [(k["database"], "no owner record" in k["reason"]) for k in result["leftover_staging_databases"]] == \
+            [(unrecorded, True)]
+        assert any(unrecorded in warning for warning in result.get("warnings", []))
+        names = [row[0] for row in cluster.sql("SELECT datname FROM pg_database")]
+        assert dead not in names and unrecorded in names and other_target in names  # only its own target's
+        assert_same_data((cluster, todo_db.name), (cluster, target_db))
+    finally:
+        for name in (dead, unrecorded, other_target):
+            cluster.drop_database(name)
 
 
 def test_per_table_restore_replaces_rows_and_keeps_everything_else(ansible_playbook, todo_db, tmp_repo):

@@ -18,6 +18,7 @@ import pytest
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import parallel_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import pgconn
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.integration.faults.faultlib import rewrite_manifest, spec_of, take_backup
@@ -290,12 +291,12 @@ def test_toast_compression_refuses_what_the_server_cannot_do_before_touching_any
     with pytest.raises(PgBackupError, match="toast_compression must be one of auto, lz4, pglz, server"):
         restore(pg, tmp_repo, compressible_db, target_name, jobs=2, toast_compression="zstd")
     # A server built without lz4 offers only pglz in pg_settings.enumvals.
-    real_scalar = logical_restore.pgconn.scalar
+    real_scalar = pgconn.scalar
 
     def without_lz4(conn, statement, params=None):
         value = real_scalar(conn, statement, params)
         return ["pglz"] if "default_toast_compression" in statement else value
-    monkeypatch.setattr(logical_restore.pgconn, "scalar", without_lz4)
+    monkeypatch.setattr(pgconn, "scalar", without_lz4)
     with pytest.raises(PgBackupError, match="cannot compress TOAST values with lz4"):
         restore(pg, tmp_repo, compressible_db, target_name, jobs=2, toast_compression="lz4")
     assert databases(pg) == before

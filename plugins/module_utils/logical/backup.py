@@ -160,18 +160,10 @@ def backup(request):
     snapshot_conn = None
     temp_paths = []
     try:
-        info = pgconn.server_info(conn)
-        major = info["server_version_num"] // 10000
-        tables, inc_tables, exc_tables, inc_schemas = _selected_tables(conn, request)
-        db_props = pgconn.database_properties(conn, request.database)
-        db_size = pgconn.scalar(conn, "SELECT pg_database_size(current_database())")
-        pg_dump, pg_dump_version = find_tool("pg_dump", major, request.pg_bin_dir)
-        dump_major = int(pg_dump_version.split(".")[0])
-        native_args, external, applied = streams.dump_plan(request.format, request.compression,
-                                                           bool(request.recipients), dump_major)
+        source = _inspect_source(conn, request)
         repo.prepare()
         backup_id = repo.unique_id("logical", request.database, started)
-        suffix = streams.artifact_suffix(request.format, request.compression, applied, bool(request.recipients))
+        suffix = streams.artifact_suffix(request.format, request.compression, source["applied"], bool(request.recipients))
         artifact_tmp = repo.temp_path(backup_id, suffix)
         temp_paths.append(artifact_tmp)
 
@@ -180,68 +172,18 @@ def backup(request):
         snapshot_conn = pgconn.connect(request.connection, request.database, autocommit=False)
         snapshot_conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         snapshot = pgconn.scalar(snapshot_conn, "SELECT pg_export_snapshot()")
-
-        argv = [pg_dump, "-F", request.format[0], "--snapshot=%s" % snapshot] + native_args
-        argv += _filter_args(inc_tables, exc_tables, inc_schemas, request.exclude_schemas)
         with pgconn.libpq_environment(request.connection) as env:
             env["PGDATABASE"] = request.database
-            if request.format == "directory":
-                argv += ["-j", str(request.jobs), "-f", artifact_tmp, "--no-sync"]
-                dump = Pipeline([Stage(argv, name="pg_dump", error_pattern=PG_DUMP_ERROR)], env=env).start()
-                counts = pgconn.count_rows(snapshot_conn, tables)
-                dump.wait()
-                size, digest = fsutil.artifact_size(artifact_tmp), fsutil.sha256_tree(artifact_tmp)
-            else:
-                stages = [Stage(argv, name="pg_dump", error_pattern=PG_DUMP_ERROR)] + _output_stages(request, external)
-                dump = Pipeline(stages, env=env, capture_stdout=True).start()
-                counter = _CountInBackground(snapshot_conn, tables)
-                try:
-                    size, digest = _stream_to_file(dump, artifact_tmp)
-                except BaseException:
-                    dump.kill()
-                    raise
-                dump.wait()
-                counts = counter.result()
-            objects = pgconn.table_objects(snapshot_conn, tables)
+            dumped = _dump(request, source, snapshot, snapshot_conn, env, artifact_tmp)
+            dumped["objects"] = pgconn.table_objects(snapshot_conn, source["tables"])
             snapshot_conn.rollback()
-            extra_files = {}
             temp_files = {artifact_tmp: backup_id + suffix}
+            extra_files = {}
             if request.globals:
-                globals_suffix = ".globals.sql" + {"zstd": ".zst", "gzip": ".gz"}.get(
-                    request.compression["method"], "") + (".age" if request.recipients else "")
-                globals_tmp = repo.temp_path(backup_id, globals_suffix)
-                temp_paths.append(globals_tmp)
-                entry = _dump_globals(request, env, major, globals_tmp)
-                entry["artifact"] = backup_id + globals_suffix
-                extra_files["globals"] = entry
-                temp_files[globals_tmp] = entry["artifact"]
-        if size == 0:
+                extra_files["globals"] = _globals_file(request, env, source["major"], backup_id, temp_paths, temp_files)
+        if dumped["size"] == 0:
             raise PgBackupError("pg_dump produced an empty artifact.", hint="See the PostgreSQL server log.")
-
-        finished = manifests.utcnow()
-        manifest = manifests.base_manifest("logical", request.database, backup_id, started)
-        manifest.update({
-            "artifact": backup_id + suffix,
-            "size": size,
-            "sha256": digest,
-            "finished_at": manifests.isoformat(finished),
-            "duration_seconds": round(time.monotonic() - clock, 3),
-            "format": request.format,
-            "compression": dict(request.compression, applied=applied),
-            "encryption": {"method": "age", "recipients": request.recipients} if request.recipients else None,
-            "server_version": info["server_version"],
-            "server_version_num": info["server_version_num"],
-            "pg_dump_version": pg_dump_version,
-            "source": {"host": request.connection.host, "port": request.connection.port},
-            "database_properties": db_props,
-            "database_size": db_size,
-            "snapshot": snapshot,
-            "selection": {"schemas": request.schemas, "exclude_schemas": request.exclude_schemas,
-                          "tables": request.tables, "exclude_tables": request.exclude_tables},
-            "tables": counts,
-            "objects": objects,
-            "extra_files": extra_files,
-        })
+        manifest = _manifest(request, source, dumped, backup_id, backup_id + suffix, started, clock, snapshot, extra_files)
         repo.commit(manifest, temp_files)
         return manifest
     except OSError as exc:
@@ -255,6 +197,78 @@ def backup(request):
         if snapshot_conn is not None:
             snapshot_conn.close()
         conn.close()
+
+
+def _inspect_source(conn, request):
+    """What the backup needs to know of the server and database before it starts."""
+    info = pgconn.server_info(conn)
+    major = info["server_version_num"] // 10000
+    tables, inc_tables, exc_tables, inc_schemas = _selected_tables(conn, request)
+    pg_dump, pg_dump_version = find_tool("pg_dump", major, request.pg_bin_dir)
+    native_args, external, applied = streams.dump_plan(request.format, request.compression, bool(request.recipients),
+                                                       int(pg_dump_version.split(".")[0]))
+    return {"info": info, "major": major, "tables": tables, "pg_dump": pg_dump, "pg_dump_version": pg_dump_version,
+            "native_args": native_args, "external": external, "applied": applied,
+            "filter_args": _filter_args(inc_tables, exc_tables, inc_schemas, request.exclude_schemas),
+            "database_properties": pgconn.database_properties(conn, request.database),
+            "database_size": pgconn.scalar(conn, "SELECT pg_database_size(current_database())")}
+
+
+def _dump(request, source, snapshot, snapshot_conn, env, artifact_tmp):
+    """Run pg_dump in ``snapshot`` into ``artifact_tmp`` while counting the rows of that snapshot;
+    returns {"size", "sha256", "tables": {table key: rows}}."""
+    argv = [source["pg_dump"], "-F", request.format[0], "--snapshot=%s" % snapshot] + source["native_args"]
+    argv += source["filter_args"]
+    if request.format == "directory":
+        argv += ["-j", str(request.jobs), "-f", artifact_tmp, "--no-sync"]
+        dump = Pipeline([Stage(argv, name="pg_dump", error_pattern=PG_DUMP_ERROR)], env=env).start()
+        counts = pgconn.count_rows(snapshot_conn, source["tables"])
+        dump.wait()
+        return {"size": fsutil.artifact_size(artifact_tmp), "sha256": fsutil.sha256_tree(artifact_tmp), "tables": counts}
+    stages = [Stage(argv, name="pg_dump", error_pattern=PG_DUMP_ERROR)] + _output_stages(request, source["external"])
+    counter = _CountInBackground(snapshot_conn, source["tables"])
+    size, digest = _run_to_file(stages, env, artifact_tmp)
+    return {"size": size, "sha256": digest, "tables": counter.result()}
+
+
+def _globals_file(request, env, major, backup_id, temp_paths, temp_files):
+    """Dump the globals beside the artifact; returns their manifest entry (temp file registered)."""
+    globals_suffix = ".globals.sql" + {"zstd": ".zst", "gzip": ".gz"}.get(
+        request.compression["method"], "") + (".age" if request.recipients else "")
+    globals_tmp = request.repository.temp_path(backup_id, globals_suffix)
+    temp_paths.append(globals_tmp)
+    entry = _dump_globals(request, env, major, globals_tmp)
+    entry["artifact"] = backup_id + globals_suffix
+    temp_files[globals_tmp] = entry["artifact"]
+    return entry
+
+
+def _manifest(request, source, dumped, backup_id, artifact, started, clock, snapshot, extra_files):
+    info = source["info"]
+    manifest = manifests.base_manifest("logical", request.database, backup_id, started)
+    manifest.update({
+        "artifact": artifact,
+        "size": dumped["size"],
+        "sha256": dumped["sha256"],
+        "finished_at": manifests.isoformat(manifests.utcnow()),
+        "duration_seconds": round(time.monotonic() - clock, 3),
+        "format": request.format,
+        "compression": dict(request.compression, applied=source["applied"]),
+        "encryption": {"method": "age", "recipients": request.recipients} if request.recipients else None,
+        "server_version": info["server_version"],
+        "server_version_num": info["server_version_num"],
+        "pg_dump_version": source["pg_dump_version"],
+        "source": {"host": request.connection.host, "port": request.connection.port},
+        "database_properties": source["database_properties"],
+        "database_size": source["database_size"],
+        "snapshot": snapshot,
+        "selection": {"schemas": request.schemas, "exclude_schemas": request.exclude_schemas,
+                      "tables": request.tables, "exclude_tables": request.exclude_tables},
+        "tables": dumped["tables"],
+        "objects": dumped["objects"],
+        "extra_files": extra_files,
+    })
+    return manifest
 
 
 class _CountInBackground(object):

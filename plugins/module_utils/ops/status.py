@@ -19,6 +19,7 @@ from ..core import fsutil
 from ..core import manifest as manifests
 from ..core import pgconn
 from ..core.errors import PgBackupError
+from ..logical import staging_leftovers
 from .verify import verification_state
 
 ANOMALY_WINDOW = 7
@@ -38,6 +39,7 @@ PROBLEM_CODES = {
     "damaged_manifest": ("warning", "a manifest in the repository cannot be read"),
     "archive_failing": ("critical", "PostgreSQL's archive_command fails (pg_stat_archiver): WAL piles up in pg_wal and "
                                     "point-in-time recovery ends at the last archived segment"),
+    "leftover_staging_database": ("warning", "a full restore that died left its staging database on the server"),
 }
 
 METRICS = (
@@ -136,12 +138,13 @@ def _problem(code, database, message, backups=None):
 
 
 def backup_status(repository, database=None, now=None, max_age_hours=25, size_anomaly_factor=3.0, log_file=None,
-                  anomaly_window=ANOMALY_WINDOW, expected_databases=None):
+                  anomaly_window=ANOMALY_WINDOW, expected_databases=None, connection=None):
     """Backups, the newest usable one per database, health problems and metrics.
 
     ``database`` limits the report to one database (and makes its absence a ``no_backup``
     problem); ``expected_databases`` (e.g. the runner's configured list) must each have a
-    usable backup. ``now`` (datetime or ISO text) defaults to the current time.
+    usable backup. ``now`` (datetime or ISO text) defaults to the current time. With a
+    ``connection`` (ConnectionSpec) the server is checked for leftover staging databases too.
     """
     now = manifests.parse_time(now) if now is not None else manifests.utcnow()
     max_age_hours = float(max_age_hours)
@@ -176,6 +179,10 @@ def backup_status(repository, database=None, now=None, max_age_hours=25, size_an
         metrics[name] = _metrics(newest_usable, mine, not problems, now)
     for text in damaged:
         health.append(_problem("damaged_manifest", None, text))
+    for problem in (staging_problems(connection, database) if connection is not None else []):
+        health.append(problem)
+        if problem["database"] in metrics:
+            metrics[problem["database"]]["ok"] = 0
     if not names:
         health.append(_problem("no_backup", None, "Repository '%s' holds no backups%s." % (
             repository.path, "" if repository.exists() else " (the directory does not exist)")))
@@ -236,12 +243,28 @@ def _iso_or_none(moment):
     return manifests.isoformat(moment) if moment is not None else None
 
 
+def staging_problems(connection, database=None):
+    """One ``leftover_staging_database`` problem per staging database that a dead full restore left on
+    the server at ``connection`` (only those of restores into ``database`` when given)."""
+    conn = pgconn.connect(connection)
+    try:
+        leftovers = staging_leftovers.find_leftovers(conn, database)
+    finally:
+        conn.close()
+    return [_problem("leftover_staging_database", leftover["target"], staging_leftovers.describe(leftover),
+                     [leftover["database"]]) for leftover in leftovers]
+
+
 def archiver_status(connection):
     """WAL archiving health of the server at ``connection`` (a ConnectionSpec), from pg_stat_archiver.
 
     ``failing`` is true when the newest archiving attempt failed (its last failure is later than
     its last success); then ``problems`` holds one ``archive_failing`` problem, in the shape of
     ``backup_status``'s health entries, so it can go through the same alerts.
+
+    This is the one check of the runner's ``status`` that connects to the server (with
+    ``--check-archiver``), so ``problems`` also holds the ``leftover_staging_database`` problems
+    of that server (see ``staging_problems``).
     """
     conn = pgconn.connect(connection)
     try:
@@ -260,6 +283,7 @@ def archiver_status(connection):
             "archive_command is failing on %s: %d failed attempt(s) since %s, the last for WAL %s at %s; last successful "
             "archive: %s." % (connection.describe(), failed, result["stats_reset"] or "the server started", failed_wal,
                               result["last_failed_time"], ("%s, %.0f s ago" % (last_wal, age)) if last_wal else "never"))))
+    result["problems"].extend(staging_problems(connection))
     return result
 
 

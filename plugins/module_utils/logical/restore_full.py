@@ -1,0 +1,138 @@
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Whole-database restore: into a staging database that is swapped in only after its row counts
+match the manifest, or (force without clean) in place in one transaction."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+from . import parallel_restore
+from . import restore_steps as steps
+from . import staging
+from . import staging_owner
+from ..core import pgconn
+from ..core import streams
+from ..core.errors import PgBackupError
+from ..core.pgtools import tool_path
+from ..core.pipeline import Pipeline, Stage
+
+
+def restore_via_staging(request, manifest, major, target_exists):
+    """Restore into a new database, check it, then put it in place of the target."""
+    name = staging.staging_name(request.database)
+    admin = pgconn.connect(request.connection, request.maintenance_db)
+    try:
+        staging.create_database(admin, name, manifest)
+        try:
+            staging_owner.record_owner(admin, name, request.database)  # admin stays open until the swap-in
+            connections = load_archive(request, manifest, major, name)
+            conn = pgconn.connect(request.connection, name)
+            try:
+                counts = steps.verify_counts(conn, manifest["tables"])
+            finally:
+                conn.close()
+            staging.swap_in(admin, name, request.database, target_exists, request.force)
+        except BaseException:
+            staging.drop_database(admin, name, force=True)
+            raise
+    finally:
+        admin.close()
+    return {"mode": "full", "tables": counts, "restored_tables": sorted(counts), "changed": True,
+            "connections": connections}
+
+
+def restore_over_existing(request, manifest, major):
+    """force without clean: replace the backup's objects in place, in one transaction."""
+    connections = load_archive(request, manifest, major, request.database,
+                               ["--clean", "--if-exists", "--single-transaction"])
+    conn = pgconn.connect(request.connection, request.database)
+    try:
+        counts = steps.verify_counts(conn, manifest["tables"])
+    finally:
+        conn.close()
+    return {"mode": "full", "tables": counts, "restored_tables": sorted(counts), "changed": True,
+            "connections": connections}
+
+
+def load_archive(request, manifest, major, dbname, extra=()):
+    """Restore the archive into ``dbname``; returns how many connections loaded it."""
+    stages, path = steps.decoded_input(request, manifest)
+    fmt = manifest.get("format", "custom")
+    # pg_restore refuses -j with --single-transaction: an in-place restore stays one transaction, run serially.
+    jobs = 1 if "--single-transaction" in extra else request.jobs
+    with pgconn.libpq_environment(request.connection) as env:
+        env = steps.with_settings(env, request.session_settings)
+        if fmt == "plain":
+            steps.run(stages + [Stage(steps.psql_argv(request, major, dbname, ["--single-transaction"]), name="psql",
+                                      error_pattern=steps.PSQL_ERROR)], env, stdin=path)
+            return 1
+        if fmt == "directory":
+            argv = steps.pg_restore_argv(request, major, dbname, ["-j", str(jobs)] + list(extra) + [path])
+            steps.run([Stage(argv, name="pg_restore", error_pattern=steps.PG_RESTORE_ERROR)], env)
+            return jobs
+        if jobs > 1 and fmt == "custom":
+            return _parallel_custom_restore(request, manifest, stages, path, env, major, dbname)
+        _serial_custom_restore(request, stages, path, env, major, dbname, extra)
+        return 1
+
+
+def _serial_custom_restore(request, stages, path, env, major, dbname, extra=()):
+    argv = steps.pg_restore_argv(request, major, dbname, extra)
+    if not stages:
+        steps.run([Stage(argv + [path], name="pg_restore", error_pattern=steps.PG_RESTORE_ERROR)], env)
+    else:
+        steps.run(stages + [Stage(argv, name="pg_restore", error_pattern=steps.PG_RESTORE_ERROR)], env, stdin=path)
+
+
+def _parallel_custom_restore(request, manifest, stages, path, env, major, dbname):
+    """Whole restore into an empty database over ``jobs`` connections (see parallel_restore)."""
+    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
+    prefix = None
+    try:
+        if stages:
+            try:
+                prefix, listing = parallel_restore.write_toc_prefix(stages, path, env, pg_restore, request.work_dir)
+            except PgBackupError as exc:
+                raise streams.explain_decrypt_failure(exc)
+        else:
+            listing = steps.list_archive(request, manifest, major, env)
+        if steps.holds_large_objects(listing):
+            _serial_custom_restore(request, stages, path, env, major, dbname)
+            return 1
+        toc_file = prefix or path
+        steps.run([Stage(steps.pg_restore_argv(request, major, dbname, ["--section=pre-data", toc_file]),
+                         name="pg_restore (pre-data)", error_pattern=steps.PG_RESTORE_ERROR)], env)
+
+        def connect():
+            return pgconn.connect(request.connection, dbname)
+
+        with parallel_restore.autovacuum_paused(connect):
+            _parallel_data_section(request, stages, path, env, pg_restore, connect)
+            post_env = steps.with_settings(env, {"maintenance_work_mem": request.maintenance_work_mem})
+            steps.run([Stage(steps.pg_restore_argv(request, major, dbname,
+                                                   ["--section=post-data", "-j", str(request.jobs), toc_file]),
+                             name="pg_restore (post-data)", error_pattern=steps.PG_RESTORE_ERROR)], post_env)
+        return request.jobs
+    finally:
+        if prefix:
+            os.unlink(prefix)
+
+
+def _parallel_data_section(request, stages, path, env, pg_restore, connect):
+    script = Pipeline(stages + [Stage([pg_restore, "--section=data", "-f", "-"] + ([] if stages else [path]),
+                                      name="pg_restore (data)", error_pattern=steps.PG_RESTORE_ERROR)],
+                      env=env, stdin=path if stages else None, capture_stdout=True).start()
+    try:
+        parallel_restore.load_data_section(script.stdout_chunks(), connect, request.jobs,
+                                           settings=request.session_settings)
+    except parallel_restore.StreamEndedEarly:
+        steps.finish(script)  # its processes have exited: their error is the real one
+        raise
+    except BaseException:
+        script.kill()
+        script.wait_quietly()
+        raise
+    steps.finish(script)
