@@ -70,19 +70,28 @@ def cmd_status(_args):
     return 0
 
 
+def _stop_holding(_signum, _frame):
+    raise SystemExit(0)
+
+
 def cmd_hold(_args):
+    # Handlers first, and for SIGINT too: a shell starts background jobs with SIGINT ignored.
+    # A signal during Lab.create() then unwinds through its cleanup.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop_holding)
     cleanup_stale_labs()
     lab = Lab.create()
     try:
         _print_ready(lab)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         print("holding; SIGINT or SIGTERM (pid %d) takes it down" % os.getpid())
         sys.stdout.flush()
         while True:
             signal.pause()
-    except KeyboardInterrupt:
+    except SystemExit:
         pass
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the teardown
         lab.down()
     return 0
 
