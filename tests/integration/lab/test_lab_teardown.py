@@ -15,19 +15,12 @@ import pytest
 
 from tests.lib.lab import Lab, cleanup_stale_labs, known_lab_ids
 from tests.lib.lab.cleanup import namespace_inodes
+from tests.lib.lab.play import EVERY_HOST_PLAY
 from tests.lib.lab.processes import pids_in_namespaces, start_time
 from tests.lib.lab.topology import lab_root, name_prefix
 from tests.lib.procscan import proc_state
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-PING = """
-- name: Every host
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Ping
-      ansible.builtin.ping:
-"""
 
 
 def traces(lab_id, inodes):
@@ -68,7 +61,7 @@ def test_down_leaves_nothing_even_with_postgresql_running(lab):
         postmaster = postmaster_pid(second, "db1")
         postmaster_started = start_time(postmaster)
         assert still_running(postmaster, postmaster_started)
-        second.playbook(PING)  # leaves Ansible's SSH connection masters behind on the controller
+        second.playbook(EVERY_HOST_PLAY)  # leaves Ansible's SSH connection masters behind on the controller
         inodes = all_namespace_inodes(second)
         assert len(inodes) == 4 * len(second.hosts)
         assert traces(second.id, inodes), "the lab left no trace to look for: the check below would prove nothing"

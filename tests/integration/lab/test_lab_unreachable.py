@@ -8,19 +8,9 @@ import subprocess
 import time
 
 from tests.lib.lab import HOST_NAMES
+from tests.lib.lab.play import EVERY_HOST_PLAY
 from tests.lib.lab.topology import veth_name
 
-EVERY_HOST = """
-- name: Every host
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Ping
-      ansible.builtin.ping:
-    - name: Host name
-      ansible.builtin.command: hostname
-      changed_when: false
-"""
 LOST = "db3"
 OTHERS = sorted(set(HOST_NAMES) - {LOST})
 ANSIBLE_UNREACHABLE_RC = 4
@@ -32,14 +22,14 @@ def link_is_down(lab, host):
 
 
 def test_a_cut_off_host_fails_alone_and_comes_back(lab):
-    lab.playbook(EVERY_HOST)  # every host answers; Ansible now holds a connection to each
+    lab.playbook(EVERY_HOST_PLAY)  # every host answers; Ansible now holds a connection to each
     lab.cut_off(LOST)
     try:
         assert link_is_down(lab, LOST)
         assert lab.processes(LOST) == [], "processes survived in the cut-off host"
 
         started = time.monotonic()
-        result = lab.playbook(EVERY_HOST, expect_failure=True)
+        result = lab.playbook(EVERY_HOST_PLAY, expect_failure=True)
         elapsed = time.monotonic() - started
 
         assert result.rc == ANSIBLE_UNREACHABLE_RC, result.describe()
@@ -52,6 +42,6 @@ def test_a_cut_off_host_fails_alone_and_comes_back(lab):
     finally:
         lab.reconnect(LOST)
 
-    again = lab.playbook(EVERY_HOST)
+    again = lab.playbook(EVERY_HOST_PLAY)
     assert again.ok_hosts() == sorted(HOST_NAMES)
     assert again.host_results("Host name")[LOST]["stdout"] == LOST

@@ -12,21 +12,30 @@ import json
 import subprocess
 import tempfile
 
-from tests.lib.ansible_run import ansible_bin, parse_json_report, playbook_env, playbook_file
+from tests.lib.ansible_run import PlaybookResult, ansible_bin, playbook_env, playbook_file
 
 
-class LabPlaybookResult(object):
+# A play that touches every host: the quickest proof of which hosts answer.
+EVERY_HOST_PLAY = """
+- name: Every host
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Ping
+      ansible.builtin.ping:
+    - name: Host name
+      ansible.builtin.command: hostname
+      changed_when: false
+"""
+
+
+class LabPlaybookResult(PlaybookResult):
+    """PlaybookResult (whose task()/stats are the controller's, for plays on localhost) plus
+    every lab host's results and stats."""
+
     def __init__(self, argv, rc, stdout, stderr):
-        self.argv = argv
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-        self.report = parse_json_report(stdout)
-        self.stats = self.report.get("stats", {})
-
-    @property
-    def failed(self):
-        return self.rc != 0
+        super(LabPlaybookResult, self).__init__(argv, rc, stdout, stderr)
+        self.host_stats = self.report.get("stats", {})
 
     def host_results(self, task_name):
         """{host: result} of the last task called task_name (KeyError listing the task names if absent)."""
@@ -37,17 +46,13 @@ class LabPlaybookResult(object):
         raise KeyError("no task %r; tasks run: %s" % (task_name, [task.get("task", {}).get("name") for task in tasks]))
 
     def unreachable_hosts(self):
-        return sorted(host for host, stats in self.stats.items() if stats.get("unreachable"))
+        return sorted(host for host, stats in self.host_stats.items() if stats.get("unreachable"))
 
     def failed_hosts(self):
-        return sorted(host for host, stats in self.stats.items() if stats.get("failures"))
+        return sorted(host for host, stats in self.host_stats.items() if stats.get("failures"))
 
     def ok_hosts(self):
-        return sorted(host for host, stats in self.stats.items() if not stats.get("unreachable") and not stats.get("failures"))
-
-    def describe(self):
-        return "command: %s\nrc=%s\n--- stdout ---\n%s\n--- stderr ---\n%s" % (
-            " ".join(self.argv), self.rc, self.stdout, self.stderr)
+        return sorted(host for host, stats in self.host_stats.items() if not stats.get("unreachable") and not stats.get("failures"))
 
 
 def run_lab_playbook(inventory, collections_root, playbook, extra_vars=None, limit=None, forks=None,

@@ -8,6 +8,8 @@ import os
 import signal
 import time
 
+from tests.lib.procscan import _stat_fields, proc_state
+
 NAMESPACE_KINDS = ("net", "mnt", "uts", "ipc")
 _NSFS_DEV = os.stat("/proc/self/ns/net").st_dev
 
@@ -84,19 +86,10 @@ def kill_until_gone(find_pids, timeout=15):
 
 
 def _is_zombie(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            text = handle.read()
-    except OSError:
-        return True
-    return text[text.rindex(")") + 2:].startswith("Z")
+    return proc_state(pid) in (None, "Z")
 
 
 def start_time(pid):
     """Start time of a process in clock ticks since boot (tells a reused pid apart), or None."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    return int(text[text.rindex(")") + 2:].split()[19])
+    fields = _stat_fields(pid)
+    return int(fields[1][19]) if fields else None
