@@ -11,7 +11,7 @@ import subprocess
 
 from tests.lib.lab import topology
 from tests.lib.lab.hostfs import fs_path, host_path, make_dir, write_file
-from tests.lib.lab.network import run
+from tests.lib.lab.commands import run
 
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 SUDOERS_DROP_IN = "/etc/sudoers.d/" + topology.LAB_USER

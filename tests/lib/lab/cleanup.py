@@ -19,7 +19,8 @@ import time
 
 from tests.lib.lab import topology
 from tests.lib.lab.hostfs import mount_points, ns_dir, outermost
-from tests.lib.lab.network import lab_link_names, lab_netns_names, remove_network, run
+from tests.lib.lab.commands import run
+from tests.lib.lab.network import lab_link_names, lab_netns_names, remove_network
 from tests.lib.lab.processes import describe, kill_until_gone, namespace_inode, pids_in_namespaces, pids_naming, start_time
 
 LOCK_PATH = "/run/lock/pgbackup-lab.lock"

@@ -17,10 +17,11 @@ import collections
 import grp
 import os
 import pwd
+import re
 import shlex
 
 from tests.lib.lab import topology
-from tests.lib.lab.network import run
+from tests.lib.lab.commands import run
 
 DirSpec = collections.namedtuple("DirSpec", "path owner group mode")
 
@@ -121,11 +122,14 @@ def write_identity(root, host, network):
     write_file(host_path(root, host, "/etc/hosts"), "\n".join(lines) + "\n")
 
 
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")  # mountinfo writes a space in a path as \040
+
+
 def mount_points():
-    """Mount points of the calling process's mount namespace (octal escapes decoded)."""
-    with open("/proc/self/mountinfo") as handle:
+    """Mount points of the calling process's mount namespace."""
+    with open("/proc/self/mountinfo", "rb") as handle:
         points = [line.split()[4] for line in handle]
-    return [point.encode("latin-1").decode("unicode_escape") for point in points]
+    return [os.fsdecode(_OCTAL_ESCAPE.sub(lambda match: bytes([int(match.group(1), 8)]), point)) for point in points]
 
 
 def outermost(paths):

@@ -48,12 +48,13 @@ class Lab(object):
             access.ensure_lab_user()
             lab_id = _unused_lab_id(owner_pid)
             os.mkdir(topology.lab_root(lab_id), 0o700)
-            network = topology.free_subnet(networks_in_use())
-            write_state(lab_id, owner_pid=owner_pid, owner_start=start_time(owner_pid), keeper=keeper,
-                        network=str(network))
-            create_bridge(lab_id, network)
-        lab = cls(lab_id, network, keeper)
         try:
+            with lab_lock():
+                network = topology.free_subnet(networks_in_use())
+                write_state(lab_id, owner_pid=owner_pid, owner_start=start_time(owner_pid), keeper=keeper,
+                            network=str(network))
+                create_bridge(lab_id, network)
+            lab = cls(lab_id, network, keeper)
             lab._build()
         except BaseException:
             destroy(lab_id)
@@ -119,9 +120,6 @@ class Lab(object):
 
     def owner_alive(self):
         return owner_alive(self.id)
-
-    def exists(self):
-        return bool(lab_netns_names(self.id) or lab_link_names(self.id) or os.path.isdir(self.root))
 
     # -- using it --------------------------------------------------------------
 

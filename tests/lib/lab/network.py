@@ -7,22 +7,9 @@ from __future__ import absolute_import, division, print_function
 
 import ipaddress
 import os
-import subprocess
 
 from tests.lib.lab import topology
-
-
-class LabCommandError(RuntimeError):
-    """A command that builds or removes part of the lab failed."""
-
-
-def run(argv, check=True, input_text=None, env=None, timeout=60):
-    completed = subprocess.run(argv, input=input_text, capture_output=True, text=True, env=env, timeout=timeout,
-                               check=False)
-    if check and completed.returncode != 0:
-        raise LabCommandError("command failed (rc=%s): %s\n%s%s" % (
-            completed.returncode, " ".join(argv), completed.stdout, completed.stderr))
-    return completed
+from tests.lib.lab.commands import run
 
 
 ROUTE_TYPES = ("unicast", "local", "broadcast", "multicast", "anycast", "unreachable", "prohibit", "blackhole", "throw")

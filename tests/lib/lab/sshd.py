@@ -10,7 +10,7 @@ import time
 
 from tests.lib.lab.access import HOST_KEY
 from tests.lib.lab.hostfs import HOST_ENV, host_path, write_file
-from tests.lib.lab.network import LabCommandError, run
+from tests.lib.lab.commands import LabCommandError, run
 
 SSHD = "/usr/sbin/sshd"
 CONFIG = "/etc/ssh/sshd_config"
