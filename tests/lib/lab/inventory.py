@@ -33,6 +33,8 @@ def inventory_text(lab_id, root, network):
         "ansible_ssh_private_key_file=%s" % client_key(root),
         "ansible_ssh_common_args=%s" % shlex.quote("-F %s" % ssh_config(root)),
         "ansible_control_path_dir=%s" % control_dir(root),
+        # ssh's own %C (not Ansible's hash) so that Lab.close_connections can name a host's master.
+        "ansible_control_path=%(directory)s/%%C",
         "ansible_python_interpreter=%s" % topology.HOST_PYTHON,
         "pgbackup_lab_id=%s" % lab_id,
         "pgbackup_lab_network=%s" % network,
