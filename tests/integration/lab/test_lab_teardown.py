@@ -16,9 +16,8 @@ import pytest
 from tests.lib.lab import Lab, cleanup_stale_labs, known_lab_ids
 from tests.lib.lab.cleanup import namespace_inodes
 from tests.lib.lab.play import EVERY_HOST_PLAY
-from tests.lib.lab.processes import pids_in_namespaces, start_time
+from tests.lib.lab.processes import is_running, pids_in_namespaces, start_time
 from tests.lib.lab.topology import lab_root, name_prefix
-from tests.lib.procscan import proc_state
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -49,7 +48,7 @@ def postmaster_pid(a_lab, host):
 
 def still_running(pid, started):
     """True if the process that started at `started` runs (a zombie waiting for init does not)."""
-    return proc_state(pid) not in (None, "Z") and start_time(pid) == started
+    return is_running(pid) and start_time(pid) == started
 
 
 def test_down_leaves_nothing_even_with_postgresql_running(lab):

@@ -21,7 +21,8 @@ from tests.lib.lab import topology
 from tests.lib.lab.hostfs import mount_points, ns_dir, outermost
 from tests.lib.lab.commands import run
 from tests.lib.lab.network import lab_link_names, lab_netns_names, remove_network
-from tests.lib.lab.processes import describe, kill_until_gone, namespace_inode, pids_in_namespaces, pids_naming, start_time
+from tests.lib.lab.processes import (describe, is_running, kill_until_gone, namespace_inode, pids_in_namespaces, pids_naming,
+                                     start_time)
 
 LOCK_PATH = "/run/lock/pgbackup-lab.lock"
 
@@ -52,10 +53,13 @@ def write_state(lab_id, **state):
 
 
 def owner_alive(lab_id):
+    """False once the owner is gone, a zombie (init may reap a killed run late), or its pid is
+    someone else's."""
     owner = topology.owner_pid_of(lab_id)
-    started = start_time(owner)
+    if not is_running(owner):
+        return False
     recorded = read_state(lab_id).get("owner_start")
-    return started is not None and recorded in (None, started)
+    return recorded in (None, start_time(owner))
 
 
 def known_lab_ids():

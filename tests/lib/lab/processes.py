@@ -71,7 +71,7 @@ def kill_until_gone(find_pids, timeout=15):
     killed = set()
     deadline = time.monotonic() + timeout
     while True:
-        pids = [pid for pid in find_pids() if not _is_zombie(pid)]
+        pids = [pid for pid in find_pids() if is_running(pid)]
         if not pids:
             return sorted(killed)
         if time.monotonic() > deadline:
@@ -85,8 +85,9 @@ def kill_until_gone(find_pids, timeout=15):
         time.sleep(0.05)
 
 
-def _is_zombie(pid):
-    return proc_state(pid) in (None, "Z")
+def is_running(pid):
+    """True if the process exists and is not a zombie waiting to be reaped."""
+    return proc_state(pid) not in (None, "Z")
 
 
 def start_time(pid):
