@@ -9,6 +9,8 @@
 #   make test         venv lint sanity units integration molecule, fail-fast
 #   make demo         scripts/demo.sh
 #   make bench        bench/run.sh
+#   make lab          a lab of six real hosts for multi-host plays (scripts/lab.sh up, docs/lab.md)
+#   make lab-down     remove it (scripts/lab.sh down)
 #   make build        collection tarball in build/
 #   make changelog    antsibull-changelog lint + release
 #
@@ -41,7 +43,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_DIR)
 LINT_DIRS := $(wildcard roles playbooks)
 
 .PHONY: help venv collection-link lint sanity units integration \
-        molecule test demo bench build changelog clean
+        molecule test demo bench lab lab-down build changelog clean
 
 help:
 	@sed -n 's/^#   make /  make /p' $(lastword $(MAKEFILE_LIST))
@@ -94,6 +96,12 @@ demo: venv collection-link
 
 bench: venv collection-link
 	bash $(ROOT)/bench/run.sh
+
+lab: venv collection-link
+	bash $(ROOT)/scripts/lab.sh up
+
+lab-down:
+	bash $(ROOT)/scripts/lab.sh down
 
 # Built from a staged copy (.gitignore honoured, no .git): build/ itself holds
 # the collection symlink and earlier tarballs, which must not end up inside.

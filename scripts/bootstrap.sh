@@ -40,6 +40,9 @@ DEB_PACKAGES=(
   pgbackrest
   openssh-client
   openssh-server
+  # the test lab's hosts (docs/lab.md): ip netns/veth/bridge; ps for its teardown test
+  iproute2
+  procps
   cron
   make
   git
