@@ -42,6 +42,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from tests.lib.ansible_run import make_collection_root, run_playbook  # noqa: E402
+from tests.lib.lab import cleanup_stale_labs  # noqa: E402
 from tests.lib.pg18 import Pg18Cluster, cleanup_stale_pg18_clusters  # noqa: E402
 from tests.lib.pgcluster import PgCluster, cleanup_stale_clusters  # noqa: E402
 from tests.lib.tododb import create_todo_db  # noqa: E402
@@ -78,7 +79,8 @@ def pytest_configure(config):
 
 def pytest_sessionstart(session):
     if os.geteuid() == 0 and shutil.which("pg_lsclusters"):
-        dropped = cleanup_stale_clusters() + cleanup_stale_pg18_clusters()
+        # whatever a killed earlier run left behind: its clusters and its lab of hosts
+        dropped = cleanup_stale_clusters() + cleanup_stale_pg18_clusters() + ["lab " + lab for lab in cleanup_stale_labs()]
         if dropped:
             sys.stderr.write("dropped stale test clusters: %s\n" % ", ".join(dropped))
 
