@@ -125,7 +125,6 @@ def installed(pg):
     base = tempfile.mkdtemp(prefix="pgbackup-role-")
     os.chmod(base, 0o755)  # the runner runs as postgres and must reach its files
     collections_root = snapshot_collection(base)
-    os.makedirs(os.path.join(base, "bin"))
     database = "TodoDb_role_%s" % suffix
     ctx = Installed()
     ctx.base = base
@@ -136,8 +135,9 @@ def installed(pg):
     ctx.config_dir = os.path.join(base, "etc")
     ctx.config_file = os.path.join(ctx.config_dir, "config.json")
     ctx.passfile = os.path.join(ctx.config_dir, "pgpass")
-    ctx.log_file = os.path.join(base, "log", "todoapi_backup.log")
-    ctx.lock_file = os.path.join(base, "run", "pgbackup.lock")
+    # The role creates the missing directories of these three (base/run exists, like /run)
+    ctx.log_file = os.path.join(base, "var", "log", "todoapi_backup.log")
+    ctx.lock_file = os.path.join(base, "run", "lock", "pgbackup.lock")
     ctx.runner = os.path.join(base, "bin", "todoapi-pgbackup")
     ctx.password = pg.password
     ctx.extra_vars = {
@@ -158,9 +158,9 @@ def installed(pg):
         "pgbackup_password": pg.password,
         "pgbackup_lock_wait_seconds": 120,
     }
-    os.makedirs(os.path.join(base, "log"))
     os.makedirs(os.path.join(base, "run"))
-    shutil.chown(os.path.join(base, "run"), OS_USER, OS_USER)  # like /run/lock: writable by the runner
+    os.chmod(os.path.join(base, "run"), 0o770)
+    shutil.chown(os.path.join(base, "run"), OS_USER, OS_USER)  # the pg tool wrappers below write there
     os.makedirs(ctx.extra_vars["pgbackup_systemd_unit_dir"])
     ctx.row_counts = create_todo_db(pg, dbname=database, size_mb=2)
     # pg_dump & co. behind wrappers that record the argv and environment of every call
@@ -228,7 +228,7 @@ def test_engine_installed_once_and_repaired_only_where_needed(installed):
     source_dir = os.path.join(installed.collections_root, "ansible_collections", "todoapi", "pgbackup",
                               "plugins", "module_utils")
     package_dir = os.path.join(installed.base, "lib", "todoapi_pgbackup_engine")
-    installed_packages = ("", "core", "storage", "logical", "physical", "ops", "runner")  # not ansible_module
+    installed_packages = ("", "core", "storage", "logical", "physical", "ops", "runner", "runner/commands")  # not ansible_module
 
     def python_files(top):
         return sorted(os.path.relpath(os.path.join(root, name), top) for root, _dirs, names in os.walk(top)
@@ -335,6 +335,33 @@ def test_files_modes_owners_and_no_secret_in_config(installed):
     assert version.stdout.startswith("todoapi-pgbackup ")
 
 
+def test_missing_directories_are_created_and_existing_ones_left_alone(installed):
+    """The lock file's new directory belongs to the backup user, who creates the lock file in it; the
+    log and runner directories belong to root; a directory that was there keeps its owner and mode."""
+    postgres = pwd.getpwnam(OS_USER)
+
+    def owner_and_mode(path):
+        info = os.stat(path)
+        return info.st_uid, stat.S_IMODE(info.st_mode)
+
+    assert owner_and_mode(os.path.dirname(installed.lock_file)) == (postgres.pw_uid, 0o755)
+    for path in (os.path.dirname(installed.log_file), os.path.dirname(installed.runner)):
+        assert owner_and_mode(path) == (0, 0o755), path
+    assert owner_and_mode(os.path.join(installed.base, "run")) == (postgres.pw_uid, 0o770)
+    with open(installed.config_file) as handle:
+        config = json.load(handle)
+    assert (config["log_file"], config["lock_file"]) == (installed.log_file, installed.lock_file)
+
+
+def test_a_value_the_runner_refuses_fails_the_role_before_any_change(installed):
+    result = installed.converge(extra_vars={"pgbackup_jobs": 4}, expect_failure=True)
+    message = result.task("todoapi.pgbackup.backup : Check the role's variables with the runner's rules")["msg"]
+    assert "pgbackup_jobs is not valid: Parallel dump (jobs > 1) needs the directory format." in message
+    assert result.stats["changed"] == 0
+    with open(installed.config_file) as handle:
+        assert json.load(handle)["jobs"] == 1
+
+
 def test_cron_entries_follow_the_seed(installed):
     entries = cron_entries(installed.job_name)
     assert sorted(entries) == ["backup", "prune", "verify"]
@@ -438,7 +465,7 @@ def test_lock_busy_exits_75(installed):
     finally:
         os.close(fd)
     assert done.returncode == 75, done.stdout + done.stderr
-    assert "still holds lock file" in done.stdout
+    assert "still holds lock file" in done.stdout and "(pid %d)" % os.getpid() in done.stdout, "names the holder"
     assert 1 <= elapsed < 30
     assert log_events(installed.log_file)[-1]["event"] == "lock_timeout"
     after = run_as_postgres("%s --config %s --lock-wait 1 verify" % (installed.runner, installed.config_file))

@@ -299,3 +299,23 @@ def test_simulated_failure_rehearses_the_rollback(setup, collections_root):
     assert passfile_password(setup.passfile) == previous
     with open(setup.config_file) as handle:
         assert json.load(handle)["connection"]["user"] == setup.login
+
+
+def test_a_password_with_colons_and_backslashes_is_rotated_to_and_rolled_back_to(setup, collections_root):
+    """The rotation writes the passfile with pgpass_line and reads the previous password back with
+    pgpass_entries: a rollback to a password full of ':' and '\\' must set exactly that password again."""
+    tricky = "third:Pa55\\word:%s\\" % uuid.uuid4().hex[:6]
+    escaped = "*:*:*:%s:%s\n" % (setup.login, tricky.replace("\\", "\\\\").replace(":", "\\:"))
+    rotate(setup, collections_root, rotate_new_password=tricky)
+    setup.current_password = tricky
+    assert can_login(setup.pg, setup.login, tricky)
+    with open(setup.passfile) as handle:
+        assert handle.read() == escaped
+    result = rotate(setup, collections_root, expect_failure=True, rotate_simulate_failure=True)
+    assert "ROLLED BACK" in result.task("Report the rollback")["msg"]
+    assert "BUT A LOGIN WITH IT FAILED" not in result.task("Report the rollback")["msg"]
+    assert can_login(setup.pg, setup.login, tricky)
+    with open(setup.passfile) as handle:
+        assert handle.read() == escaped
+    done = run_runner(setup)
+    assert done.returncode == 0, done.stdout + done.stderr

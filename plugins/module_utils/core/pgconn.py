@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import traceback
 
+from . import pgpass
 from .errors import PgBackupError
 
 try:
@@ -69,10 +70,6 @@ class ConnectionSpec(object):
         return "%s as %s" % (where, self.user or "the OS user")
 
 
-def _passfile_field(value):
-    return str(value).replace("\\", "\\\\").replace(":", "\\:")
-
-
 @contextlib.contextmanager
 def libpq_environment(spec, base_env=None):
     """Yield an environment for pg_dump & co. with a private passfile when a password is set."""
@@ -92,7 +89,7 @@ def libpq_environment(spec, base_env=None):
             passfile = os.path.join(tmpdir, "pgpass")
             fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
-                handle.write("*:*:*:%s:%s\n" % (_passfile_field(spec.user or "*"), _passfile_field(spec.password)))
+                handle.write(pgpass.format_line(spec.password, user=spec.user) + "\n")
             env["PGPASSFILE"] = passfile
         yield env
     finally:

@@ -3,12 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The runner's ``status`` subcommand: check the repository, export metrics, send alerts.
 
-Wire it into the runner (``cli.py``)::
-
-    from . import monitor
-    status = commands.add_parser("status", help="check backup health, write metrics, send alerts")
-    monitor.add_status_arguments(status)
-    COMMANDS["status"] = (lambda args, config, log: monitor.run_status_command(args, runner_config=config), False)
+The runner's ``status`` command (commands/status.py) calls ``add_status_arguments`` and
+``run_status_command`` with its own config and database connection.
 
 ``main(argv)`` parses the same options without the runner (returns the exit status).
 
@@ -167,16 +163,16 @@ def check(settings, now=None, connection=None):
     return (EXIT_OK if status["ok"] else EXIT_PROBLEMS), report
 
 
-def run_status_command(args, runner_config=None, out=None, err=None):
-    """Entry point for the runner: returns the process exit status."""
+def run_status_command(args, runner_config=None, out=None, err=None, connect=None):
+    """Entry point for the runner: returns the process exit status. ``connect()`` returns the
+    runner's ConnectionSpec, needed only for ``check_archiver``."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
         settings = settings_from(args, runner_config)
         connection = None
-        if settings["check_archiver"] and runner_config:
-            from .cli import connection_spec  # the runner's connection (host, port, user, passfile)
-            connection = connection_spec(runner_config)
+        if settings["check_archiver"] and connect is not None:
+            connection = connect()
         code, report = check(settings, connection=connection)
     except PgBackupError as exc:
         err.write("pgbackup status: ERROR: %s\n" % exc)

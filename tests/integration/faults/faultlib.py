@@ -226,7 +226,7 @@ def tmpfs(path, size, mode="0700"):
 
 # The runner (todoapi-pgbackup) as its own process
 
-RUNNER_CODE = "import sys; from ansible_collections.todoapi.pgbackup.plugins.module_utils import cli; sys.exit(cli.main())"
+RUNNER_CODE = "import sys; from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import cli; sys.exit(cli.main())"
 
 
 def runner_argv(config_path, *args):

@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``todoapi-pgbackup list``: the repository's backups as a table or as JSON. Read-only: no lock, no log."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import sys
+
+from ..config import repository_of
+from ..eventlog import human_size
+from ..program import EXIT_OK
+
+NAME = "list"
+HELP = "list the repository's backups"
+TAKES_LOCK = False
+
+
+def add_arguments(parser):
+    parser.add_argument("--database", metavar="DB", help="only backups of this database")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def summary(manifest):
+    """What `list` shows of a manifest."""
+    return {
+        "id": manifest["id"],
+        "database": manifest["database"],
+        "kind": manifest["kind"],
+        "finished_at": manifest["finished_at"],
+        "size": manifest["size"],
+        "sha256": manifest["sha256"],
+        "format": manifest.get("format"),
+        "compression": (manifest.get("compression") or {}).get("method"),
+        "encrypted": bool(manifest.get("encryption")),
+        "artifact": manifest["artifact"],
+        "tables": manifest.get("tables") or {},
+        "server_version": manifest.get("server_version"),
+    }
+
+
+def print_table(rows, path):
+    if not rows:
+        sys.stdout.write("No backups in %s.\n" % path)
+        return
+    header = ("ID", "DATABASE", "FINISHED (UTC)", "SIZE", "FORMAT", "ENCRYPTED")
+    lines = [header] + [(r["id"], r["database"], r["finished_at"][:19].replace("T", " "), human_size(r["size"]),
+                         "%s/%s" % (r["format"], r["compression"]), "yes" if r["encrypted"] else "no") for r in rows]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    for line in lines:
+        sys.stdout.write("  ".join(str(value).ljust(width) for value, width in zip(line, widths)).rstrip() + "\n")
+
+
+def run(args, config, log):
+    repository = repository_of(config)
+    backups = repository.list(database=args.database)
+    problems = list(getattr(repository, "problems", []))
+    rows = [summary(m) for m in backups]
+    if args.json:
+        json.dump({"repository": repository.path, "backups": rows, "problems": problems}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_table(rows, repository.path)
+        for problem in problems:
+            sys.stderr.write("warning: %s\n" % problem)
+    return EXIT_OK

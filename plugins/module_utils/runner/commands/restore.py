@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``todoapi-pgbackup restore``: restore a backup, the whole database or some tables, or with
+``--dry-run`` only check the backup and the target."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ...core.errors import PgBackupError
+from ...logical import restore as logical_restore
+from ..config import repository_of
+from ..connection import connection_spec
+from ..eventlog import as_error
+from ..program import EXIT_FAILED, EXIT_OK
+
+NAME = "restore"
+HELP = "restore a backup (whole database or some tables)"
+TAKES_LOCK = True
+
+
+def add_arguments(parser):
+    add = parser.add_argument
+    add("--backup", metavar="ID", default="latest", help="backup id, or 'latest' (default)")
+    add("--database", metavar="DB", help="target database (default: the backup's database)")
+    add("--source-database", metavar="DB", help="database whose latest backup to restore (default: the configured one)")
+    add("--tables", nargs="+", action="extend", metavar="TABLE", help="restore only these tables into the existing target")
+    add("--force", action="store_true", help="replace a target database that holds tables")
+    add("--clean", action="store_true", help="with --force: drop and recreate the target")
+    add("--jobs", type=int, default=1, help="parallel pg_restore jobs")
+    add("--globals", action="store_true", help="also restore roles and tablespaces")
+    add("--identity", metavar="FILE", help="age identity (private key) file for encrypted backups")
+    add("--dry-run", action="store_true", help="check the backup and the target, change nothing")
+
+
+def source_database(args, config, repository, selector):
+    """The database whose backup is restored: given, named by the backup id, or the one configured."""
+    if args.source_database:
+        return args.source_database
+    if selector != "latest":
+        return repository.resolve(selector)["database"]
+    if len(config["databases"]) == 1:
+        return config["databases"][0]
+    raise PgBackupError("Several databases are configured; say which one's latest backup to restore.",
+                        hint="Pass --source-database NAME (or --backup ID).")
+
+
+def run(args, config, log):
+    repository = repository_of(config)
+    connection = connection_spec(config)
+    selector = args.backup or "latest"
+    source = source_database(args, config, repository, selector)
+    request = logical_restore.LogicalRestoreRequest(
+        repository, connection, database=args.database or source, backup=selector, source_database=source,
+        tables=args.tables, clean=args.clean, force=args.force, jobs=args.jobs or 1, globals_=args.globals,
+        identity_file=args.identity or config["identity_file"], pg_bin_dir=config["pg_bin_dir"])
+    if args.dry_run:
+        plan = logical_restore.plan(request)
+        log.info("restore_plan", "would restore %s into %s (%s restore; target %s)" % (
+            plan["backup"]["id"], request.database, plan["mode"], "exists" if plan["target_exists"] else "is new"),
+            database=request.database, backup_id=plan["backup"]["id"])
+        return EXIT_OK
+    log.info("restore_started", "restore of %s (%s) into %s started" % (selector, source, request.database),
+             database=request.database)
+    try:
+        result = logical_restore.restore(request)
+    except Exception as exc:
+        log.error("restore_failed", as_error(exc), prefix="restore into %s failed: " % request.database,
+                  database=request.database)
+        return EXIT_FAILED
+    log.info("restore_ok", "restore of %s into %s ok: %d table(s) in %.1fs" % (
+        result["backup_id"], request.database, len(result.get("restored_tables") or []), result["duration_seconds"]),
+        database=request.database, backup_id=result["backup_id"], duration=result["duration_seconds"],
+        tables=result.get("tables"))
+    return EXIT_OK

@@ -1,0 +1,31 @@
+# -*- coding: utf-8 -*-
+"""``todoapi-pgbackup prune`` (plugins/module_utils/runner/commands/prune.py) with the retention engine."""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import cli
+
+
+def test_prune_without_policy(write_config, log_lines):
+    assert cli.main(["--config", write_config(), "prune"]) == 0
+    assert log_lines()[-2]["event"] == "prune_skipped"
+    assert cli.main(["--config", write_config(retention={}), "prune"]) == 0
+    assert log_lines()[-2]["event"] == "prune_skipped", "an empty policy keeps everything"
+
+
+def test_prune_dry_run_with_the_retention_engine(tmp_path, write_config, log_lines, fake_backup):
+    repo = str(tmp_path / "repo")
+    for day in range(1, 6):
+        fake_backup(repo, backup_id="202401%02dT020000Z_logical_TodoDb" % day,
+                    finished_at="2024-01-%02dT02:00:05.000000Z" % day)
+    config = write_config(retention={"daily_days": 0, "weekly_weeks": 0, "monthly_months": 0, "keep_last": 2})
+    assert cli.main(["--config", config, "prune", "--dry-run"]) == 0
+    prunable = [e["backup_id"] for e in log_lines() if e["event"] == "prune_would_delete"]
+    assert len(prunable) == 3 and len(os.listdir(repo)) == 10, "a dry run deletes nothing"
+    assert not [e for e in log_lines() if e["event"].startswith("backup_")], \
+        "prune events must not look like backup runs to the monitoring (status.read_run_log)"
+    assert cli.main(["--config", config, "prune"]) == 0
+    assert sorted(name for name in os.listdir(repo) if name.endswith(".manifest.json")) == [
+        "20240104T020000Z_logical_TodoDb.manifest.json", "20240105T020000Z_logical_TodoDb.manifest.json"]
