@@ -17,6 +17,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import ba
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import retention, status, verify  # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import cli  # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository   # noqa: E402
 from tests.lib.dbcompare import assert_same_data, table_fingerprints   # noqa: E402
 from tests.lib.engine import spec_of   # noqa: E402
@@ -244,3 +245,22 @@ def test_verification_without_the_private_key_is_skipped_never_failed(ansible_pl
     with pytest.raises(PgBackupError, match="wrong key"):
         verify.verify_backup(repository, manifest, "structure", identity_file=keys["stranger"].identity_file)
     assert verify.verification_state(repository, manifest["id"])["state"] == "failed"
+
+
+def test_runner_verify_without_the_key_logs_skipped_and_exits_0(pg, todo_db, tmp_repo, keys, tmp_path):
+    manifest = backup(pg, todo_db.name, tmp_repo, [keys["restore"].recipient])
+    log_file = tmp_path / "runner.log"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"repository": tmp_repo, "databases": [todo_db.name], "log_file": str(log_file),
+                                  "lock_file": str(tmp_path / "run.lock"), "verify_level": "structure"}))
+
+    def events():
+        return [json.loads(line) for line in log_file.read_text().splitlines()]
+
+    assert cli.main(["--config", str(config), "--quiet", "verify"]) == 0
+    skipped = [e for e in events() if e["event"] == "verify_skipped"]
+    assert skipped and skipped[0]["skipped_level"] == "structure" and skipped[0]["backup_id"] == manifest["id"]
+    assert not [e for e in events() if e["event"] == "verify_failed"]
+    assert cli.main(["--config", str(config), "--quiet", "verify", "--identity", keys["restore"].identity_file]) == 0
+    assert events()[-2]["event"] == "verify_ok" and events()[-2]["level_checked"] == "structure"
+    assert cli.main(["--config", str(config), "--quiet", "verify", "--identity", keys["stranger"].identity_file]) == 1

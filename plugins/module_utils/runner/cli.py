@@ -5,7 +5,7 @@
 
     todoapi-pgbackup [--config PATH] backup  [--database DB ...]
     todoapi-pgbackup [--config PATH] list    [--database DB] [--json]
-    todoapi-pgbackup [--config PATH] verify  [--backup ID] [--database DB] [--level LEVEL]
+    todoapi-pgbackup [--config PATH] verify  [--backup ID] [--database DB] [--level LEVEL] [--identity FILE]
     todoapi-pgbackup [--config PATH] prune   [--dry-run]
     todoapi-pgbackup [--config PATH] restore [--backup ID] [--database DB] [--tables T ...] [--force] [--clean] ...
     todoapi-pgbackup [--config PATH] status  [--monitoring-config PATH] ...   (health check, see monitor.py)
