@@ -261,10 +261,6 @@ def archiver_status(connection):
     ``failing`` is true when the newest archiving attempt failed (its last failure is later than
     its last success); then ``problems`` holds one ``archive_failing`` problem, in the shape of
     ``backup_status``'s health entries, so it can go through the same alerts.
-
-    This is the one check of the runner's ``status`` that connects to the server (with
-    ``--check-archiver``), so ``problems`` also holds the ``leftover_staging_database`` problems
-    of that server (see ``staging_problems``).
     """
     conn = pgconn.connect(connection)
     try:
@@ -283,7 +279,6 @@ def archiver_status(connection):
             "archive_command is failing on %s: %d failed attempt(s) since %s, the last for WAL %s at %s; last successful "
             "archive: %s." % (connection.describe(), failed, result["stats_reset"] or "the server started", failed_wal,
                               result["last_failed_time"], ("%s, %.0f s ago" % (last_wal, age)) if last_wal else "never"))))
-    result["problems"].extend(staging_problems(connection))
     return result
 
 

@@ -122,7 +122,8 @@ def check(settings, now=None, connection=None):
     """Status + textfile + alerts; returns (exit code, report dict).
 
     With ``check_archiver`` and a ``connection`` (the runner's), a failing archive_command
-    (pg_stat_archiver) is one more problem, alerted like the others."""
+    (pg_stat_archiver) and staging databases left by dead restores are more problems, alerted like
+    the others."""
     repository = LocalRepository(settings["repository"], owner=settings["owner"])
     status = statuses.backup_status(repository, database=settings["database"], now=now,
                                     expected_databases=settings["databases"],
@@ -134,9 +135,11 @@ def check(settings, now=None, connection=None):
                                 hint="Run it as 'todoapi-pgbackup status' with the runner's config.")
         archiver = statuses.archiver_status(connection)
         status["archiver"] = archiver
-        if archiver["problems"]:
-            status["health"].extend(archiver["problems"])
-            status["problem_codes"] = sorted(set(status["problem_codes"]) | set(p["code"] for p in archiver["problems"]))
+        # the one check that connects to the server, so it also looks for dead restores' staging databases
+        server_problems = archiver["problems"] + statuses.staging_problems(connection)
+        if server_problems:
+            status["health"].extend(server_problems)
+            status["problem_codes"] = sorted(set(status["problem_codes"]) | set(p["code"] for p in server_problems))
             status["ok"] = False
     report = {"ok": status["ok"], "problem_codes": status["problem_codes"], "alert": None, "errors": []}
     if settings["textfile"]:
