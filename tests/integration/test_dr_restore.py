@@ -37,6 +37,7 @@ from tests.lib.standin_app import StandinApp
 from tests.lib.tododb import create_todo_db
 
 DR_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "dr_restore.yml")
+DR_TASK = "todoapi.pgbackup.disaster_recovery : %s"  # how the play output names the role's tasks
 BACKUP_ROLE = os.path.join(REPO_ROOT, "roles", "backup", "tasks", "main.yml")
 SYSTEM_PYTHON = "/usr/bin/python3"  # become_user postgres cannot run the test venv's Python (under /root)
 PLAYBOOK_ENV = {"ANSIBLE_PIPELINING": "1"}
@@ -223,8 +224,12 @@ def test_dr_rebuilds_lost_server_and_reconnects_the_app(collections_root, work_d
         assert report["rto_met"] is True and report["rpo_met"] is True
         assert report["objectives"] == {"rto_hours": 4.0, "rpo_hours": 24.0}
         assert "SUCCEEDED" in markdown and manifest["id"] in markdown and "| RTO" in markdown
-        summary = result.task("Summary")["msg"]
+        summary = result.task(DR_TASK % "Summary")["msg"]
         assert "SUCCEEDED" in summary and "RTO" in summary
+        # The start command's words and output are in the play's output (a no-op would show here).
+        shown = result.task("todoapi.pgbackup.restore : Show what the command ran and printed (start)")["results"]
+        assert [r["item"]["item"] for r in shown] == ["localhost"], shown
+        assert '"start"' in shown[0]["msg"] and "exited 0" in shown[0]["msg"] and "started (pid" in shown[0]["msg"], shown
         print("\nDR drill: RTO %.1f s, RPO %.1f s, steps %s" % (
             report["rto_seconds"], report["rpo_seconds"],
             ", ".join("%s %.1f s" % (s["name"], s["duration_seconds"]) for s in report["steps"])))
@@ -246,7 +251,7 @@ def test_dr_stops_at_assess_when_the_only_backup_is_corrupt(collections_root, pg
     result = run_playbook(DR_PLAYBOOK, extra_vars=dr_vars(tmp_repo, work_dir, new_host, dr_database=todo_db.name),
                           collections_root=collections_root, env=PLAYBOOK_ENV, expect_failure=True)
 
-    failed = result.task("Fail the play when the recovery failed")
+    failed = result.task(DR_TASK % "Fail the play when the recovery failed")
     assert "DISASTER RECOVERY FAILED at step 'assess'" in failed["msg"]
     assert "None of the 1 backup(s)" in failed["msg"] and "Checksum mismatch" in failed["msg"], failed["msg"]
     name, _port = new_host
