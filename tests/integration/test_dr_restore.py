@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -263,9 +264,30 @@ def test_dr_stops_at_assess_when_the_only_backup_is_corrupt(collections_root, pg
     assert [(s["name"], s["status"]) for s in report["steps"]] == [("assess", "failed")] + [
         (name, "not_run") for name in STEPS[1:]]
     assert "Checksum mismatch" in report["steps"][0]["detail"]
-    assert report["backup"] is None and report["rpo_seconds"] is None
+    # No backup chosen: the RPO is not measured, and every output says so the same way (docs/dr.md).
+    assert report["backup"] is None and report["rpo_seconds"] is None and report["rpo_met"] is None
     assert report["rto_met"] is False
-    assert "FAILED" in markdown and "## What failed" in markdown
+    assert "FAILED" in markdown and "## What failed" in markdown and "unknown (no backup selected)" in markdown
+    assert "RPO unknown" in result.task(DR_TASK % "Summary")["msg"]
+    assert result.task(DR_TASK % "Publish the result (AWX job artifacts)")["ansible_stats"]["data"]["dr_rpo_seconds"] is None
+
+
+def test_dr_says_why_postgres_cannot_run_the_python(collections_root, pg, todo_db, tmp_repo, work_dir, new_host):
+    """The target's Python must be runnable by OS user postgres (docs/dr.md): the test venv's is not (it
+    lives under /root). The recovery stops at the first task run as postgres and says why."""
+    probe = subprocess.run(["runuser", "-u", "postgres", "--", sys.executable, "-c", "pass"], capture_output=True, check=False)
+    if probe.returncode == 0:
+        pytest.skip("postgres can run %s here" % sys.executable)
+    backup_with_engine(pg, todo_db.name, tmp_repo)
+
+    result = run_playbook(DR_PLAYBOOK, extra_vars=dr_vars(tmp_repo, work_dir, new_host, dr_database=todo_db.name,
+                                                          ansible_python_interpreter=sys.executable),
+                          collections_root=collections_root, env=PLAYBOOK_ENV, expect_failure=True)
+
+    failed = result.task(DR_TASK % "Fail the play when the recovery failed")["msg"]
+    assert "FAILED at step 'prepare': Set listen_addresses:" in failed and "Permission denied" in failed, failed
+    report, _markdown = read_report(os.path.join(work_dir, "reports"))
+    assert report["failed_steps"] == ["prepare"] and "Permission denied" in report["error"], report["error"]
 
 
 def test_dr_pitr_replays_the_wal_archive_into_the_new_server(collections_root, work_dir, new_host):
