@@ -127,15 +127,19 @@ rto_seconds:
   returned: always
   type: float
 rpo_seconds:
-  description: Achieved recovery point (data-loss window) in seconds, null when no backup was chosen.
+  description:
+    - Achieved recovery point (data-loss window) in seconds.
+    - V(null) (JSON C(null), Python C(None)) when no backup was chosen, for example when the recovery failed at the
+      assess step; the Markdown report then says "unknown (no backup selected)". Treat it as "not measured", not as 0.
   returned: always
   type: float
+  sample: 3.2
 rto_met:
   description: Whether the recovery succeeded within the RTO objective.
   returned: always
   type: bool
 rpo_met:
-  description: Whether the data-loss window is within the RPO objective (null when unknown).
+  description: Whether the data-loss window is within the RPO objective; V(null) when RV(rpo_seconds) is (Markdown C(n/a)).
   returned: always
   type: bool
 failed_steps:

@@ -51,9 +51,15 @@ options:
     default: []
   clean:
     description:
-      - For a full restore over a database that holds tables (needs O(force=true)), drop and recreate the
-        database (the seed's dropdb/createdb/pg_restore), rather than replacing the backup's objects inside it.
-      - The new database is restored and checked under a staging name first either way.
+      - For a full restore over a database that holds tables (needs O(force=true)), replace the whole database (the
+        seed's dropdb/createdb/pg_restore) - the backup is restored into a staging database, its row counts are checked
+        against the manifest, and only then does it take the old database's place (the old one is dropped).
+      - With O(clean=false) such a restore runs in place instead - C(pg_restore --clean --if-exists --single-transaction)
+        drops and recreates the backup's objects inside the existing database in one transaction, on one connection
+        whatever O(jobs) says, so an error rolls all of it back; objects that are not in the backup are kept, and the
+        row counts are checked after that transaction has committed. (A plain SQL backup is replayed with
+        C(psql --single-transaction) instead, which drops nothing first.)
+      - A database that does not exist or holds no tables is restored through a staging database whatever this option says.
     type: bool
     default: false
   force:

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -37,6 +38,7 @@ from tests.lib.standin_app import StandinApp
 from tests.lib.tododb import create_todo_db
 
 DR_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "dr_restore.yml")
+DR_TASK = "todoapi.pgbackup.disaster_recovery : %s"  # how the play output names the role's tasks
 BACKUP_ROLE = os.path.join(REPO_ROOT, "roles", "backup", "tasks", "main.yml")
 SYSTEM_PYTHON = "/usr/bin/python3"  # become_user postgres cannot run the test venv's Python (under /root)
 PLAYBOOK_ENV = {"ANSIBLE_PIPELINING": "1"}
@@ -223,8 +225,12 @@ def test_dr_rebuilds_lost_server_and_reconnects_the_app(collections_root, work_d
         assert report["rto_met"] is True and report["rpo_met"] is True
         assert report["objectives"] == {"rto_hours": 4.0, "rpo_hours": 24.0}
         assert "SUCCEEDED" in markdown and manifest["id"] in markdown and "| RTO" in markdown
-        summary = result.task("Summary")["msg"]
+        summary = result.task(DR_TASK % "Summary")["msg"]
         assert "SUCCEEDED" in summary and "RTO" in summary
+        # The start command's words and output are in the play's output (a no-op would show here).
+        shown = result.task("todoapi.pgbackup.restore : Show what the command ran and printed (start)")["results"]
+        assert [r["item"]["item"] for r in shown] == ["localhost"], shown
+        assert '"start"' in shown[0]["msg"] and "exited 0" in shown[0]["msg"] and "started (pid" in shown[0]["msg"], shown
         print("\nDR drill: RTO %.1f s, RPO %.1f s, steps %s" % (
             report["rto_seconds"], report["rpo_seconds"],
             ", ".join("%s %.1f s" % (s["name"], s["duration_seconds"]) for s in report["steps"])))
@@ -246,7 +252,7 @@ def test_dr_stops_at_assess_when_the_only_backup_is_corrupt(collections_root, pg
     result = run_playbook(DR_PLAYBOOK, extra_vars=dr_vars(tmp_repo, work_dir, new_host, dr_database=todo_db.name),
                           collections_root=collections_root, env=PLAYBOOK_ENV, expect_failure=True)
 
-    failed = result.task("Fail the play when the recovery failed")
+    failed = result.task(DR_TASK % "Fail the play when the recovery failed")
     assert "DISASTER RECOVERY FAILED at step 'assess'" in failed["msg"]
     assert "None of the 1 backup(s)" in failed["msg"] and "Checksum mismatch" in failed["msg"], failed["msg"]
     name, _port = new_host
@@ -258,9 +264,30 @@ def test_dr_stops_at_assess_when_the_only_backup_is_corrupt(collections_root, pg
     assert [(s["name"], s["status"]) for s in report["steps"]] == [("assess", "failed")] + [
         (name, "not_run") for name in STEPS[1:]]
     assert "Checksum mismatch" in report["steps"][0]["detail"]
-    assert report["backup"] is None and report["rpo_seconds"] is None
+    # No backup chosen: the RPO is not measured, and every output says so the same way (docs/dr.md).
+    assert report["backup"] is None and report["rpo_seconds"] is None and report["rpo_met"] is None
     assert report["rto_met"] is False
-    assert "FAILED" in markdown and "## What failed" in markdown
+    assert "FAILED" in markdown and "## What failed" in markdown and "unknown (no backup selected)" in markdown
+    assert "RPO unknown" in result.task(DR_TASK % "Summary")["msg"]
+    assert result.task(DR_TASK % "Publish the result (AWX job artifacts)")["ansible_stats"]["data"]["dr_rpo_seconds"] is None
+
+
+def test_dr_says_why_postgres_cannot_run_the_python(collections_root, pg, todo_db, tmp_repo, work_dir, new_host):
+    """The target's Python must be runnable by OS user postgres (docs/dr.md): the test venv's is not (it
+    lives under /root). The recovery stops at the first task run as postgres and says why."""
+    probe = subprocess.run(["runuser", "-u", "postgres", "--", sys.executable, "-c", "pass"], capture_output=True, check=False)
+    if probe.returncode == 0:
+        pytest.skip("postgres can run %s here" % sys.executable)
+    backup_with_engine(pg, todo_db.name, tmp_repo)
+
+    result = run_playbook(DR_PLAYBOOK, extra_vars=dr_vars(tmp_repo, work_dir, new_host, dr_database=todo_db.name,
+                                                          ansible_python_interpreter=sys.executable),
+                          collections_root=collections_root, env=PLAYBOOK_ENV, expect_failure=True)
+
+    failed = result.task(DR_TASK % "Fail the play when the recovery failed")["msg"]
+    assert "FAILED at step 'prepare': Set listen_addresses:" in failed and "Permission denied" in failed, failed
+    report, _markdown = read_report(os.path.join(work_dir, "reports"))
+    assert report["failed_steps"] == ["prepare"] and "Permission denied" in report["error"], report["error"]
 
 
 def test_dr_pitr_replays_the_wal_archive_into_the_new_server(collections_root, work_dir, new_host):
