@@ -27,7 +27,7 @@ description:
     M(todoapi.pgbackup.backup_info) reports as the backup's verified state.
   - An encrypted backup needs its C(age) private key (O(identity_file)) for the V(structure) and V(restore) levels.
     Without one on this host those levels are B(skipped) (RV(skipped_level) and RV(skipped_reason), and a warning), never
-    failed: the checksum level still runs, the record counts the backup as verified at that level, and neither
+    failed. The checksum level still runs, the record counts the backup as verified at that level, and neither
     retention nor monitoring treats it as damaged. A key that is present but wrong fails the verification.
 extends_documentation_fragment:
   - todoapi.pgbackup.connection

@@ -89,7 +89,7 @@ def read_owner(name, comment):
 
 def still_in_use(conn, name, record):
     """Why staging database ``name`` must be kept (its restore may still be running), or None."""
-    connected = pgconn.scalar(conn, CONNECTED_SQL, (name,))
+    connected = pgconn.scalar(conn, CONNECTED_SQL, (name,)) or 0
     if connected:
         return "%d session(s) are connected to it" % connected
     if record is None:

@@ -140,8 +140,8 @@ def test_restore_killed_mid_load_leaves_a_staging_database_the_next_restore_drop
     settings = dict(monitor_cli.DEFAULTS, repository=tmp_repo, check_archiver=True)
     code, report = monitor_cli.check(settings, connection=spec_of(pg))
     assert code == monitor_cli.EXIT_PROBLEMS and report["problem_codes"] == ["leftover_staging_database"]
-    info, _ = run_module(ansible_playbook, "todoapi.pgbackup.backup_info",
-                         dict(connection_args(pg), repository=tmp_repo, check_staging_databases=True))
+    info = run_module(ansible_playbook, "todoapi.pgbackup.backup_info",
+                      dict(connection_args(pg), repository=tmp_repo, check_staging_databases=True))[0]
     assert info["ok"] is False
     assert [p["backups"] for p in info["health"] if p["code"] == "leftover_staging_database"] == [[killed.staging]]
 

@@ -89,7 +89,7 @@ def test_a_killed_run_is_cleaned_up_by_the_next(moment):
     child, lab_id = start_holding_lab()
     try:
         if moment == "mid-setup":
-            wait_for(lambda: subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count(
+            wait_for(lambda: subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.count(
                 name_prefix(lab_id)) >= 2, "the child's second host")
         else:
             wait_for(lambda: child.stdout.readline().startswith("holding"), "the child's lab")

@@ -46,12 +46,10 @@ def descriptions(node):
             if key == "description":
                 yield value
             else:
-                for found in descriptions(value):
-                    yield found
+                yield from descriptions(value)
     elif isinstance(node, list):
         for item in node:
-            for found in descriptions(item):
-                yield found
+            yield from descriptions(item)
 
 
 def is_text(description):

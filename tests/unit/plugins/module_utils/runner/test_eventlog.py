@@ -45,6 +45,7 @@ def test_event_log_survives_an_unwritable_log(tmp_path):
 
 
 def test_unexpected_errors_carry_their_traceback():
+    error = None
     try:
         {}["missing"]
     except KeyError as exc:
