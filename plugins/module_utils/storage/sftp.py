@@ -54,7 +54,7 @@ WRITE_CHUNK = 256 * 1024
 
 # Module options (names match sftp_options_from_params / open_sftp's ``sftp_*`` keywords).
 SFTP_ARGUMENT_SPEC = dict(
-    sftp_key_file=dict(type="path"),
+    sftp_key_file=dict(type="path", no_log=False),  # a path, not the key
     sftp_key_passphrase=dict(type="str", no_log=True),
     sftp_known_hosts=dict(type="path"),
     sftp_timeout=dict(type="int", default=30),
@@ -292,6 +292,11 @@ class SftpRepository(RemoteRepository):
 
     def _top_names(self):
         return [entry.filename for entry in self._listdir(self.root)]
+
+    def temp_entries(self):
+        """[(name, modification time)] of ``.tmp-*`` files: uploads in progress, or left by killed ones."""
+        return sorted((entry.filename, entry.st_mtime or 0) for entry in self._listdir(self.root)
+                      if entry.filename.startswith(TMP_PREFIX))
 
     def _tree(self, prefix):
         """{name: size} of all files whose repository-relative name starts with ``prefix``."""
