@@ -93,11 +93,12 @@ def delta_progress(progress):
 
 
 def causes(exc):
-    """exc and the exceptions it was raised from/while handling (SDKs wrap their errors)."""
+    """exc and the exceptions it was raised from/while handling (SDKs wrap their errors; s3transfer's
+    RetriesExceededError keeps the last one as ``last_exception``)."""
     seen = []
     while exc is not None and exc not in seen:
         seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "last_exception", None)
     return seen
 
 

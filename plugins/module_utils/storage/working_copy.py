@@ -2,7 +2,8 @@
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Local files of backups that live in a remote repository, for the operations that must read them
-(restore, structure and restore verification, a copy from one remote repository to another).
+(restore, structure and restore verification, a copy from one remote repository to another), and
+the local repository a backup for a remote one is taken in before its upload (StagingRepository).
 
 A backup of an S3, Azure or SFTP repository is downloaded as a stream into a private temporary
 directory under ``work_dir`` (RemoteRepository.download: temporary names until every file is
@@ -40,7 +41,10 @@ class LocalCopy(object):
             return self.repository
         local = LocalRepository(self._directory())
         if manifest["id"] not in self.fetched:
-            self.repository.download(manifest, local)
+            try:
+                self.repository.download(manifest, local)
+            except PgBackupError as exc:
+                raise _download_failed(manifest, self.repository, exc)
             self.fetched.add(manifest["id"])
         return local
 
@@ -89,3 +93,27 @@ class LocalCopy(object):
 
     def __exit__(self, exc_type, exc_value, traceback):
         self.close()
+
+
+def _download_failed(manifest, repository, exc):
+    """``exc`` of a download, saying that nothing of it is used (``details`` kept: 'damaged' is told apart)."""
+    if exc.details.get("reason") == "damaged":
+        hint = exc.hint
+    else:
+        hint = ("Nothing of it was kept (the partial download was removed) and nothing was changed; check the "
+                "connection to the storage and its credentials, then retry.")
+    return PgBackupError("Download of backup '%s' from '%s' failed: %s" % (manifest["id"], repository.url, exc.message),
+                         hint=hint, **exc.details)
+
+
+class StagingRepository(LocalRepository):
+    """A local repository in which a backup for ``remote`` is taken before it is uploaded there: a
+    new backup's id is unique in both, so the upload never meets another backup of the same id."""
+
+    def __init__(self, path, remote, owner=None):
+        super(StagingRepository, self).__init__(path, owner=owner)
+        self.remote = remote
+
+    def _artifact_exists(self, backup_id):
+        return (super(StagingRepository, self)._artifact_exists(backup_id)
+                or bool(self.remote._tree(backup_id + ".")))
