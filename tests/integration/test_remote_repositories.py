@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 
 import pytest
@@ -57,12 +56,8 @@ class Backend(object):
 
 
 @pytest.fixture
-def workdir():
-    path = tempfile.mkdtemp(prefix="pgbackup-remote-")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def workdir(tmp_path):
+    return str(tmp_path)
 
 
 @pytest.fixture
