@@ -106,10 +106,14 @@ def test_every_operation_from_the_url_alone(backend, pg, todo_db, ansible_playbo
     # pg_dump straight to the URL: taken in the work directory, uploaded, proven, the local copy removed
     # (the first one kept with keep_local_copy). Two in a row get distinct ids even within one second.
     dumped = ansible_playbook(playbook(
+        ("backup preview", "todoapi.pgbackup.pg_dump", backend.args(login, database=database, work_dir=scratch),
+         {"check_mode": True}),
         ("first backup", "todoapi.pgbackup.pg_dump", backend.args(login, database=database, work_dir=local_copy,
                                                                   keep_local_copy=True)),
         ("second backup", "todoapi.pgbackup.pg_dump", backend.args(login, database=database, work_dir=scratch))))
     first, second = dumped.task("first backup")["backup"], dumped.task("second backup")["backup"]
+    preview = dumped.task("backup preview")["backup"]
+    assert preview["repository"] == backend.open().url and preview["work_dir"].startswith(scratch)
     assert first["id"] != second["id"]
     assert first["path"] == "%s/%s" % (backend.open().url, first["artifact"])
     assert first["local_path"] == os.path.join(local_copy, first["artifact"]) and os.path.isfile(first["local_path"])
@@ -123,11 +127,15 @@ def test_every_operation_from_the_url_alone(backend, pg, todo_db, ansible_playbo
     try:
         run = ansible_playbook(playbook(
             ("info", "todoapi.pgbackup.backup_info", backend.args(database=database)),
+            ("verify preview", "todoapi.pgbackup.backup_verify", backend.args(login, database=database, level="restore"),
+             {"check_mode": True}),
             ("verify", "todoapi.pgbackup.backup_verify", backend.args(login, database=database, level="restore",
                                                                       work_dir=scratch, smoke_queries=[SMOKE])),
             ("prune preview", "todoapi.pgbackup.backup_retention", backend.args(KEEP_NEWEST_ONLY, database=database),
              {"check_mode": True}),
             ("prune", "todoapi.pgbackup.backup_retention", backend.args(KEEP_NEWEST_ONLY, database=database)),
+            ("restore preview", "todoapi.pgbackup.pg_restore", backend.args(login, source_database=database,
+                                                                            database=restored), {"check_mode": True}),
             ("restore", "todoapi.pgbackup.pg_restore", backend.args(login, source_database=database, database=restored,
                                                                     work_dir=scratch)),
             ("assess preview", "todoapi.pgbackup.dr_assess", backend.args(database=database, download_to=disaster),
@@ -141,6 +149,8 @@ def test_every_operation_from_the_url_alone(backend, pg, todo_db, ansible_playbo
         assert [(b["id"], b["file_state"]) for b in info["backups"]] == [(first["id"], "ok"), (second["id"], "ok")]
         assert info["latest"][database]["id"] == second["id"]
 
+        assert run.task("verify preview")["backup_id"] == second["id"] and not run.task("verify preview")["verified"]
+        assert run.task("restore preview")["backup"]["id"] == second["id"]
         verified = run.task("verify")
         assert verified["verified"] and verified["backup_id"] == second["id"] and verified["level"] == "restore"
         assert verified["details"]["restore"]["tables"] == second["tables"]

@@ -149,7 +149,7 @@ def exit_with_backup(module, engine, request, repository, staging=None):
     if module.check_mode:
         plan = run_or_fail(module, engine.plan, request)
         if remote:
-            run_or_fail(module, repository.check_access)
+            run_or_fail(module, repository.check_reachable)
             plan.update(repository=repository.url, work_dir=request.repository.path)
         module.exit_json(changed=True, backup=plan)
     try:

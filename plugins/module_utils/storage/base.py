@@ -181,6 +181,10 @@ class RemoteRepository(object):
     def prepare(self):
         self.check_access()
 
+    def check_reachable(self):
+        """Check mode of a write: raise unless the storage answers with these credentials and could take it."""
+        self.check_access()
+
     def has_manifest(self, backup_id):
         return self._size(self.manifest_name(backup_id)) is not None
 

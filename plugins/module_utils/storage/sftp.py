@@ -254,8 +254,8 @@ class SftpRepository(RemoteRepository):
         if not stat.S_ISDIR(info.st_mode or 0):
             raise PgBackupError("'%s' on SFTP server %s is not a directory." % (self.root, self.server))
 
-    def prepare(self):
-        """Create the repository directory (0700) and its parents if needed."""
+    def _missing_directories(self):
+        """The repository directory and those of its parents that do not exist yet, outermost first."""
         sftp = self._connect()
         missing = []
         current = self.root
@@ -268,12 +268,22 @@ class SftpRepository(RemoteRepository):
                     raise self._error(exc, "open directory")
                 missing.append(current)
                 current = posixpath.dirname(current)
-        for directory in reversed(missing):
+        return list(reversed(missing))
+
+    def prepare(self):
+        """Create the repository directory (0700) and its parents if needed."""
+        sftp = self._connect()
+        for directory in self._missing_directories():
             try:
                 sftp.mkdir(directory, DIR_MODE)
             except Exception as exc:
                 raise self._error(exc, "create directory %s in" % directory)
         self.check_access()
+
+    def check_reachable(self):
+        """The server answers with these keys; a repository directory that prepare() would create may be missing."""
+        if not self._missing_directories():
+            self.check_access()
 
     def stat(self, name=""):
         """paramiko SFTPAttributes of a file (or of the repository directory): mode, uid, gid, size."""
