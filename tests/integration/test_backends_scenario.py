@@ -366,7 +366,7 @@ def test_repository_types_and_check_mode(sshd, azurite, workdir):
     container = azurite.create_container()
     options = dict(azurite.options(), **sshd.options())
     path = sshd.make_dir()
-    targets = ["azure://%s/x" % container, sshd.url(path)]
+    targets = ["azure://%s/x" % container, sshd.url(path + "/created-by-the-copy")]  # check mode must not need it
     assert isinstance(factory.open_repository(targets[0], **options), AzureRepository)
     assert isinstance(factory.open_repository(targets[1], **options), SftpRepository)
     planned = transfer.copy_to_targets(manifest, LocalRepository(workdir), targets, s3_options=options, check_mode=True)

@@ -155,9 +155,9 @@ def copy_to_targets(manifest, source_repo, targets, owner=None, s3_options=None,
 
 
 def _plan_copy(manifest, repo):
-    """Check mode: would ``manifest`` be copied to ``repo`` (S3: the bucket must be reachable)?"""
+    """Check mode: would ``manifest`` be copied to ``repo`` (a remote one must answer, see check_reachable)?"""
     if is_remote(repo):
-        repo.check_access()
+        repo.check_reachable()
         present = repo.has_manifest(manifest["id"])
     else:
         present = os.path.exists(repo.manifest_path(manifest["id"]))
