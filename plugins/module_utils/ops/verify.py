@@ -13,10 +13,11 @@
               indexes, optional smoke queries run; the throwaway database is always dropped.
 
 Each run is appended to the backup's ``verify`` sidecar (``<id>.verify.json``), in the backup's
-own repository; the last entry says whether the backup is currently proven restorable. A backup
-in a remote repository (S3, Azure, SFTP) is checksummed there as a stream; the structure and
-restore levels read a verified download of it in ``work_dir``, removed afterwards. A level that needs the private key
-of an encrypted backup, on a host without it, is ``skipped`` with the reason, never ``failed``.
+own repository; the last entry says whether the backup is currently proven restorable. A level that
+needs the private key of an encrypted backup, on a host without it, is ``skipped`` with the reason,
+never ``failed``. A backup in a remote repository (S3, Azure, SFTP) is checksummed there as a
+stream; the structure and restore levels read a verified download of it in ``work_dir``, removed
+afterwards.
 """
 
 from __future__ import absolute_import, division, print_function
