@@ -8,14 +8,19 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: backup_copy
-short_description: Copy a complete, verified backup to S3 (or an S3-compatible store) and/or another directory
+short_description: Copy a complete, verified backup between directories, S3, Azure Blob Storage and SFTP servers
 version_added: 0.1.0
 description:
   - Copies one backup (artifact, extra files such as the globals, and its manifest) from O(repository) to every
     location in O(copy_to), e.g. an S3 bucket for off-site storage and an NFS mount.
-  - The backup's checksum is verified in O(repository) first; a damaged backup is never spread.
-  - To S3 the files are uploaded as streaming multipart uploads (never read into memory), then read back from
-    the bucket and compared with the manifest's size and sha256. Only then is the manifest uploaded, so a
+  - The backup's checksum is verified in O(repository) first; a damaged backup is never spread. From a URL
+    O(repository) it is verified by its download, which is checked against the manifest before anything is kept.
+  - O(repository) and every O(copy_to) entry may be a directory or a URL. From a URL to a directory the backup is
+    downloaded as a stream under temporary names and published (manifest last) once it matches its manifest. From one
+    URL to another (for example S3 to Azure) it goes through a private temporary directory below O(work_dir), which is
+    removed afterwards; it needs room for the backup.
+  - To S3 the files are uploaded as streaming multipart uploads (never read into memory; Azure and SFTP stream
+    too), then read back from the storage and compared with the manifest's size and sha256. Only then is the manifest uploaded, so a
     backup is listed in the bucket only when it is complete and proven.
   - To a directory the files are copied under temporary names, fsynced, renamed, and the manifest is written last.
   - A failed copy removes what it uploaded, writes no manifest, never touches O(repository), and fails naming the
@@ -23,7 +28,7 @@ description:
     attempted even when one fails.
   - A target that already holds the same backup with a verifying checksum is left alone (not changed).
 extends_documentation_fragment:
-  - todoapi.pgbackup.connection.repository
+  - todoapi.pgbackup.remote.repository
   - todoapi.pgbackup.remote
 options:
   backup:
@@ -43,54 +48,23 @@ options:
     type: list
     elements: str
     required: true
-  azure_connection_string:
+  work_dir:
     description:
-      - Azure Storage connection string for C(azure://) targets. Also read from E(AZURE_STORAGE_CONNECTION_STRING).
-    type: str
-  azure_account_name:
-    description: Storage account name, with O(azure_account_key) or O(azure_sas_token).
-    type: str
-  azure_account_url:
-    description: Blob service URL, for accounts outside the public cloud or emulators.
-    type: str
-  azure_account_key:
-    description: Storage account key.
-    type: str
-  azure_sas_token:
-    description: Shared access signature token.
-    type: str
-  azure_credentials_file:
-    description: File (mode 0600) holding the connection string, so no secret needs to be a module argument.
+      - Local directory for the temporary copy of a backup copied from one URL to another. Defaults to the system
+        temporary directory.
     type: path
-  azure_chunk_size_mb:
-    description: Block size of streamed uploads, in MiB.
-    type: int
-    default: 16
-  azure_max_concurrency:
-    description: Parallel block uploads per blob.
-    type: int
-    default: 4
-  sftp_key_file:
-    description: Private key for C(sftp://) targets (key-based login only; mode 0600).
-    type: path
-  sftp_key_passphrase:
-    description: Passphrase of O(sftp_key_file).
-    type: str
-  sftp_known_hosts:
-    description: known_hosts file that must hold the server's host key; unknown or changed keys are refused.
-    type: path
-  sftp_timeout:
-    description: Connection timeout for SFTP, in seconds.
-    type: int
-    default: 30
+    version_added: 0.2.0
 notes:
   - Supports check mode; it verifies the backup's checksum, checks that each bucket is reachable, and reports
     which targets would get a copy, without writing anything.
-  - Credentials given as options are passed to boto3 only; they do not appear in results or messages.
+  - The same storage options serve O(repository) and every O(copy_to) URL, so the source and the targets use the same
+    credentials per kind of storage (one set of C(s3_*), one of C(azure_*), one of C(sftp_*)).
+  - Credentials given as options are passed to the storage client libraries only; they do not appear in results or
+    messages.
   - Client-side encryption of the backup itself is done at backup time (O(todoapi.pgbackup.pg_dump#module:encrypt_recipients)),
     so the storage provider only ever sees C(age) ciphertext; see docs/storage.md.
 requirements:
-  - boto3 on the managed host (for s3:// targets)
+  - boto3 for C(s3://), azure-storage-blob for C(azure://), paramiko for C(sftp://) repositories and targets
 seealso:
   - module: todoapi.pgbackup.pg_dump
   - module: todoapi.pgbackup.pg_restore
@@ -124,6 +98,14 @@ EXAMPLES = r'''
 - name: Show where the copies went
   ansible.builtin.debug:
     msg: "{{ copied.results | map(attribute='artifact') | list }}"
+
+- name: Bring the newest off-site copy back from an SFTP server into a local repository
+  todoapi.pgbackup.backup_copy:
+    repository: sftp://backup@vault.example.com/srv/backups/todoapi
+    sftp_key_file: /etc/todoapi-pgbackup/sftp_key
+    database: TodoDb
+    copy_to:
+      - /var/backups/todoapi-restore
 '''
 
 RETURN = r'''
@@ -149,7 +131,7 @@ results:
   elements: dict
   contains:
     target:
-      description: The target repository (path or s3:// URL).
+      description: The target repository (path or URL).
       type: str
       sample: s3://todoapi-backups/prod
     id:
@@ -162,7 +144,7 @@ results:
       description: Whether the copy was read back and matched the manifest's size and sha256 (false in check mode).
       type: bool
     artifact:
-      description: Path or s3:// URL of the artifact at the target.
+      description: Path or URL of the artifact at the target.
       type: str
       sample: s3://todoapi-backups/prod/20240106T020000Z_logical_TodoDb.dump.zst
     size:
@@ -180,39 +162,32 @@ results:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import azure_blob
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import sftp
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import s3
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import REPOSITORY_ARGS
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
+    STORAGE_ARGS, repository_from, storage_options)
 
 
 def main():
-    spec = dict(REPOSITORY_ARGS)
-    spec.update(s3.S3_ARGUMENT_SPEC)
-    spec.update(azure_blob.AZURE_ARGUMENT_SPEC)
-    spec.update(sftp.SFTP_ARGUMENT_SPEC)
+    spec = dict(STORAGE_ARGS)
     spec.update(
         backup=dict(type="str", default="latest"),
         database=dict(type="str"),
         copy_to=dict(type="list", elements="str", required=True),
+        work_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
     if not params["copy_to"]:
-        module.fail_json(msg="copy_to is empty; name at least one directory or s3:// URL.")
-    options = s3.s3_options_from_params(params)
-    options.update(azure_blob.azure_options_from_params(params))
-    options.update(sftp.sftp_options_from_params(params))
+        module.fail_json(msg="copy_to is empty; name at least one directory or URL (s3://, azure://, sftp://).")
+    source = repository_from(module)
     try:
-        source = factory.open_repository(params["repository"], owner=params["owner"], **options)
         manifest = source.resolve(params["backup"], database=params["database"])
         if params["backup"] != "latest":
             source.verify_checksum(manifest)
         results = transfer.copy_to_targets(manifest, source, params["copy_to"], owner=params["owner"],
-                                           s3_options=options, check_mode=module.check_mode)
+                                           s3_options=storage_options(params), check_mode=module.check_mode,
+                                           work_dir=params["work_dir"])
     except PgBackupError as exc:
         module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "",
                          results=exc.details.get("results", []))

@@ -19,10 +19,12 @@ description:
     O(size_anomaly_factor) times or less than 1/O(size_anomaly_factor) of the median of the previous 7),
     V(verify_failed) (last verification failed), V(last_run_failed) (the runner's last backup event in O(log_file)
     is an error), V(damaged_manifest) and, with O(check_staging_databases=true), V(leftover_staging_database).
-  - Read-only; artifacts are not hashed (use M(todoapi.pgbackup.backup_verify) for that).
+  - Read-only; artifacts are not hashed (use M(todoapi.pgbackup.backup_verify) for that). A URL O(repository) is
+    listed through its storage (manifests, verification records and the stored sizes), nothing is downloaded.
 extends_documentation_fragment:
   - todoapi.pgbackup.connection
-  - todoapi.pgbackup.connection.repository
+  - todoapi.pgbackup.remote.repository
+  - todoapi.pgbackup.remote
 options:
   check_staging_databases:
     description:
@@ -50,6 +52,8 @@ options:
     type: path
 notes:
   - Supports check mode; the module never changes anything.
+requirements:
+  - boto3 for C(s3://), azure-storage-blob for C(azure://), paramiko for C(sftp://) repositories
 seealso:
   - module: todoapi.pgbackup.backup_verify
 author:
@@ -68,6 +72,14 @@ EXAMPLES = r'''
   ansible.builtin.assert:
     that: backups.ok
     fail_msg: "{{ backups.health | map(attribute='message') | join(' ') }}"
+
+- name: Check the off-site copies in S3 (credentials from the instance role)
+  todoapi.pgbackup.backup_info:
+    repository: s3://todoapi-backups/prod
+    s3_region: eu-central-1
+    database: TodoDb
+    max_age_hours: 26
+  register: offsite
 '''
 
 RETURN = r'''
@@ -102,11 +114,11 @@ metrics:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import status
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
-    argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
+    storage_argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
 
 
 def main():
-    spec = argument_spec(
+    spec = storage_argument_spec(
         database=dict(type="str"),
         max_age_hours=dict(type="float", default=25),
         size_anomaly_factor=dict(type="float", default=3.0),

@@ -27,8 +27,14 @@ description:
   - A backup whose C(finished_at) lies after the current time (clock skew) is kept, and ignored by every other
     rule, so it can never be the reason another backup is deleted.
   - O(as_of) previews the policy at another date in check mode; outside check mode it is refused.
+  - A URL O(repository) (C(s3://), C(azure://), C(sftp://)) is pruned the same way, through its storage. The
+    manifests and verification records are read there, the checksum of the newest backups is read as a stream
+    (nothing is downloaded), and a backup is deleted manifest first, then its artifact, extra files and sidecars.
+    Each repository has its own policy, one task per repository (for example 7 days locally, a year of
+    monthly backups in S3).
 extends_documentation_fragment:
-  - todoapi.pgbackup.connection.repository
+  - todoapi.pgbackup.remote.repository
+  - todoapi.pgbackup.remote
 options:
   database:
     description:
@@ -81,6 +87,9 @@ notes:
     RV(kept) which rules keep each other backup.
   - Verifying the newest backups reads their files completely (sha256); usually only the newest one per group.
   - O(owner) is accepted for uniformity with the other modules; retention only deletes and changes no ownership.
+  - Options that only matter for uploads (O(s3_sse), O(s3_kms_key_id), chunk sizes) have no effect here.
+requirements:
+  - boto3 for C(s3://), azure-storage-blob for C(azure://), paramiko for C(sftp://) repositories
 seealso:
   - module: todoapi.pgbackup.pg_dump
 author:
@@ -116,6 +125,14 @@ EXAMPLES = r'''
     as_of: "2024-12-31T23:59:59Z"
   check_mode: true
   register: year_end
+
+- name: Keep a year of monthly backups off-site, on an SFTP server
+  todoapi.pgbackup.backup_retention:
+    repository: sftp://backup@vault.example.com/srv/backups/todoapi
+    sftp_key_file: /etc/todoapi-pgbackup/sftp_key
+    daily_days: 7
+    weekly_weeks: 0
+    monthly_months: 12
 '''
 
 RETURN = r'''
@@ -175,7 +192,9 @@ now:
   type: str
   sample: "2024-12-31T23:59:59.000000Z"
 stale_temp:
-  description: C(.tmp-*) entries not modified for 24 hours (likely left by a killed backup); reported, not deleted.
+  description:
+    - C(.tmp-*) entries not modified for 24 hours (likely left by a killed backup or upload); reported, not deleted.
+    - Always empty for S3 and Azure, where a file appears only when complete.
   returned: always
   type: list
   elements: dict
@@ -199,7 +218,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import manifest as manifests
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import retention
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import REPOSITORY_ARGS, repository_from, run_or_fail
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import STORAGE_ARGS, repository_from, run_or_fail
 
 
 def preview_time(module):
@@ -225,7 +244,7 @@ def preview_time(module):
 
 
 def main():
-    spec = dict(REPOSITORY_ARGS)
+    spec = dict(STORAGE_ARGS)
     spec.update(
         database=dict(type="str"),
         kind=dict(type="str", default="all", choices=["logical", "physical", "all"]),

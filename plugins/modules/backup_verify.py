@@ -25,13 +25,20 @@ description:
     O(smoke_queries), and always drops the throwaway database, also when a step fails.
   - Every run (passed, skipped or failed) is appended to the backup's C(<id>.verify.json) record, which
     M(todoapi.pgbackup.backup_info) reports as the backup's verified state.
+  - With a URL O(repository) (C(s3://), C(azure://), C(sftp://)) the V(checksum) level reads every file as a stream
+    from the storage. The V(structure) and V(restore) levels first download the backup into a private temporary
+    directory below O(work_dir) (as a stream, under temporary names until every file matches the manifest's size and
+    sha256, which is the checksum level), check that copy, and remove it afterwards. The record is written back into
+    the URL repository. A storage that does not answer (network, credentials) fails the task without recording
+    anything, as that says nothing about the backup.
   - An encrypted backup needs its C(age) private key (O(identity_file)) for the V(structure) and V(restore) levels.
     Without one on this host those levels are B(skipped) (RV(skipped_level) and RV(skipped_reason), and a warning), never
     failed. The checksum level still runs, the record counts the backup as verified at that level, and neither
     retention nor monitoring treats it as damaged. A key that is present but wrong fails the verification.
 extends_documentation_fragment:
   - todoapi.pgbackup.connection
-  - todoapi.pgbackup.connection.repository
+  - todoapi.pgbackup.remote.repository
+  - todoapi.pgbackup.remote
 options:
   backup:
     description:
@@ -74,8 +81,16 @@ options:
     description: Name prefix of the throwaway database (letters, digits and underscores, at most 30 characters).
     type: str
     default: pgbackup_verify
+  work_dir:
+    description:
+      - Local directory for the download of a backup from a URL O(repository) at the V(structure) and V(restore)
+        levels (it needs room for the backup), and for the WAL segments a tar-format base backup check extracts.
+        Defaults to the system temporary directory.
+    type: path
+    version_added: 0.2.0
 notes:
-  - Supports check mode; it only reports which backup would be verified and what would be done.
+  - Supports check mode; it only reports which backup would be verified and what would be done (for a URL it lists
+    the repository, so wrong credentials fail the task, and downloads nothing).
   - A successful verification reports RV(ignore:changed=true) because it writes the verification record.
   - The V(restore) level needs room on the server for one more copy of the database for the duration of the check.
 requirements:
@@ -84,6 +99,7 @@ requirements:
   - for physical base backups C(pg_waldump) (Debian C(postgresql-15)), C(zstd) for compressed tars, and the Python
     module C(crc32c) (Debian C(python3-crc32c)) for CRC32C manifest checksums (without it such a backup is extracted
     into a temporary directory and checked with C(pg_verifybackup))
+  - boto3 for C(s3://), azure-storage-blob for C(azure://), paramiko for C(sftp://) repositories
 seealso:
   - module: todoapi.pgbackup.backup_info
   - module: todoapi.pgbackup.pg_restore
@@ -105,6 +121,13 @@ EXAMPLES = r'''
     repository: /var/backups/todoapi
     backup: 20240106T020000Z_logical_TodoDb
     level: checksum
+
+- name: Prove that the newest off-site copy in Azure restores (downloaded to /var/tmp, then removed)
+  todoapi.pgbackup.backup_verify:
+    repository: azure://todoapi-backups/prod
+    azure_credentials_file: /etc/todoapi-pgbackup/azure.credentials
+    database: TodoDb
+    work_dir: /var/tmp
 '''
 
 RETURN = r'''
@@ -145,7 +168,7 @@ skipped_level:
   description:
     - The first level that did not run because the backup is encrypted and this host has no private key for it (see
       O(identity_file)); V(null) when every level ran. The levels in RV(details) passed.
-    - (Not C(skipped): Ansible reserves that key for a skipped task.)
+    - (Not named C(skipped), which Ansible reserves for a skipped task.)
   returned: success
   type: str
   sample: structure
@@ -160,7 +183,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import verify
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
-    argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
+    storage_argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
 
 
 def select(repository, backup, database):
@@ -177,7 +200,7 @@ def select(repository, backup, database):
 
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(
+        argument_spec=storage_argument_spec(
             backup=dict(type="str", default="latest"),
             database=dict(type="str"),
             level=dict(type="str", default="restore", choices=list(verify.LEVELS)),
@@ -187,6 +210,7 @@ def main():
             no_owner=dict(type="bool", default=False),
             maintenance_db=dict(type="str", default="postgres"),
             scratch_prefix=dict(type="str", default="pgbackup_verify"),
+            work_dir=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -205,7 +229,8 @@ def main():
             connection=connection_from(module) if params["level"] == "restore" else None,
             identity_file=params["identity_file"], smoke_queries=params["smoke_queries"],
             scratch_prefix=params["scratch_prefix"], pg_bin_dir=params["pg_bin_dir"],
-            maintenance_db=params["maintenance_db"], jobs=params["jobs"], no_owner=params["no_owner"])
+            maintenance_db=params["maintenance_db"], jobs=params["jobs"], no_owner=params["no_owner"],
+            work_dir=params["work_dir"])
     except PgBackupError as exc:
         module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "", verified=False, backup_id=manifest["id"],
                          level=params["level"], failed_level=exc.details.get("failed_level"),

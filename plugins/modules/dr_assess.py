@@ -17,8 +17,9 @@ description:
     completely (C(pg_restore --list) and a full read, or C(pg_verifybackup) for a physical backup).
   - B(Read-only) - nothing is written into O(repository) (no verification record, no temporary files), so it can be a
     read-only mount of the backup storage.
-  - An C(s3://bucket/prefix) O(repository) is downloaded into O(download_to) first (checksum proven before a backup
-    is kept there); the result's RV(repository) is then that local directory.
+  - A URL O(repository) (C(s3://bucket/prefix), C(azure://container/prefix) or C(sftp://user@host[:port]/path)) is
+    downloaded into O(download_to) first (as a stream, checksum proven before a backup is kept there); the result's
+    RV(repository) is then that local directory.
   - The data-loss window is the time from the backup's finish to O(incident_time) (default now); with O(wal_archive)
     and O(kind=physical) it is the time since the newest archived WAL segment instead.
   - Fails naming every backup it tried and why, when none verifies.
@@ -27,7 +28,9 @@ extends_documentation_fragment:
 options:
   repository:
     description:
-      - Where the backups are - a local directory, a (read-only) NFS mount, or an C(s3://bucket/prefix) URL.
+      - Where the backups are - a local directory, a (read-only) NFS mount, or an C(s3://bucket/prefix),
+        C(azure://container/prefix) or C(sftp://user@host[:port]/absolute/path) URL, reached with the C(s3_*)/C(aws_*),
+        C(azure_*) and C(sftp_*) options.
     type: str
     required: true
   owner:
@@ -54,7 +57,7 @@ options:
     choices: [checksum, structure]
     default: structure
   download_to:
-    description: Local directory to download an S3 backup into (created 0700 for O(owner)). Required for S3.
+    description: Local directory to download a backup from a URL into (created 0700 for O(owner)). Required for URLs.
     type: path
   identity_file:
     description: C(age) identity (private key) file, to read encrypted backups at O(level=structure).
@@ -69,11 +72,14 @@ options:
     description: Directory holding C(pg_restore) / C(pg_verifybackup); by default found automatically.
     type: path
 notes:
-  - Supports check mode; the assessment only reads (an S3 download is skipped in check mode).
-  - Nothing is uploaded, so O(s3_sse) and O(s3_kms_key_id) have no effect; they are accepted so that the S3 options
-    of M(todoapi.pgbackup.backup_copy) can be passed unchanged.
+  - Supports check mode; the assessment only reads. From a URL, check mode lists the candidates (so an unreachable
+    storage or wrong credentials fail the task) without downloading or verifying them; their RV(candidates) have
+    C(usable) null.
+  - Nothing is uploaded, so O(s3_sse), O(s3_kms_key_id) and the chunk sizes have no effect; they are accepted so that
+    the storage options of M(todoapi.pgbackup.backup_copy) can be passed unchanged.
 requirements:
-  - PostgreSQL client programs (C(pg_restore)) for O(level=structure); boto3 for S3.
+  - PostgreSQL client programs (C(pg_restore)) for O(level=structure); boto3 for C(s3://), azure-storage-blob for
+    C(azure://), paramiko for C(sftp://) repositories.
 seealso:
   - module: todoapi.pgbackup.pg_restore
   - module: todoapi.pgbackup.dr_report
@@ -98,6 +104,14 @@ EXAMPLES = r'''
     database: TodoDb
     download_to: /var/lib/todoapi-dr/repository
     s3_region: eu-central-1
+
+- name: From Azure Blob Storage (a SAS token limited to the container)
+  todoapi.pgbackup.dr_assess:
+    repository: azure://todoapi-backups/db1
+    database: TodoDb
+    download_to: /var/lib/todoapi-dr/repository
+    azure_account_name: todoapibackups
+    azure_sas_token: "{{ vault_azure_sas }}"
 '''
 
 RETURN = r'''
@@ -106,11 +120,11 @@ backup:
   returned: success
   type: dict
 repository:
-  description: Local directory to restore the chosen backup from (the download directory for S3).
+  description: Local directory to restore the chosen backup from (O(download_to) for a URL).
   returned: success
   type: str
 downloaded:
-  description: Whether the backup was downloaded from S3.
+  description: Whether the backup was downloaded from a URL.
   returned: success
   type: bool
 level:
@@ -118,7 +132,9 @@ level:
   returned: success
   type: str
 candidates:
-  description: Backups tried, newest first, each with C(id), C(finished_at), C(usable) and C(error).
+  description:
+    - Backups tried, newest first, each with C(id), C(finished_at), C(usable) and C(error).
+    - In check mode with a URL O(repository), the backups that would be tried (C(usable) null).
   returned: always
   type: list
   elements: dict
@@ -156,14 +172,13 @@ manifest_problems:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import dr
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import s3
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import STORAGE_ARGS, repository_from
 
 
 def main():
-    spec = dict(
-        repository=dict(type="str", required=True),
-        owner=dict(type="str", default="postgres"),
+    spec = dict(STORAGE_ARGS)
+    spec.update(
         database=dict(type="str", required=True),
         backup=dict(type="str", default="latest"),
         kind=dict(type="str", default="logical", choices=list(dr.KINDS)),
@@ -174,17 +189,16 @@ def main():
         incident_time=dict(type="str"),
         pg_bin_dir=dict(type="path"),
     )
-    spec.update(s3.S3_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
-    remote_source = dr.is_remote(params["repository"])
-    s3_options = s3.s3_options_from_params(params) if s3.is_s3_url(params["repository"]) else None
+    repository = repository_from(module)
     try:
-        if module.check_mode and remote_source:
-            module.exit_json(changed=False, candidates=[], msg="Check mode: the S3 source would be listed and its newest "
-                                                               "verifying backup downloaded to %s." % params["download_to"])
-        result = dr.assess(params["repository"], params["database"], kind=params["kind"], level=params["level"],
-                           download_to=params["download_to"], owner=params["owner"], s3_options=s3_options,
+        if module.check_mode and dr.is_remote(params["repository"]):
+            probed = dr.probe(repository, params["database"], kind=params["kind"], backup=params["backup"])
+            module.exit_json(changed=False, msg="Check mode: these backups would be tried, newest first, each downloaded to "
+                                                "%s and verified there." % params["download_to"], **probed)
+        result = dr.assess(repository, params["database"], kind=params["kind"], level=params["level"],
+                           download_to=params["download_to"], owner=params["owner"],
                            identity_file=params["identity_file"], pg_bin_dir=params["pg_bin_dir"],
                            wal_archive_dir=params["wal_archive"], incident_time=params["incident_time"],
                            backup=params["backup"])

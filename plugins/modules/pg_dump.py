@@ -20,9 +20,16 @@ description:
     same snapshot as the dump.
   - Roles and tablespaces (C(pg_dumpall --globals-only)) are stored with the backup by default, so it can be
     restored onto a new server.
+  - O(repository) may be a URL (C(s3://), C(azure://), C(sftp://)). The backup is then taken as above into a local
+    directory (O(work_dir)), uploaded as a stream, read back from the storage and compared with the manifest's size
+    and sha256, and only then is its manifest uploaded, so the URL never lists an incomplete backup. The local copy
+    is removed afterwards unless O(keep_local_copy=true). To copy a backup taken into a local repository elsewhere
+    as well, use M(todoapi.pgbackup.backup_copy).
 extends_documentation_fragment:
   - todoapi.pgbackup.connection
-  - todoapi.pgbackup.connection.repository
+  - todoapi.pgbackup.remote.repository
+  - todoapi.pgbackup.remote
+  - todoapi.pgbackup.remote.upload
 options:
   database:
     description: Name of the database to back up (case-sensitive).
@@ -86,12 +93,14 @@ options:
     elements: str
     default: []
 notes:
-  - Supports check mode; it connects to the server to report what would be dumped, and writes nothing.
+  - Supports check mode; it connects to the server to report what would be dumped, checks that a URL repository
+    answers with the given credentials, and writes nothing.
   - The password is handed to C(pg_dump) through a temporary 0600 passfile, never on the command line.
 requirements:
   - psycopg2 on the managed host
   - PostgreSQL client programs (C(pg_dump), C(pg_dumpall)) of the server's major version or newer
   - zstd (for zstd compression) and age (for encryption)
+  - boto3 for C(s3://), azure-storage-blob for C(azure://), paramiko for C(sftp://) repositories
 seealso:
   - module: todoapi.pgbackup.pg_restore
 author:
@@ -126,11 +135,21 @@ EXAMPLES = r'''
 - name: Show the backup id and its row counts
   ansible.builtin.debug:
     msg: "{{ dump.backup.id }}: {{ dump.backup.tables }}"
+
+- name: Back up straight to Azure Blob Storage (taken in /var/tmp, uploaded, proven, then removed locally)
+  todoapi.pgbackup.pg_dump:
+    database: TodoDb
+    repository: azure://todoapi-backups/prod
+    azure_account_name: todoapibackups
+    azure_sas_token: "{{ vault_azure_sas }}"
+    work_dir: /var/tmp
 '''
 
 RETURN = r'''
 backup:
-  description: The manifest of the new backup, plus its O(repository) path. In check mode, the plan instead.
+  description:
+    - The manifest of the new backup, plus its O(repository) path. In check mode, the plan instead (for a URL
+      repository with its C(repository) URL and the C(work_dir) the backup would be taken in).
   returned: always
   type: dict
   contains:
@@ -139,8 +158,13 @@ backup:
       type: str
       sample: 20240106T020000Z_logical_TodoDb
     path:
-      description: Full path of the artifact.
+      description: Full path of the artifact, or its URL when O(repository) is a URL.
       type: str
+      sample: /var/backups/todoapi/20240106T020000Z_logical_TodoDb.dump.zst
+    local_path:
+      description: Full path of the artifact kept in O(work_dir).
+      type: str
+      returned: when O(repository) is a URL and O(keep_local_copy=true)
       sample: /var/backups/todoapi/20240106T020000Z_logical_TodoDb.dump.zst
     sha256:
       description: SHA-256 of the artifact.
@@ -181,12 +205,13 @@ backup:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
-    argument_spec, connection_from, exit_with_backup, repository_from, require_psycopg2, run_or_fail)
+    UPLOAD_ARGS, BackupStaging, storage_argument_spec, connection_from, exit_with_backup, repository_from,
+    require_psycopg2, run_or_fail)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(
+        argument_spec=storage_argument_spec(
             database=dict(type="str", required=True),
             format=dict(type="str", default="custom", choices=list(logical_backup.FORMATS)),
             jobs=dict(type="int", default=1),
@@ -197,19 +222,21 @@ def main():
             exclude_tables=dict(type="list", elements="str", default=[]),
             globals=dict(type="bool", default=True),
             encrypt_recipients=dict(type="list", elements="str", default=[]),
+            **UPLOAD_ARGS
         ),
         supports_check_mode=True,
     )
     require_psycopg2(module)
     params = module.params
     repository = repository_from(module)
+    staging = BackupStaging(module, repository)
     request = run_or_fail(
         module, logical_backup.LogicalBackupRequest,
-        params["database"], repository, connection_from(module), fmt=params["format"], jobs=params["jobs"],
+        params["database"], staging.local, connection_from(module), fmt=params["format"], jobs=params["jobs"],
         compression=params["compression"], schemas=params["schemas"], exclude_schemas=params["exclude_schemas"],
         tables=params["tables"], exclude_tables=params["exclude_tables"], globals_=params["globals"],
         encrypt_recipients=params["encrypt_recipients"], pg_bin_dir=params["pg_bin_dir"])
-    exit_with_backup(module, logical_backup, request, repository)
+    exit_with_backup(module, logical_backup, request, repository, staging)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,20 @@ description:
     table that was dropped is recreated with its indexes, constraints, triggers, grants and comments. Foreign
     keys touching the restored tables are checked before commit, as are the row counts. No other table changes.
     (C(pg_restore -t) alone fails on existing tables and loses the indexes of dropped ones.)
+  - B(From a URL) (O(repository) C(s3://), C(azure://) or C(sftp://)) the backup is first downloaded into a private
+    temporary directory below O(work_dir), as a stream, under temporary names until every file matches the manifest's
+    size and sha256; only then is it restored, and the download is removed afterwards, also when the restore fails. A
+    download that breaks off leaves nothing usable and fails the task before the target is touched. V(latest) is then
+    the newest backup whose download matches its manifest.
 extends_documentation_fragment:
   - todoapi.pgbackup.connection
-  - todoapi.pgbackup.connection.repository
+  - todoapi.pgbackup.remote.repository
+  - todoapi.pgbackup.remote
 options:
   backup:
     description:
       - Which backup to restore, as V(latest) (the newest backup of O(source_database) whose checksum verifies),
-        a backup id, or the path of an artifact or manifest inside O(repository).
+        a backup id, or the path (URL) of an artifact or manifest inside O(repository).
     type: str
     default: latest
   database:
@@ -118,14 +124,18 @@ options:
     type: str
     default: postgres
   work_dir:
-    description: Directory for temporary files of a parallel restore. Defaults to the system temporary directory.
+    description:
+      - Directory for temporary files of a parallel restore, and for the download of a backup from a URL
+        O(repository) (it needs room for the backup). Defaults to the system temporary directory.
     type: path
 notes:
-  - Supports check mode; it verifies the backup's checksum and inspects the target without changing anything.
+  - Supports check mode; it verifies the backup's checksum (from a URL as a stream, without downloading it) and
+    inspects the target without changing anything.
   - A per-table restore sets C(session_replication_role), which needs a superuser.
 requirements:
   - psycopg2 on the managed host
   - PostgreSQL client programs (C(pg_restore), C(psql)) of the server's major version or newer
+  - boto3 for C(s3://), azure-storage-blob for C(azure://), paramiko for C(sftp://) repositories
 seealso:
   - module: todoapi.pgbackup.pg_dump
 author:
@@ -158,6 +168,15 @@ EXAMPLES = r'''
 - name: Show what came back
   ansible.builtin.debug:
     var: restored.tables
+
+- name: Restore the newest TodoDb backup straight from an SFTP server (downloaded to /var/tmp first)
+  todoapi.pgbackup.pg_restore:
+    repository: sftp://backup@vault.example.com/srv/backups/todoapi
+    sftp_key_file: /etc/todoapi-pgbackup/sftp_key
+    sftp_known_hosts: /etc/todoapi-pgbackup/known_hosts
+    source_database: TodoDb
+    database: TodoDb_restored
+    work_dir: /var/tmp
 '''
 
 RETURN = r'''
@@ -220,13 +239,35 @@ leftover_staging_databases:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.working_copy import LocalCopy
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
-    argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
+    storage_argument_spec, connection_from, repository_from, require_psycopg2, run_or_fail)
+
+
+def restore_request(module, repository):
+    params = module.params
+    return run_or_fail(
+        module, logical_restore.LogicalRestoreRequest,
+        repository, connection_from(module), database=params["database"], backup=params["backup"],
+        source_database=params["source_database"], tables=params["tables"], clean=params["clean"],
+        force=params["force"], jobs=params["jobs"], globals_=params["globals"],
+        identity_file=params["identity_file"], no_owner=params["no_owner"],
+        maintenance_db=params["maintenance_db"], work_dir=params["work_dir"], pg_bin_dir=params["pg_bin_dir"],
+        maintenance_work_mem=params["maintenance_work_mem"], toast_compression=params["toast_compression"])
+
+
+def restore(module, request):
+    """Run ``request``; from a URL it reads a verified download, removed afterwards. Returns the result and manifest."""
+    with LocalCopy(request.repository, request.work_dir) as copies:
+        request.repository, request.backup = run_or_fail(module, copies.fetch_selected, request.backup,
+                                                         database=request.source_database, kind="logical")
+        result = run_or_fail(module, logical_restore.restore, request)
+        return result, run_or_fail(module, request.repository.load, result.pop("backup_id"))
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(
+        argument_spec=storage_argument_spec(
             backup=dict(type="str", default="latest"),
             database=dict(type="str"),
             source_database=dict(type="str"),
@@ -246,23 +287,15 @@ def main():
         supports_check_mode=True,
     )
     require_psycopg2(module)
-    params = module.params
-    request = run_or_fail(
-        module, logical_restore.LogicalRestoreRequest,
-        repository_from(module), connection_from(module), database=params["database"], backup=params["backup"],
-        source_database=params["source_database"], tables=params["tables"], clean=params["clean"],
-        force=params["force"], jobs=params["jobs"], globals_=params["globals"],
-        identity_file=params["identity_file"], no_owner=params["no_owner"],
-        maintenance_db=params["maintenance_db"], work_dir=params["work_dir"], pg_bin_dir=params["pg_bin_dir"],
-        maintenance_work_mem=params["maintenance_work_mem"], toast_compression=params["toast_compression"])
+    request = restore_request(module, repository_from(module))
     if module.check_mode:
+        # Read-only, also for a URL: the remote copy's checksum is read as a stream, nothing is downloaded.
         plan = run_or_fail(module, logical_restore.plan, request)
         module.exit_json(changed=True, backup=plan["backup"], mode=plan["mode"], database=request.database)
-    result = run_or_fail(module, logical_restore.restore, request)
+    result, manifest = restore(module, request)
     for leftover in result.get("leftover_staging_databases") or []:
         module.warn("Staging database '%s' of an earlier restore that died was left in place: %s."
                     % (leftover["database"], leftover["reason"]))
-    manifest = request.repository.load(result.pop("backup_id"))
     result.pop("changed", None)
     module.exit_json(changed=True, backup=manifest, **result)
 

@@ -152,17 +152,19 @@ def test_backup_copy_list_verify_restore_prune(pg, source, target, workdir):
 # Directory-format artifacts (one file per table) travel file by file.
 
 
-@pytest.mark.parametrize("target", ["azure", "sftp"], indirect=True)
-def test_directory_format_round_trip(target, workdir):
+@pytest.mark.parametrize("suffix", [".dir", ".base"], ids=["pg_dump-directory", "base-backup"])
+@pytest.mark.parametrize("target", ["s3", "azure", "sftp"], indirect=True)
+def test_directory_format_round_trip(target, workdir, suffix):
+    """Directory artifacts: pg_dump's directory format (<id>.dir/) and base backups (<id>.base/)."""
     source_path = os.path.join(workdir, "src")
     backup_id = "20240107T020000Z_logical_Dir"
-    artifact = os.path.join(source_path, backup_id + ".dir")
+    artifact = os.path.join(source_path, backup_id + suffix)
     os.makedirs(os.path.join(artifact, "sub"))
     for name, size in (("toc.dat", 1000), ("3001.dat.gz", 70000), ("sub/extra.dat", 5)):
         with open(os.path.join(artifact, name), "wb") as handle:
             handle.write(os.urandom(size))
     from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsutil
-    manifest = {"id": backup_id, "kind": "logical", "database": "Dir", "artifact": backup_id + ".dir", "size": 71005,
+    manifest = {"id": backup_id, "kind": "logical", "database": "Dir", "artifact": backup_id + suffix, "size": 71005,
                 "sha256": fsutil.sha256_tree(artifact), "started_at": "2024-01-07T02:00:00.000000Z",
                 "finished_at": "2024-01-07T02:00:01.000000Z", "extra_files": {}}
     with open(os.path.join(source_path, backup_id + ".manifest.json"), "w") as handle:
@@ -172,7 +174,8 @@ def test_directory_format_round_trip(target, workdir):
     assert repo.verify_checksum(manifest) == manifest["sha256"]
     local = LocalRepository(os.path.join(workdir, "back"))
     repo.download(repo.resolve("latest"), local)
-    assert fsutil.sha256_tree(os.path.join(local.path, backup_id + ".dir")) == manifest["sha256"]
+    assert fsutil.sha256_tree(os.path.join(local.path, backup_id + suffix)) == manifest["sha256"]
+    assert repo.artifact_size(manifest) == manifest["size"]
     repo.delete(manifest)
     assert repo.list() == [] and repo._tree(backup_id) == {}
 
@@ -363,7 +366,7 @@ def test_repository_types_and_check_mode(sshd, azurite, workdir):
     container = azurite.create_container()
     options = dict(azurite.options(), **sshd.options())
     path = sshd.make_dir()
-    targets = ["azure://%s/x" % container, sshd.url(path)]
+    targets = ["azure://%s/x" % container, sshd.url(path + "/created-by-the-copy")]  # check mode must not need it
     assert isinstance(factory.open_repository(targets[0], **options), AzureRepository)
     assert isinstance(factory.open_repository(targets[1], **options), SftpRepository)
     planned = transfer.copy_to_targets(manifest, LocalRepository(workdir), targets, s3_options=options, check_mode=True)
@@ -372,5 +375,26 @@ def test_repository_types_and_check_mode(sshd, azurite, workdir):
     assert [d["changed"] for d in done] == [True, True]
     planned = transfer.copy_to_targets(manifest, LocalRepository(workdir), targets, s3_options=options, check_mode=True)
     assert [p["changed"] for p in planned] == [False, False]
-    with pytest.raises(PgBackupError, match="from one remote repository"):
-        transfer.copy_backup(manifest, factory.open_repository(targets[0], **options), factory.open_repository(targets[1], **options))
+
+
+def test_remote_to_remote_goes_through_a_temporary_local_copy(sshd, azurite, workdir):
+    """Azure -> SFTP: downloaded (verified) into a private directory below work_dir, uploaded, removed."""
+    manifest = synthetic_backup(workdir, 300000)
+    container = azurite.create_container()
+    source = factory.open_repository("azure://%s/x" % container, **azurite.options())
+    transfer.copy_backup(manifest, LocalRepository(workdir), source)
+    path = sshd.make_dir()
+    target = factory.open_repository(sshd.url(path), **sshd.options())
+    scratch = os.path.join(workdir, "scratch")
+    os.mkdir(scratch)
+    result = transfer.copy_backup(manifest, source, target, work_dir=scratch)
+    assert result["changed"] and result["verified"] and result["target"] == target.url
+    assert target.verify_checksum(target.load(manifest["id"])) == manifest["sha256"]
+    assert os.listdir(scratch) == [], "the temporary local copy was not removed"
+    # a damaged source is never spread: its download fails its checksum and nothing reaches the target
+    blob = azurite.service().get_blob_client(container, "x/" + manifest["artifact"])
+    blob.upload_blob(b"\0" * manifest["size"], overwrite=True)
+    other = factory.open_repository(sshd.url(sshd.make_dir()), **sshd.options())
+    with pytest.raises(PgBackupError, match="Checksum mismatch for .* downloaded from"):
+        transfer.copy_backup(manifest, source, other, work_dir=scratch)
+    assert other.list() == [] and os.listdir(scratch) == []

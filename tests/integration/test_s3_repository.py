@@ -27,6 +27,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import s3
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError   # noqa: E402
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository   # noqa: E402
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.s3 import S3Repository   # noqa: E402
 from tests.lib.backups import synthetic_backup, tree_state   # noqa: E402
 from tests.lib.dbcompare import assert_same_data   # noqa: E402
 from tests.lib.engine import spec_of   # noqa: E402
@@ -153,7 +154,7 @@ def test_copy_to_s3_and_second_path_then_restore_from_s3(pg, todo_db, tmp_repo, 
     assert "globals" in manifest["extra_files"]
     s3 = factory.open_repository("s3://%s/prod/todo" % bucket, **s3_options(s3_endpoint))
     nfs = factory.open_repository(other_dir, owner="postgres")
-    assert isinstance(s3, s3.S3Repository) and isinstance(nfs, LocalRepository)
+    assert isinstance(s3, S3Repository) and isinstance(nfs, LocalRepository)
 
     results = transfer.copy_to_targets(manifest, LocalRepository(tmp_repo), [s3.url, other_dir], owner="postgres",
                                        s3_options=s3_options(s3_endpoint))

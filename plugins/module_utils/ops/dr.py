@@ -5,8 +5,8 @@
 
 ``assess()``          the newest backup of a database that verifies (checksum, or also the archive's
                       structure), WITHOUT writing anything into the source repository (no verify
-                      sidecar, no temp files); an S3 source is downloaded into a local directory
-                      first. It states the data-loss window that backup implies.
+                      sidecar, no temp files); a remote source (S3, Azure, SFTP) is downloaded into
+                      a local directory first. It states the data-loss window that backup implies.
 ``check_database()``  prove a restored, live database: row counts against the backup's manifest,
                       ``pg_amcheck --heapallindexed`` and smoke queries (the seed's
                       ``SELECT COUNT(*) FROM "Users"``). amcheck is installed for the check and
@@ -24,6 +24,7 @@ from . import db_checks
 from ..core import manifest as manifests
 from ..core import pgconn
 from ..core.errors import PgBackupError
+from ..storage.base import is_remote as is_remote_repository
 from ..storage.local import LocalRepository
 
 from . import verify
@@ -36,15 +37,19 @@ WAL_ENCODINGS = ("", ".zst", ".age", ".zst.age")
 
 
 def is_remote(source):
-    """An URL (s3://, and whatever else the remote storage engine supports), not a path."""
+    """An URL (s3://, azure://, sftp://), not a path."""
     return isinstance(source, str) and "://" in source
 
 
 def open_source(source, owner=None, s3_options=None):
-    """The repository backups are read from: a LocalRepository for paths, the remote storage
-    engine's repository (S3, ...) for URLs."""
+    """The repository backups are read from: ``source`` itself when it is a repository already,
+    a LocalRepository for paths, open_repository()'s (with ``s3_options``, its keywords for every
+    back-end) for URLs."""
     if not source:
-        raise PgBackupError("No backup source given.", hint="Set the repository path (local or NFS) or an s3:// URL.")
+        raise PgBackupError("No backup source given.",
+                            hint="Set the repository path (local or NFS) or an s3://, azure:// or sftp:// URL.")
+    if not isinstance(source, str):
+        return source
     if is_remote(source):
         return factory.open_repository(source, owner=owner, **(s3_options or {}))
     return LocalRepository(source, owner=owner)
@@ -74,9 +79,11 @@ def assess(source, database, kind="logical", level="structure", download_to=None
         raise PgBackupError("Unknown backup kind '%s'." % kind, hint="Use logical or physical.")
     now = now or manifests.utcnow()
     repository = open_source(source, owner=owner, s3_options=s3_options)
-    remote_source = is_remote(source)
+    if not isinstance(source, str):
+        source = factory.describe_location(repository)
+    remote_source = is_remote_repository(repository)
     if remote_source and not download_to:
-        raise PgBackupError("An S3 backup source needs a local directory to download the backup into.",
+        raise PgBackupError("A remote backup source (S3, Azure, SFTP) needs a local directory to download the backup into.",
                             hint="Set download_to (dr_work_dir in dr_restore.yml).")
     if not remote_source and not repository.exists():
         raise PgBackupError("Backup repository '%s' does not exist or is not mounted." % source,
@@ -130,6 +137,22 @@ def assess(source, database, kind="logical", level="structure", download_to=None
             last = manifests.parse_time(result["wal"]["archived_at"])
             result["data_loss_seconds"] = round(max(0.0, (reference - last).total_seconds()), 3)
     return result
+
+
+def probe(source, database, kind="logical", backup="latest", owner=None, s3_options=None):
+    """What assess() would consider, read-only (check mode): the candidates, newest first, listed
+    without downloading or verifying anything; a remote source must answer (credentials, network)."""
+    if kind not in KINDS:
+        raise PgBackupError("Unknown backup kind '%s'." % kind, hint="Use logical or physical.")
+    repository = open_source(source, owner=owner, s3_options=s3_options)
+    repository.check_access()
+    if backup and backup != "latest":
+        candidates = [_named_backup(repository, backup, database, kind)]
+    else:
+        candidates = list(reversed(repository.list(database=database if kind == "logical" else None, kind=kind)))
+    return {"candidates": [{"id": manifest["id"], "finished_at": manifest["finished_at"], "usable": None, "error": None}
+                           for manifest in candidates],
+            "downloaded": False, "manifest_problems": list(getattr(repository, "problems", []) or [])}
 
 
 def _named_backup(repository, backup_id, database, kind):

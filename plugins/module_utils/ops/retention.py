@@ -32,12 +32,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import os
 
 from ..core import manifest as manifests
 from ..core.errors import PgBackupError
-from ..storage.local import LocalRepository
-from ..storage.local import TMP_PREFIX
 
 DEFAULT_POLICY = {"daily_days": 30, "weekly_weeks": 13, "monthly_months": 12, "keep_last": 1}
 STALE_TEMP_HOURS = 24
@@ -215,20 +212,9 @@ def _plan_group(backups, policy, now, verifier):
 
 def stale_temp_files(repository, now, hours=STALE_TEMP_HOURS):
     """``.tmp-*`` entries not modified for ``hours``: reported, never deleted (a backup may still be writing)."""
-    stale = []
-    if not isinstance(repository, LocalRepository):
-        return stale  # remote stores have no work in progress: objects appear only when complete
     limit = now.timestamp() - hours * 3600
-    for name in sorted(os.listdir(repository.path)):
-        if not name.startswith(TMP_PREFIX):
-            continue
-        try:
-            mtime = os.lstat(os.path.join(repository.path, name)).st_mtime
-        except OSError:
-            continue
-        if mtime < limit:
-            stale.append({"name": name, "age_hours": round((now.timestamp() - mtime) / 3600.0, 1)})
-    return stale
+    return [{"name": name, "age_hours": round((now.timestamp() - mtime) / 3600.0, 1)}
+            for name, mtime in repository.temp_entries() if mtime < limit]
 
 
 def _shares_files_with_other(backup_id, all_ids):
@@ -238,7 +224,8 @@ def _shares_files_with_other(backup_id, all_ids):
 
 
 def apply_retention(repository, policy, now=None, dry_run=False, database=None, kind=None, verified=None):
-    """Apply the GFS ``policy`` to ``repository`` (a LocalRepository); delete unless ``dry_run``.
+    """Apply the GFS ``policy`` to ``repository`` (any repository of storage.factory.open_repository:
+    local, S3, Azure, SFTP; read and deleted through its interface); delete unless ``dry_run``.
 
     ``database``/``kind`` restrict which groups are looked at (``kind`` None or 'all': both);
     ``now`` (datetime or ISO 8601, default: the current UTC time) is what ages are measured
@@ -252,9 +239,7 @@ def apply_retention(repository, policy, now=None, dry_run=False, database=None, 
         kind = None
     if kind is not None and kind not in KINDS:
         raise PgBackupError("Unknown backup kind '%s'." % kind, hint="Use logical, physical or all.")
-    if not repository.exists():
-        raise PgBackupError("Repository '%s' does not exist." % repository.path,
-                            hint="Check the repository path; retention never creates one.")
+    repository.check_access()  # retention never creates a repository; a remote one names the cause (credentials...)
     verifier = _as_verifier(verified, repository)
 
     every_manifest = repository.list()

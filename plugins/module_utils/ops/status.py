@@ -59,12 +59,8 @@ def _epoch(moment):
 
 
 def _file_state(repository, manifest):
-    path = repository.artifact_path(manifest)
-    if not os.path.exists(path):
-        return "missing", None
-    try:
-        size = fsutil.artifact_size(path)
-    except OSError:
+    size = repository.artifact_size(manifest)  # a local path or a remote object's listing; None: missing
+    if size is None:
         return "missing", None
     if size == 0 or manifest.get("size") == 0:
         return "empty", size

@@ -12,9 +12,12 @@
               compared with the manifest, ``pg_amcheck --heapallindexed`` checks heap and
               indexes, optional smoke queries run; the throwaway database is always dropped.
 
-Each run is appended to the backup's ``verify`` sidecar (``<id>.verify.json``); the last
-entry says whether the backup is currently proven restorable. A level that needs the private key
-of an encrypted backup, on a host without it, is ``skipped`` with the reason, never ``failed``.
+Each run is appended to the backup's ``verify`` sidecar (``<id>.verify.json``), in the backup's
+own repository; the last entry says whether the backup is currently proven restorable. A level that
+needs the private key of an encrypted backup, on a host without it, is ``skipped`` with the reason,
+never ``failed``. A backup in a remote repository (S3, Azure, SFTP) is checksummed there as a
+stream; the structure and restore levels read a verified download of it in ``work_dir``, removed
+afterwards.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -33,6 +36,8 @@ from ..core import streams
 from ..core.errors import PgBackupError
 from ..core.pgtools import find_tool
 from ..core.pipeline import Pipeline, Stage
+from ..storage.base import is_remote
+from ..storage.working_copy import LocalCopy
 
 from ..physical import base_backup
 
@@ -72,6 +77,24 @@ class Verification(object):
         self.jobs = int(jobs or 0)  # 0: one connection per CPU (logical_restore.default_jobs)
         self.work_dir = work_dir
         self.no_owner = bool(no_owner)
+        self.local_copy = LocalCopy(repository, work_dir)  # the files the structure and restore levels read
+
+
+def _files(request):
+    """The LocalRepository holding the backup's files: the repository, or the verified download of a remote one."""
+    return _from_storage(request, request.local_copy.fetch, request.manifest)
+
+
+def _from_storage(request, read, *args):
+    """``read(*args)`` of the backup's repository. When a remote one does not answer (network, credentials,
+    no room for the download) that says nothing about the backup: the error is marked ``unreachable`` and
+    verify_backup records nothing. Damage (``reason='damaged'``) stays a failed verification."""
+    try:
+        return read(*args)
+    except PgBackupError as exc:
+        if is_remote(request.repository) and exc.details.get("reason") != "damaged":
+            exc.details["unreachable"] = True
+        raise
 
 
 def levels_up_to(level):
@@ -109,6 +132,8 @@ def verify_backup(repository, manifest, level, connection=None, identity_file=No
                 break
             checks[step] = STEPS[step](request)
     except PgBackupError as exc:
+        if exc.details.get("unreachable"):
+            raise
         duration = round(time.monotonic() - clock, 3)
         failed_at = [step for step in levels_up_to(level) if step not in checks][0]
         message = "Verification of backup '%s' failed at level '%s': %s" % (manifest["id"], failed_at, exc.message)
@@ -116,6 +141,8 @@ def verify_backup(repository, manifest, level, connection=None, identity_file=No
             _record(repository, manifest["id"], started, level, "failed", duration, message, failed_at, checks)
         raise PgBackupError(message, hint=exc.hint or "Do not rely on this backup; verify or take another one.",
                             failed_level=failed_at, checks=checks, duration_seconds=duration)
+    finally:
+        request.local_copy.close()
     duration = round(time.monotonic() - clock, 3)
     result = {"backup_id": manifest["id"], "database": manifest["database"], "kind": manifest["kind"],
               "level": level, "verified": True, "duration_seconds": duration, "checks": checks,
@@ -170,12 +197,16 @@ def _check_checksum(request):
     if request.manifest.get("size") == 0:
         raise PgBackupError("Backup '%s' is empty: its manifest records 0 bytes." % request.manifest["id"],
                             hint="The backup holds no data; take a new one.")
-    path = request.repository.artifact_path(request.manifest)
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
+    if _from_storage(request, request.repository.artifact_size, request.manifest) == 0:
         raise PgBackupError("Artifact '%s' of backup '%s' is a zero-byte file (its manifest says %d bytes)."
                             % (request.manifest["artifact"], request.manifest["id"], request.manifest["size"]),
                             hint="The backup is unusable; restore another one.")
-    digest = request.repository.verify_checksum(request.manifest)
+    if is_remote(request.repository) and request.level != "checksum" and not _why_skipped(request, "structure"):
+        # The next levels read a download, which is checked against the manifest before it is kept:
+        # that is the checksum, without reading the remote copy twice.
+        digest = _files(request).verify_checksum(request.manifest)
+    else:
+        digest = _from_storage(request, request.repository.verify_checksum, request.manifest)
     return {"sha256": digest, "size": request.manifest["size"],
             "files": len(request.manifest.get("extra_files") or {}) + 1}
 
@@ -233,7 +264,7 @@ def _check_structure(request):
         raise PgBackupError("Backup '%s' is of kind '%s', which this version cannot verify." % (
             manifest["id"], manifest.get("kind")), hint="Verify it at level 'checksum'.")
     fmt = manifest.get("format", "custom")
-    path = request.repository.artifact_path(manifest)
+    path = _files(request).artifact_path(manifest)
     stages = _decode_stages(request)
     if fmt == "plain":
         tail = _run_capture(stages or [Stage(["cat"], name="cat")], stdin=path, keep="tail")
@@ -282,7 +313,7 @@ def _check_physical_structure(request):
     """A base backup against PostgreSQL's own backup_manifest: a plain one with pg_verifybackup in place, a tar
     one as a stream (nothing is extracted; only the WAL segments it needs go to ``work_dir`` for pg_waldump)."""
     manifest = request.manifest
-    path = request.repository.artifact_path(manifest)
+    path = _files(request).artifact_path(manifest)
     pg_manifest = os.path.join(path, "backup_manifest")
     if not (os.path.isdir(path) and os.path.isfile(pg_manifest)):
         raise PgBackupError("The structure level for physical backups needs a base backup directory holding "
@@ -320,7 +351,7 @@ def _check_restore(request):
                             % manifest.get("kind"), hint="Verify this backup at level 'structure'.")
     scratch = scratch_database_name(request.scratch_prefix, manifest["id"])
     restore_request = logical_restore.LogicalRestoreRequest(
-        request.repository, request.connection, database=scratch, backup=manifest["id"],
+        _files(request), request.connection, database=scratch, backup=manifest["id"],
         source_database=manifest["database"], jobs=request.jobs, identity_file=request.identity_file,
         no_owner=request.no_owner, maintenance_db=request.maintenance_db, work_dir=request.work_dir,
         pg_bin_dir=request.pg_bin_dir)
@@ -391,13 +422,15 @@ def _record(repository, backup_id, started, level, outcome, duration, error, fai
         entry["skipped"] = skipped
     if "restore" in checks:
         entry["tables"] = checks["restore"]["tables"]
-    previous = repository.read_sidecar(backup_id, SIDECAR) or {}
-    history = previous.get("history") if isinstance(previous.get("history"), list) else []
-    history = (history + [entry])[-HISTORY_LIMIT:]
     try:
+        previous = repository.read_sidecar(backup_id, SIDECAR) or {}
+        history = previous.get("history") if isinstance(previous.get("history"), list) else []
+        history = (history + [entry])[-HISTORY_LIMIT:]
         repository.write_sidecar(backup_id, SIDECAR, {"backup_id": backup_id, "history": history})
     except OSError as exc:
         return "not recorded: cannot write the verify sidecar (%s)" % (exc.strerror or exc)
+    except PgBackupError as exc:  # a remote repository that stopped answering
+        return "not recorded: cannot write the verify sidecar (%s)" % exc.message
     return "%s.%s.json" % (backup_id, SIDECAR)
 
 

@@ -36,8 +36,12 @@ from ..core import manifest as manifests
 from ..core.errors import PgBackupError
 from .local import TMP_PREFIX, check_stored_file, files_of, select as select_manifests
 
-DIRECTORY_SUFFIX = ".dir"
 READ_CHUNK = 1024 * 1024
+
+
+def is_remote(repository):
+    """True for an S3, Azure or SFTP repository, False for a local (or NFS) directory."""
+    return isinstance(repository, RemoteRepository)
 
 
 def refuse_different_backup(location, backup_id):
@@ -89,11 +93,12 @@ def delta_progress(progress):
 
 
 def causes(exc):
-    """exc and the exceptions it was raised from/while handling (SDKs wrap their errors)."""
+    """exc and the exceptions it was raised from/while handling (SDKs wrap their errors; s3transfer's
+    RetriesExceededError keeps the last one as ``last_exception``)."""
     seen = []
     while exc is not None and exc not in seen:
         seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "last_exception", None)
     return seen
 
 
@@ -154,6 +159,18 @@ class RemoteRepository(object):
         """The artifact's URL (for messages and results; restores use download())."""
         return self.url_of(manifest["artifact"])
 
+    def artifact_size(self, manifest):
+        """Bytes of the backup's artifact as stored (a directory artifact: all its files), None when missing."""
+        size = self._size(manifest["artifact"])
+        if size is None:
+            files = self._directory_files(manifest["artifact"])
+            size = sum(files.values()) if files else None
+        return size
+
+    def temp_entries(self):
+        """[(name, modification time)] of work in progress; none here: objects appear only when complete."""
+        return []
+
     def exists(self):
         try:
             self.check_access()
@@ -162,6 +179,10 @@ class RemoteRepository(object):
             return False
 
     def prepare(self):
+        self.check_access()
+
+    def check_reachable(self):
+        """Check mode of a write: raise unless the storage answers with these credentials and could take it."""
         self.check_access()
 
     def has_manifest(self, backup_id):
@@ -250,11 +271,22 @@ class RemoteRepository(object):
 
     def _verify_entry(self, backup_id, entry):
         name = entry["artifact"]
-        size, digest = (self._tree_checksum(name) if name.endswith(DIRECTORY_SUFFIX) else (None, None))
-        if size is None:  # a single file (or a directory artifact stored as one after all)
-            size, digest = self._size(name), None
+        size, digest = self._size(name), None
+        if size is None:  # a directory artifact (pg_dump's directory format, a base backup), or missing
+            size, digest = self._tree_checksum(name)
         check_stored_file(backup_id, entry, size, lambda: digest if digest is not None else self._sha256(name)[1],
                           location=self.url, noun=self.noun)
+
+    def _stored_files(self, backup_id, entry):
+        """{relative path: size} of a directory artifact, {} for a single file. Raises (reason 'damaged')
+        when the file is missing or its size is not the manifest's; its sha256 is checked once downloaded."""
+        name = entry["artifact"]
+        size, files = self._size(name), {}
+        if size is None:
+            files = self._directory_files(name)
+            size = sum(files.values()) if files else None
+        check_stored_file(backup_id, entry, size, lambda: entry["sha256"], location=self.url, noun=self.noun)
+        return files
 
     def _directory_files(self, dir_name):
         """{relative path: size} of the files of a directory-format artifact."""
@@ -368,8 +400,8 @@ class RemoteRepository(object):
                 name = entry["artifact"]
                 temp = local_repository.temp_path(backup_id, name[len(backup_id):] if name.startswith(backup_id)
                                                   else "." + name)
+                files = self._stored_files(backup_id, entry)
                 temp_files[temp] = name
-                files = self._directory_files(name) if name.endswith(DIRECTORY_SUFFIX) else {}
                 if files:
                     os.mkdir(temp, fsutil.DIR_MODE)
                     for relative in sorted(files):
@@ -383,7 +415,7 @@ class RemoteRepository(object):
                 if size != entry["size"] or digest != entry["sha256"]:
                     raise PgBackupError("Checksum mismatch for '%s' of backup '%s' downloaded from '%s'." % (
                         name, backup_id, self.url),
-                        hint="The remote copy is damaged; nothing was kept locally. Use another backup.")
+                        hint="The remote copy is damaged; nothing was kept locally. Use another backup.", reason="damaged")
             local_repository.commit(manifest, temp_files)
         except OSError as exc:
             raise fsutil.describe_os_error(exc, local_repository.path)

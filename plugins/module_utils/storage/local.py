@@ -84,6 +84,24 @@ class LocalRepository(object):
     def exists(self):
         return os.path.isdir(self.path)
 
+    def check_access(self):
+        """Raise a clear PgBackupError unless the repository is a directory this user may read."""
+        if not self.exists():
+            raise PgBackupError("Repository '%s' does not exist (or is not a directory)." % self.path,
+                                hint="Check the repository path, or mount the backup storage.")
+        self._names()
+
+    def temp_entries(self):
+        """[(name, modification time)] of the ``.tmp-*`` work in progress (or leftovers of killed runs)."""
+        entries = []
+        for name in sorted(self._names()):
+            if name.startswith(TMP_PREFIX):
+                try:
+                    entries.append((name, os.lstat(os.path.join(self.path, name)).st_mtime))
+                except OSError:
+                    continue
+        return entries
+
     # Writing
 
     def unique_id(self, kind, database, moment):
@@ -168,6 +186,13 @@ class LocalRepository(object):
 
     def artifact_path(self, manifest):
         return os.path.join(self.path, manifest["artifact"])
+
+    def artifact_size(self, manifest):
+        """Bytes of the backup's artifact as stored (a directory artifact: all its files), None when missing."""
+        try:
+            return fsutil.artifact_size(self.artifact_path(manifest))
+        except OSError:
+            return None
 
     def load(self, backup_id):
         manifests.check_backup_id(backup_id)

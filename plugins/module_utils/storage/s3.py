@@ -182,7 +182,8 @@ class S3Repository(RemoteRepository):
                 return cause
             if botocore_exceptions is None:
                 break
-            if isinstance(cause, botocore_exceptions.ConnectionClosedError):
+            if isinstance(cause, (botocore_exceptions.ConnectionClosedError, botocore_exceptions.ResponseStreamingError,
+                                  botocore_exceptions.IncompleteReadError)):
                 return PgBackupError("The connection to S3 endpoint %s was interrupted while trying to %s %s: %s." % (
                     endpoint, action, where, str(cause).rstrip(".")),
                     hint="Check the network path to the endpoint and retry; the local backup was not touched.")

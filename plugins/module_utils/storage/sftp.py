@@ -54,7 +54,7 @@ WRITE_CHUNK = 256 * 1024
 
 # Module options (names match sftp_options_from_params / open_sftp's ``sftp_*`` keywords).
 SFTP_ARGUMENT_SPEC = dict(
-    sftp_key_file=dict(type="path"),
+    sftp_key_file=dict(type="path", no_log=False),  # a path, not the key
     sftp_key_passphrase=dict(type="str", no_log=True),
     sftp_known_hosts=dict(type="path"),
     sftp_timeout=dict(type="int", default=30),
@@ -254,8 +254,8 @@ class SftpRepository(RemoteRepository):
         if not stat.S_ISDIR(info.st_mode or 0):
             raise PgBackupError("'%s' on SFTP server %s is not a directory." % (self.root, self.server))
 
-    def prepare(self):
-        """Create the repository directory (0700) and its parents if needed."""
+    def _missing_directories(self):
+        """The repository directory and those of its parents that do not exist yet, outermost first."""
         sftp = self._connect()
         missing = []
         current = self.root
@@ -268,12 +268,22 @@ class SftpRepository(RemoteRepository):
                     raise self._error(exc, "open directory")
                 missing.append(current)
                 current = posixpath.dirname(current)
-        for directory in reversed(missing):
+        return list(reversed(missing))
+
+    def prepare(self):
+        """Create the repository directory (0700) and its parents if needed."""
+        sftp = self._connect()
+        for directory in self._missing_directories():
             try:
                 sftp.mkdir(directory, DIR_MODE)
             except Exception as exc:
                 raise self._error(exc, "create directory %s in" % directory)
         self.check_access()
+
+    def check_reachable(self):
+        """The server answers with these keys; a repository directory that prepare() would create may be missing."""
+        if not self._missing_directories():
+            self.check_access()
 
     def stat(self, name=""):
         """paramiko SFTPAttributes of a file (or of the repository directory): mode, uid, gid, size."""
@@ -292,6 +302,11 @@ class SftpRepository(RemoteRepository):
 
     def _top_names(self):
         return [entry.filename for entry in self._listdir(self.root)]
+
+    def temp_entries(self):
+        """[(name, modification time)] of ``.tmp-*`` files: uploads in progress, or left by killed ones."""
+        return sorted((entry.filename, entry.st_mtime or 0) for entry in self._listdir(self.root)
+                      if entry.filename.startswith(TMP_PREFIX))
 
     def _tree(self, prefix):
         """{name: size} of all files whose repository-relative name starts with ``prefix``."""

@@ -14,9 +14,10 @@ import os
 from ..core import fsutil
 from ..core import manifest as manifests
 from ..core.errors import PgBackupError
-from .base import READ_CHUNK, existing_local_copy, tree_files
+from .base import READ_CHUNK, existing_local_copy, is_remote, tree_files
 from .factory import describe_location, open_repository
-from .local import LocalRepository, files_of
+from .local import files_of
+from .working_copy import LocalCopy
 
 
 def _copy_stream(source, target, progress=None):
@@ -85,26 +86,30 @@ def copy_to_local(manifest, source, target, progress=None):
             "artifact": target.artifact_path(manifest), "size": manifest["size"], "sha256": manifest["sha256"]}
 
 
-def copy_backup(manifest, source_repo, target_repo, progress=None):
+def copy_backup(manifest, source_repo, target_repo, progress=None, work_dir=None):
     """Copy one COMPLETE backup (artifact, extra files, manifest last) to another repository.
 
-    ``source_repo``/``target_repo``: LocalRepository or S3Repository (see open_repository).
-    The source is verified first and never modified. Returns {target, id, changed, verified,
-    artifact, size, sha256}; raises PgBackupError naming the cause, with no manifest on the target.
-    ``progress``: optional callable receiving the number of bytes just transferred.
+    ``source_repo``/``target_repo``: any repository of open_repository(). The source is verified
+    first (a remote one by its download, which is checked before anything is kept) and never
+    modified. From one remote repository to another the backup goes through a temporary local
+    copy in ``work_dir`` (default: the system's temporary directory), removed afterwards. Returns
+    {target, id, changed, verified, artifact, size, sha256}; raises PgBackupError naming the
+    cause, with no manifest on the target. ``progress``: optional callable receiving the number of
+    bytes just transferred.
     """
     manifests.validate(manifest, "of backup '%s'" % manifest.get("id"))
-    source_is_s3 = not isinstance(source_repo, LocalRepository)  # S3, Azure or SFTP: upload()/download()
-    target_is_s3 = not isinstance(target_repo, LocalRepository)
+    source_is_s3 = is_remote(source_repo)  # S3, Azure or SFTP: upload()/download()
+    target_is_s3 = is_remote(target_repo)
     if source_is_s3 and target_is_s3:
-        raise PgBackupError("Copying directly from one remote repository (S3, Azure, SFTP) to another is not supported.",
-                            hint="Download the backup to a local repository first, then copy it from there.")
-    try:
-        source_repo.verify_checksum(manifest)
-    except PgBackupError as exc:
-        raise PgBackupError("Backup '%s' in '%s' fails its checksum, so it was not copied: %s" % (
-            manifest["id"], describe_location(source_repo), exc.message),
-            hint="Take a new backup; do not spread a damaged one.")
+        with LocalCopy(source_repo, work_dir) as copies:
+            return target_repo.upload(manifest, copies.fetch(manifest), progress=progress)
+    if not source_is_s3:
+        try:
+            source_repo.verify_checksum(manifest)
+        except PgBackupError as exc:
+            raise PgBackupError("Backup '%s' in '%s' fails its checksum, so it was not copied: %s" % (
+                manifest["id"], describe_location(source_repo), exc.message),
+                hint="Take a new backup; do not spread a damaged one.")
     if target_is_s3:
         return target_repo.upload(manifest, source_repo, progress=progress)
     if source_is_s3:
@@ -115,14 +120,16 @@ def copy_backup(manifest, source_repo, target_repo, progress=None):
     return copy_to_local(manifest, source_repo, target_repo, progress=progress)
 
 
-def copy_to_targets(manifest, source_repo, targets, owner=None, s3_options=None, check_mode=False, progress=None):
+def copy_to_targets(manifest, source_repo, targets, owner=None, s3_options=None, check_mode=False, progress=None,
+                    work_dir=None):
     """Copy a backup to every target (paths or s3:// URLs) — what ``copy_to`` means for the
     pg_dump module, the backup_copy module and the runner.
 
     Every target is attempted even when one fails. Returns one result per target (with
     ``failed``/``msg`` for failures); raises PgBackupError (``details['results']``) after all
     targets were tried if any failed. In check mode only resolves the targets and reports
-    whether each would be copied (the bucket is checked for reachability).
+    whether each would be copied (the bucket is checked for reachability). ``s3_options``: the
+    open_repository() keywords of every back-end; ``work_dir``: see copy_backup.
     """
     results = []
     failures = []
@@ -132,7 +139,7 @@ def copy_to_targets(manifest, source_repo, targets, owner=None, s3_options=None,
             if check_mode:
                 results.append(_plan_copy(manifest, repo))
             else:
-                results.append(copy_backup(manifest, source_repo, repo, progress=progress))
+                results.append(copy_backup(manifest, source_repo, repo, progress=progress, work_dir=work_dir))
         except PgBackupError as exc:
             failures.append("%s: %s" % (target, exc.message))
             results.append({"target": target, "id": manifest["id"], "changed": False, "failed": True,
@@ -148,9 +155,9 @@ def copy_to_targets(manifest, source_repo, targets, owner=None, s3_options=None,
 
 
 def _plan_copy(manifest, repo):
-    """Check mode: would ``manifest`` be copied to ``repo`` (S3: the bucket must be reachable)?"""
-    if not isinstance(repo, LocalRepository):  # S3, Azure, SFTP (remote_store.RemoteRepository)
-        repo.check_access()
+    """Check mode: would ``manifest`` be copied to ``repo`` (a remote one must answer, see check_reachable)?"""
+    if is_remote(repo):
+        repo.check_reachable()
         present = repo.has_manifest(manifest["id"])
     else:
         present = os.path.exists(repo.manifest_path(manifest["id"]))
