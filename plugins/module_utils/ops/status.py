@@ -306,39 +306,48 @@ def _number(value):
     return repr(float(value))
 
 
+def metric_lines(name, kind, help_text, samples):
+    """``# HELP``, ``# TYPE`` and one line per sample of metric ``name``, in the text exposition format.
+
+    ``samples`` is a list of (labels, value); labels a list of (name, value) pairs, empty for none."""
+    lines = ["# HELP %s %s" % (name, help_text), "# TYPE %s %s" % (name, kind)]
+    for labels, value in samples:
+        label_text = ",".join('%s="%s"' % (label, escape_label(text)) for label, text in labels)
+        lines.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "", _number(value)))
+    return lines
+
+
 def prometheus_text(status):
     """The metrics of ``status`` in the Prometheus text exposition format."""
     lines = []
     for name, kind, help_text, key in METRICS:
-        full = METRIC_PREFIX + name
-        samples = [(db, values[key]) for db, values in sorted(status["metrics"].items()) if values.get(key) is not None]
-        lines.append("# HELP %s %s" % (full, help_text))
-        lines.append("# TYPE %s %s" % (full, kind))
-        for db, value in samples:
-            lines.append('%s{database="%s"} %s' % (full, escape_label(db), _number(value)))
-    full = METRIC_PREFIX + "problem"
-    lines.append("# HELP %s 1 for each problem found, by database and problem code." % full)
-    lines.append("# TYPE %s gauge" % full)
-    seen = set()
+        lines.extend(metric_lines(METRIC_PREFIX + name, kind, help_text, [
+            ([("database", db)], values[key]) for db, values in sorted(status["metrics"].items())
+            if values.get(key) is not None]))
+    problems, seen = [], set()
     for problem in status["health"]:
         key = (problem["database"] or "", problem["code"])
         if key in seen:
             continue
         seen.add(key)
-        lines.append('%s{database="%s",code="%s",severity="%s"} 1' % (
-            full, escape_label(key[0]), escape_label(key[1]), escape_label(problem["severity"])))
+        problems.append(([("database", key[0]), ("code", key[1]), ("severity", problem["severity"])], 1))
+    lines.extend(metric_lines(METRIC_PREFIX + "problem", "gauge", "1 for each problem found, by database and problem code.",
+                              problems))
     for name, help_text, value in (
             ("status_ok", "1 when the whole repository is healthy.", 1 if status["ok"] else 0),
             ("status_timestamp_seconds", "When this check ran (Unix time).",
              _epoch(manifests.parse_time(status["checked_at"])))):
-        lines.append("# HELP %s%s %s" % (METRIC_PREFIX, name, help_text))
-        lines.append("# TYPE %s%s gauge" % (METRIC_PREFIX, name))
-        lines.append("%s%s %s" % (METRIC_PREFIX, name, _number(value)))
+        lines.extend(metric_lines(METRIC_PREFIX + name, "gauge", help_text, [([], value)]))
     return "\n".join(lines) + "\n"
 
 
 def write_prometheus_textfile(path, status, mode=0o644):
-    """Write the metrics atomically (temporary file in the same directory, then rename), so
+    """Write the metrics of ``status`` for node_exporter (see ``write_textfile``)."""
+    return write_textfile(path, prometheus_text(status), mode)
+
+
+def write_textfile(path, text, mode=0o644):
+    """Write metrics text atomically (temporary file in the same directory, then rename), so
     node_exporter never reads half a file. The file is world-readable: metrics are not secret."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
@@ -348,7 +357,7 @@ def write_prometheus_textfile(path, status, mode=0o644):
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "w") as handle:
-            handle.write(prometheus_text(status))
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
