@@ -13,6 +13,7 @@ import pytest
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import manifest as manifests
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import drill
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import drill as drill_cli
 from tests.lib.backups import synthetic_backup
 
 MANIFEST = {"id": "20240106T020000Z_logical_TodoDb", "database": "TodoDb", "size": 2048,
@@ -117,7 +118,7 @@ def test_plan_names_the_newest_backup_and_changes_nothing(tmp_path):
     config = tmp_path / "drill.json"
     config.write_text(json.dumps({"repository": repo, "databases": ["Big", "Gone"], "smoke_queries": {"Big": ["SELECT 1"]}}))
     out, err = io.StringIO(), io.StringIO()
-    assert drill.main(["--config", str(config), "--plan", "--json"], deliver=None, out=out, err=err) == drill.EXIT_PASSED
+    assert drill_cli.main(["--config", str(config), "--plan", "--json"], deliver=None, out=out, err=err) == drill.EXIT_PASSED
     planned = json.loads(out.getvalue())["plan"]
     assert planned[0]["backup_id"] == newest["id"] and "1 smoke queries" in planned[0]["steps"][-1]
     assert planned[1]["backup_id"] is None and "No backup of database 'Gone'" in planned[1]["error"]
@@ -128,7 +129,7 @@ def test_command_refuses_bad_settings_with_exit_2(tmp_path):
     config = tmp_path / "drill.json"
     config.write_text(json.dumps({"repository": "/r", "databases": ["TodoDb"], "smtp_host": "mail", "smtp_to": ["a@b"]}))
     out, err = io.StringIO(), io.StringIO()
-    assert drill.main(["--config", str(config)], deliver=None, out=out, err=err) == drill.EXIT_ERROR
+    assert drill_cli.main(["--config", str(config)], deliver=None, out=out, err=err) == drill.EXIT_ERROR
     assert "todoapi-pgbackup-drill: ERROR: Alerts are configured" in err.getvalue() and out.getvalue() == ""
 
 
@@ -136,7 +137,7 @@ def test_human_lines():
     status = drill.drill_status(outcomes()[:2], "/repo", now="2024-01-06T06:01:00Z")
     result = dict(ok=status["ok"], checked_at=status["checked_at"], drills=status["drills"],
                   alert={"send": True, "subject": "[todoapi.pgbackup] PROBLEM", "sent": ["webhook"]})
-    assert drill.describe(result) == [
+    assert drill_cli.describe(result) == [
         "2024-01-06T06:01:00.000000Z FAILED",
         "PASSED TodoDb: restored, counts match (backup 4.0 h old, drill 12.5 s)",
         "FAILED Other: Checksum mismatch Take another backup.",
