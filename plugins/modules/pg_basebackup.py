@@ -49,6 +49,9 @@ options:
         taken again in one thread (the result's RV(backup.compression) then holds C(workers_refused)); a backup with
         a number of workers fails with an error that says so.
       - Client-side compression is not possible with O(format=plain).
+      - If the server's build lacks the method (PostgreSQL built without zstd or lz4), the same method is used on the
+        client (tar format), and if pg_basebackup's build lacks it too, V(server-gzip:1); the result's
+        RV(backup.compression) then holds C(requested) and, in C(unsupported), what each build said.
     type: str
     default: server-zstd:level=3,workers=auto
   manifest_checksums:
@@ -101,7 +104,7 @@ notes:
   - Tablespaces other than the default ones are backed up, but M(todoapi.pgbackup.pitr_recovery) cannot restore them yet.
 requirements:
   - psycopg2 on the managed host
-  - PostgreSQL client programs (C(pg_basebackup), C(pg_verifybackup), C(pg_waldump)) of the server's major version or newer
+  - C(pg_basebackup) of the server's major version or newer, C(pg_verifybackup) and C(pg_waldump) of its major version
   - zstd, gzip or lz4 for verifying compressed tar backups
   - the Python module C(crc32c) (Debian C(python3-crc32c)) for CRC32C manifest checksums (without it, SHA256 is used)
 seealso:
@@ -205,6 +208,8 @@ backup:
       description:
         - Compression method, level, location (client or server) and workers (the number of threads, C(auto)
           resolved); C(workers_refused) when the server refused them and the backup was taken in one thread.
+        - C(requested) and C(unsupported) (the error of each build that lacked a method) when the compression asked
+          for was not available and another one was used.
       type: dict
     started_at:
       description: Start time (UTC, ISO 8601).

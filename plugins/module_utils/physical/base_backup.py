@@ -51,8 +51,9 @@ from ..core import pgconn
 from ..core.errors import PgBackupError
 from ..core.pgtools import find_tool
 from ..core.pipeline import Pipeline, Stage
-from .base_backup_request import (DEFAULT_COMPRESSION, FORMATS, MANIFEST_CHECKSUMS, WAL_METHODS, WORKERS_AUTO,
-                                  PhysicalBackupRequest, compression_argument, resolve_workers)
+from .base_backup_request import (DEFAULT_COMPRESSION, FORMATS, MANIFEST_CHECKSUMS, UNSUPPORTED_METHOD, WAL_METHODS,
+                                  WORKERS_AUTO, PhysicalBackupRequest, compression_argument, compression_fallbacks,
+                                  resolve_workers)
 from .base_backup_tar import extract_backup, read_backup_label, read_directory_backup_label
 from .base_backup_verify import verify_data_directory, verify_tar_backup
 from .wal_names import DEFAULT_SEGMENT_SIZE, segment_for_lsn
@@ -137,31 +138,53 @@ def _empty_directory(path):
         fsutil.remove_quietly(os.path.join(path, name))
 
 
+def _error_line(text, pattern):
+    """The line of pg_basebackup's error output that matches ``pattern`` (all of it when none does)."""
+    lines = [line.strip() for line in text.splitlines() if re.search(pattern, line)]
+    return re.split(r"(?i)\berror:\s+", lines[0])[-1] if lines else text.strip()
+
+
+def _without_workers(request, compression, exc):
+    """The compression to take the backup with after ``exc``: one thread when the server refused workers
+    and workers=auto; otherwise ``exc`` is raised."""
+    if not compression.get("workers") or not re.search(WORKERS_REFUSED, exc.message):
+        raise exc
+    if request.compression.get("workers") != WORKERS_AUTO:
+        raise PgBackupError("The server refused zstd compression with %d workers: %s" % (
+            compression["workers"], exc.message),
+            hint="Its libzstd cannot compress in threads (PostgreSQL 15 needs libzstd 1.5 or newer, built with "
+                 "threads). Use workers=0, or workers=auto, which falls back to one thread by itself.")
+    return dict(compression, workers=0, workers_refused=compression["workers"])
+
+
 def _run_basebackup(request, argv, temp_dir, env):
     """Run pg_basebackup with ``argv + --compress=...``; returns the compression actually applied.
 
     A server whose libzstd cannot compress with workers refuses them ("could not set compression worker
     count"): with workers=auto the backup is taken again in one thread; workers asked for by number fail.
+    A build (the server's, or pg_basebackup's) without the method asked for refuses it before the backup
+    starts: the backup is taken with the next of ``compression_fallbacks`` (the same method on the client,
+    then gzip), and the result says what was asked for (``requested``) and why it was not used (``unsupported``).
     """
     compression = resolve_workers(request.compression)
-
-    def run(applied):
-        Pipeline([Stage(argv + ["--compress=%s" % compression_argument(applied)], name="pg_basebackup",
-                        error_pattern=BASEBACKUP_ERROR)], env=env).run()
-
-    try:
-        run(compression)
-    except PgBackupError as exc:
-        if not compression.get("workers") or not re.search(WORKERS_REFUSED, exc.message):
-            raise
-        if request.compression.get("workers") != WORKERS_AUTO:
-            raise PgBackupError("The server refused zstd compression with %d workers: %s" % (
-                compression["workers"], exc.message),
-                hint="Its libzstd cannot compress in threads (PostgreSQL 15 needs libzstd 1.5 or newer, built with "
-                     "threads). Use workers=0, or workers=auto, which falls back to one thread by itself.")
-        _empty_directory(temp_dir)
-        compression = dict(compression, workers=0, workers_refused=compression["workers"])
-        run(compression)
+    fallbacks = compression_fallbacks(compression, request.format)
+    unsupported = []
+    while True:
+        try:
+            Pipeline([Stage(argv + ["--compress=%s" % compression_argument(compression)], name="pg_basebackup",
+                            error_pattern=BASEBACKUP_ERROR)], env=env).run()
+            break
+        except PgBackupError as exc:
+            if fallbacks and re.search(UNSUPPORTED_METHOD, exc.message):
+                unsupported.append("%s: %s" % (compression_argument(compression),
+                                               _error_line(exc.message, UNSUPPORTED_METHOD)))
+                compression = resolve_workers(fallbacks.pop(0))
+            else:
+                compression = _without_workers(request, compression, exc)
+            _empty_directory(temp_dir)
+    if unsupported:
+        compression.update(requested=compression_argument(resolve_workers(request.compression)),
+                           unsupported=unsupported)
     return compression
 
 

@@ -2,8 +2,8 @@
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What a base backup may ask for, checked before anything is written: format, WAL method, checkpoint,
-rate limit, pg_basebackup's --compress (server-side zstd with workers by default) and the checksum
-algorithm of PostgreSQL's backup_manifest.
+rate limit, pg_basebackup's --compress (server-side zstd with workers by default, and what to fall back to
+when a build lacks the method), and the checksum algorithm of PostgreSQL's backup_manifest.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,6 +25,10 @@ WORKERS_AUTO = "auto"
 MANIFEST_CHECKSUMS = ("auto", "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512")
 WAL_METHODS = ("stream", "fetch")
 MAX_RATE = re.compile(r"^[0-9]+[kM]?$")
+# Tried when a build (the server's, then pg_basebackup's) lacks the method asked for: zlib is in nearly every
+# build, and level 1 costs the least time.
+FALLBACK_COMPRESSION = "server-gzip:1"
+UNSUPPORTED_METHOD = r"this build does not support|not supported by this build"
 COMPRESSION_HINT = ("Use none, or [client-|server-]gzip|lz4|zstd[:level] or [:level=N,workers=N|auto] "
                     "(workers with zstd only), e.g. server-zstd:level=3,workers=auto.")
 
@@ -106,6 +110,20 @@ def compression_argument(compression):
     elif level is not None:
         text += ":%d" % level
     return text
+
+
+def compression_fallbacks(compression, fmt):
+    """What to try, in order, when a build lacks ``compression``'s method: the same method on the client (tar
+    format only: a plain backup is written by the client as files), then FALLBACK_COMPRESSION."""
+    if compression["method"] == "none":
+        return []
+    tries = []
+    if compression["location"] == "server" and fmt == "tar":
+        tries.append(dict(compression, location="client"))
+    fallback = parse_compression(FALLBACK_COMPRESSION, fmt)
+    if compression["method"] != fallback["method"]:
+        tries.append(fallback)
+    return tries
 
 
 def manifest_checksum_algorithm(requested):

@@ -28,9 +28,20 @@ VERIFY_ERROR = r"(?m)^pg_verifybackup: error:"
 DEFAULT_MAJOR = 15
 
 
+def data_directory_major(data_dir):
+    """Major version of a (restored) data directory, from its PG_VERSION file."""
+    try:
+        with open(os.path.join(data_dir, "PG_VERSION")) as handle:
+            return int(handle.read().strip().split(".")[0])
+    except (OSError, ValueError):
+        raise PgBackupError("'%s' has no readable PG_VERSION: it is not a PostgreSQL data directory." % data_dir,
+                            hint="The base backup is damaged or incomplete; use another one.")
+
+
 def verify_data_directory(data_dir, manifest_path, bin_dir):
-    """pg_verifybackup on an extracted/plain data directory (checksums of every file, WAL range)."""
-    verifier = find_tool("pg_verifybackup", 15, bin_dir)[0]
+    """pg_verifybackup of the data directory's major version on an extracted/plain data directory (checksums
+    of every file, WAL range)."""
+    verifier = find_tool("pg_verifybackup", data_directory_major(data_dir), bin_dir)[0]
     argv = [verifier, "-q", "-m", manifest_path]
     wal_dir = os.path.join(data_dir, "pg_wal")
     waldump = os.path.join(os.path.dirname(verifier), "pg_waldump")
