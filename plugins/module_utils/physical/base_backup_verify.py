@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -29,13 +30,18 @@ DEFAULT_MAJOR = 15
 
 
 def data_directory_major(data_dir):
-    """Major version of a (restored) data directory, from its PG_VERSION file."""
+    """Major version of a (restored) data directory, from the number its PG_VERSION file starts with (whether
+    the file is intact is pg_verifybackup's to say)."""
     try:
         with open(os.path.join(data_dir, "PG_VERSION")) as handle:
-            return int(handle.read().strip().split(".")[0])
-    except (OSError, ValueError):
-        raise PgBackupError("'%s' has no readable PG_VERSION: it is not a PostgreSQL data directory." % data_dir,
-                            hint="The base backup is damaged or incomplete; use another one.")
+            match = re.match(r"\s*(\d+)", handle.read(64))
+    except OSError as exc:
+        raise PgBackupError("The base backup in '%s' is damaged: its PG_VERSION cannot be read (%s)." % (
+            data_dir, exc.strerror), hint="Do not restore this backup; use another one.")
+    if not match:
+        raise PgBackupError("The base backup in '%s' is damaged: its PG_VERSION holds no version number." % data_dir,
+                            hint="Do not restore this backup; use another one.")
+    return int(match.group(1))
 
 
 def verify_data_directory(data_dir, manifest_path, bin_dir):
