@@ -24,6 +24,9 @@ description:
     C(pg_verifybackup).
   - The repository manifest records start and end WAL location, timeline, the WAL segments the backup needs, the
     backup label, the system identifier and the next transaction id at start and end.
+  - With PostgreSQL 17 or newer and C(summarize_wal) on (role C(todoapi.pgbackup.wal_archiving) turns it on), a backup
+    can be incremental (O(type)) - only the blocks changed since an earlier backup of the repository. It is restored
+    with every backup it depends on, back to a full one (its chain), by M(todoapi.pgbackup.pitr_recovery).
 extends_documentation_fragment:
   - todoapi.pgbackup.connection
   - todoapi.pgbackup.connection.repository
@@ -35,6 +38,22 @@ options:
     type: str
     choices: [tar, plain]
     default: tar
+  type:
+    description:
+      - V(full) copies the whole cluster.
+      - V(diff) copies what changed since the newest full backup of the same cluster in O(repository); V(incr) what
+        changed since its newest backup of any type (C(pg_basebackup --incremental)). Both need PostgreSQL 17 or newer
+        with C(summarize_wal) on, and WAL summaries back to the start of that backup (they exist from when
+        C(summarize_wal) was turned on, for C(wal_summary_keep_time), 10 days by default); otherwise the module fails
+        saying why.
+      - V(auto) takes an V(incr) backup when that is possible and a full one otherwise; the result's
+        RV(backup.type_note) says why it took a full one.
+      - An incremental backup can only be restored together with its chain (RV(backup.chain)); the chain is verified,
+        kept and removed as one (M(todoapi.pgbackup.backup_verify), M(todoapi.pgbackup.backup_retention)).
+    type: str
+    choices: [full, diff, incr, auto]
+    default: full
+    version_added: 0.2.0
   compression:
     description:
       - C(pg_basebackup --compress) as C([client-|server-]method[:level]) or
@@ -133,6 +152,11 @@ EXAMPLES = r'''
     compression: server-zstd:level=5,workers=4
     manifest_checksums: SHA256
 
+- name: Incremental backup on top of the newest backup (PostgreSQL 17+), a full one when that is not possible
+  todoapi.pgbackup.pg_basebackup:
+    repository: /var/backups/todoapi
+    type: auto
+
 - name: Throttled plain-format backup with gzip on the server (saves network only)
   todoapi.pgbackup.pg_basebackup:
     repository: /var/backups/todoapi
@@ -211,6 +235,25 @@ backup:
         - C(requested) and C(unsupported) (the error of each build that lacked a method) when the compression asked
           for was not available and another one was used.
       type: dict
+    backup_type:
+      description: V(full), V(diff) or V(incr) - what was taken (O(type=auto) becomes V(incr) or V(full)).
+      type: str
+      sample: incr
+      version_added: 0.2.0
+    parent:
+      description: Id of the backup an incremental one was taken against; null for a full backup.
+      type: str
+      version_added: 0.2.0
+    chain:
+      description: The ids of the backups a restore needs, from the full backup up to this one.
+      type: list
+      elements: str
+      sample: [20240106T020000Z_physical_main, 20240107T020000Z_physical_main]
+      version_added: 0.2.0
+    type_note:
+      description: Why O(type=auto) took a full backup; null otherwise.
+      type: str
+      version_added: 0.2.0
     started_at:
       description: Start time (UTC, ISO 8601).
       type: str
@@ -235,6 +278,7 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
             format=dict(type="str", default="tar", choices=list(base_backup.FORMATS)),
+            type=dict(type="str", default="full", choices=list(base_backup.BACKUP_TYPES)),
             compression=dict(type="str", default=base_backup.DEFAULT_COMPRESSION),
             manifest_checksums=dict(type="str", default="auto", choices=list(base_backup.MANIFEST_CHECKSUMS)),
             wal_method=dict(type="str", default="stream", choices=list(base_backup.WAL_METHODS)),
@@ -254,7 +298,7 @@ def main():
         compression=params["compression"], wal_method=params["wal_method"], max_rate=params["max_rate"],
         checkpoint=params["checkpoint"], verify=params["verify"], label=params["label"],
         pg_bin_dir=params["pg_bin_dir"], cluster_name=params["cluster_name"],
-        manifest_checksums=params["manifest_checksums"])
+        manifest_checksums=params["manifest_checksums"], backup_type=params["type"])
     exit_with_backup(module, base_backup, request, repository)
 
 

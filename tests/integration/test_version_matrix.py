@@ -97,7 +97,7 @@ def test_physical_backup_and_verification(any_pg, matrix_db, tmp_repo, ansible_p
         ("Verify the dump by restoring it", "todoapi.pgbackup.backup_verify",
          connection(any_pg, repository=tmp_repo, database=name, level="restore"))))
     base = result.task("Base backup")["backup"]
-    assert base["verified"]["backup_manifest"]
+    assert base["verified"]["backup_manifest"] and base["backup_type"] == "full" and base["chain"] == [base["id"]]
     compression = base["compression"]
     if major_of(any_pg) == 18:
         # this build has neither zstd on the server nor in pg_basebackup: gzip, and the manifest says why
@@ -139,7 +139,7 @@ def test_point_in_time_recovery(archiving_any, ansible_playbook):
     try:
         result = ansible_playbook(playbook(("Recover", "todoapi.pgbackup.pitr_recovery", args)))
         recovery = result.task("Recover")["recovery"]
-        assert recovery["promoted"] and recovery["timeline"] >= 2
+        assert recovery["promoted"] and recovery["timeline"] >= 2 and recovery["restored_by"] == "extract"
         recovered = PgCluster(major_of(source), "recovered", args["port"], password=source.password)
         phases = archiving_any.phases(recovered)
         assert "before-%s" % tag in phases and "after-%s" % tag not in phases

@@ -51,6 +51,7 @@ from ..core import pgconn
 from ..core.errors import PgBackupError
 from ..core.pgtools import find_tool
 from ..core.pipeline import Pipeline, Stage
+from .base_backup_chain import BACKUP_TYPES, NO_SUMMARIES, USE_INSTEAD, chain_record, choose_parent
 from .base_backup_request import (DEFAULT_COMPRESSION, FORMATS, MANIFEST_CHECKSUMS, UNSUPPORTED_METHOD, WAL_METHODS,
                                   WORKERS_AUTO, PhysicalBackupRequest, compression_argument, compression_fallbacks,
                                   resolve_workers)
@@ -59,8 +60,9 @@ from .base_backup_verify import verify_data_directory, verify_tar_backup
 from .wal_names import DEFAULT_SEGMENT_SIZE, segment_for_lsn
 
 # What callers use from here (the modules, the runner's engines, bench/ and the tests).
-__all__ = ["KIND", "ARTIFACT_SUFFIX", "DEFAULT_COMPRESSION", "FORMATS", "MANIFEST_CHECKSUMS", "WAL_METHODS",
-           "PhysicalBackupRequest", "plan", "backup", "extract_backup", "verify_data_directory", "verify_tar_backup"]
+__all__ = ["KIND", "ARTIFACT_SUFFIX", "BACKUP_TYPES", "DEFAULT_COMPRESSION", "FORMATS", "MANIFEST_CHECKSUMS",
+           "WAL_METHODS", "PhysicalBackupRequest", "plan", "backup", "extract_backup", "verify_data_directory",
+           "verify_tar_backup"]
 
 KIND = "physical"
 ARTIFACT_SUFFIX = ".base"
@@ -76,11 +78,13 @@ def _cluster_facts(conn):
                               "CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') "
                               "THEN (SELECT system_identifier FROM pg_control_system())::text END, "
                               "CASE WHEN pg_has_role('pg_read_all_settings', 'USAGE') "
-                              "THEN current_setting('data_directory') END")
-    cluster_name, wal_level, archive_mode, segment_size, system_identifier, data_directory = rows[0]
+                              "THEN current_setting('data_directory') END, "
+                              # NULL before PostgreSQL 17, which has no WAL summaries
+                              "current_setting('summarize_wal', true)")
+    cluster_name, wal_level, archive_mode, segment_size, system_identifier, data_directory, summarize = rows[0]
     info.update({"cluster_name": cluster_name or "", "wal_level": wal_level, "archive_mode": archive_mode,
                  "wal_segment_size": _size_in_bytes(segment_size), "system_identifier": system_identifier,
-                 "data_directory": data_directory})
+                 "data_directory": data_directory, "summarize_wal": summarize})
     return info
 
 
@@ -117,7 +121,10 @@ def plan(request):
     finally:
         conn.close()
     tool, version = find_tool("pg_basebackup", facts["server_version_num"] // 10000, request.pg_bin_dir)
-    return {"repository": request.repository.path, "format": request.format,
+    cluster = request.cluster_name or facts["cluster_name"] or "cluster"
+    backup_type, parent, type_note = choose_parent(request.repository, request.backup_type, facts, cluster)
+    return {"repository": request.repository.path, "format": request.format, "backup_type": backup_type,
+            "parent": parent["id"] if parent else None, "type_note": type_note,
             "compression": resolve_workers(request.compression), "compress": compression_argument(request.compression),
             "manifest_checksums": request.manifest_checksums, "wal_method": request.wal_method,
             "server_version": facts["server_version"], "cluster_name": facts["cluster_name"],
@@ -188,6 +195,30 @@ def _run_basebackup(request, argv, temp_dir, env):
     return compression
 
 
+def _take(request, tool, temp_dir, backup_id, env, chosen):
+    """Run pg_basebackup for the type ``chosen`` = (type, parent, note); returns (compression, chosen).
+
+    pg_basebackup refuses an incremental backup when the server lacks the WAL summaries back to the
+    parent's start (summarize_wal was off then, or they were removed after wal_summary_keep_time):
+    ``auto`` then takes a full backup, ``diff`` and ``incr`` fail saying so."""
+    backup_type, parent, note = chosen
+    try:
+        argv = _basebackup_argv(request, tool, temp_dir, backup_id, parent)
+        return _run_basebackup(request, argv, temp_dir, env), chosen
+    except PgBackupError as exc:
+        if parent is None or not re.search(NO_SUMMARIES, exc.message):
+            raise
+        why = "the server has no WAL summaries back to the start of '%s': %s" % (
+            parent["id"], _error_line(exc.message, NO_SUMMARIES))
+        if request.backup_type != "auto":
+            raise PgBackupError("pg_basebackup refused the %s backup: %s" % (backup_type, why),
+                                hint=USE_INSTEAD + " Summaries exist only from when summarize_wal was turned on, for "
+                                                   "wal_summary_keep_time (10 days by default).")
+    _empty_directory(temp_dir)
+    argv = _basebackup_argv(request, tool, temp_dir, backup_id, None)
+    return _run_basebackup(request, argv, temp_dir, env), ("full", None, why)
+
+
 def backup(request):
     """Take a base backup into the repository; returns its manifest (published only when complete)."""
     repo = request.repository
@@ -202,14 +233,16 @@ def backup(request):
         major = facts["server_version_num"] // 10000
         tool, taken["tool_version"] = find_tool("pg_basebackup", major, request.pg_bin_dir)
         taken["cluster"] = request.cluster_name or facts["cluster_name"] or "cluster"
+        chosen = choose_parent(repo, request.backup_type, facts, taken["cluster"])
         repo.prepare()
         backup_id = taken["id"] = repo.unique_id(KIND, taken["cluster"], taken["started"])
         temp_dir = repo.temp_path(backup_id, ARTIFACT_SUFFIX)
         os.mkdir(temp_dir, fsutil.DIR_MODE)
         taken["next_xid_at_start"] = _next_xid(conn)
         with pgconn.libpq_environment(request.connection) as env:
-            taken["compression"] = _run_basebackup(request, _basebackup_argv(request, tool, temp_dir, backup_id),
-                                                   temp_dir, env)
+            taken["compression"], chosen = _take(request, tool, temp_dir, backup_id, env, chosen)
+        taken["chain"] = dict(chain_record(chosen[0], chosen[1], backup_id), requested_type=request.backup_type,
+                              type_note=chosen[2])
         taken["next_xid_at_end"] = _next_xid(conn)
         taken["finished"] = manifests.utcnow()
         taken["pg_manifest"], taken["wal_ranges"] = read_backup_manifest(os.path.join(temp_dir, "backup_manifest"))
@@ -227,13 +260,15 @@ def backup(request):
         conn.close()
 
 
-def _basebackup_argv(request, tool, temp_dir, backup_id):
+def _basebackup_argv(request, tool, temp_dir, backup_id, parent=None):
     """pg_basebackup's command line, without --compress (``_run_basebackup`` adds it)."""
     argv = [tool, "-D", temp_dir, "-F", request.format[0], "-X", request.wal_method,
             "--checkpoint=%s" % request.checkpoint, "--label=%s" % (request.label or backup_id),
             "--no-sync", "--no-password", "--manifest-checksums=%s" % request.manifest_checksums]
     if request.max_rate:
         argv.append("--max-rate=%s" % request.max_rate)
+    if parent is not None:
+        argv.append("--incremental=%s" % os.path.join(request.repository.artifact_path(parent), "backup_manifest"))
     return argv
 
 
@@ -297,6 +332,11 @@ def _repository_manifest(request, facts, temp_dir, taken):
         "duration_seconds": round(time.monotonic() - taken["clock"], 3),
         "format": request.format,
         "compression": dict(taken["compression"], applied="applied_by_pg_basebackup"),
+        "backup_type": taken["chain"]["backup_type"],
+        "parent": taken["chain"]["parent"],
+        "chain": taken["chain"]["chain"],
+        "requested_type": taken["chain"]["requested_type"],
+        "type_note": taken["chain"]["type_note"],
         "encryption": None,
         "wal_method": request.wal_method,
         "server_version": facts["server_version"],

@@ -12,6 +12,7 @@ __metaclass__ = type
 
 from ..core import manifest as manifests
 from ..core.errors import PgBackupError
+from .base_backup_chain import chain_of
 from .pitr_wal_scan import scan_wal, segment_size_of, segno_of
 from .wal_archive_contents import history_timelines, wal_range_present
 from .wal_names import format_lsn, parse_lsn
@@ -29,8 +30,16 @@ def _before_target(manifest, request, name_lsn=None):
     return parse_lsn(manifest["end_lsn"]) <= parse_lsn(lsn)
 
 
+def verified_chain(repository, manifest):
+    """The chain of ``manifest`` (full first), every member's files checked against its manifest."""
+    chain = chain_of(repository, manifest)
+    for member in chain:
+        repository.verify_checksum(member)
+    return chain
+
+
 def choose_backup(request, backups, name_lsn=None):
-    """The newest verified base backup usable for the target; (manifest, skipped problems)."""
+    """The newest verified base backup usable for the target; (its verified chain, full first; skipped problems)."""
     if request.backup:
         manifest = request.repository.resolve(request.backup, kind="physical")
         if manifest.get("kind") != "physical":
@@ -39,8 +48,7 @@ def choose_backup(request, backups, name_lsn=None):
         if not _before_target(manifest, request, name_lsn):
             raise PgBackupError("Base backup '%s' ends after the recovery target %s." % (
                 manifest["id"], request.describe_target()), hint="Choose an older backup, or let the module pick one.")
-        request.repository.verify_checksum(manifest)
-        return manifest, []
+        return verified_chain(request.repository, manifest), []
     if not backups:
         raise PgBackupError("Repository '%s' holds no physical base backup." % request.repository.path,
                             hint="Take one with todoapi.pgbackup.pg_basebackup first.")
@@ -55,8 +63,7 @@ def choose_backup(request, backups, name_lsn=None):
     skipped = []
     for manifest in reversed(usable):
         try:
-            request.repository.verify_checksum(manifest)
-            return manifest, skipped
+            return verified_chain(request.repository, manifest), skipped
         except PgBackupError as exc:
             skipped.append(str(exc))
     raise PgBackupError("Every base backup usable for %s failed its checksum: %s" % (
