@@ -16,6 +16,9 @@ description:
     one), then checks that the WAL archive holds every segment from the backup on, without a hole, up to the
     target. A target before the oldest base backup, after the end of the archive, an unknown restore point
     name or a hole is reported as an error B(before anything is changed).
+  - Only backups of the target server's major version are candidates (O(cluster_version), or the version of
+    C(pg_ctl) in O(pg_bin_dir)); when the repository holds none, or O(backup) names one of another major version, the
+    module fails naming both versions B(before anything is changed).
   - Moves an existing data directory aside to C(<data_dir>.pre-pitr-<UTC time>) (it is never deleted), extracts the
     backup - or, for an incremental backup, extracts every backup of its chain into a scratch directory beside the
     data directory and combines them into it with C(pg_combinebackup) (hard links with PostgreSQL 18, so the scratch

@@ -5,8 +5,8 @@
 
 Order of work (nothing on the target host changes until step 4):
 
-1. pick the base backup: the newest whose end lies before the target, checksum verified
-   (with every backup of its chain);
+1. pick the base backup: the newest of the target server's major version whose end lies
+   before the target, checksum verified (with every backup of its chain);
 2. check the WAL: every segment from the backup's start on is archived without a hole up to
    the target (a hole, or a target after the archive's end / before the oldest backup, is
    an error naming the cause);
@@ -37,8 +37,8 @@ from ..core import fsutil
 from ..core import manifest as manifests
 from .base_backup_restore import backup_major, restore_into
 from ..core.errors import PgBackupError
-from ..core.pgtools import find_tool
-from .pitr_checks import check_target_in_archive, check_wal, choose_backup, locate_target
+from ..core.pgtools import find_tool, program_major
+from .pitr_checks import backups_for_target, check_target_in_archive, check_wal, choose_backup, locate_target
 from .pitr_config import ensure_plain_config, recovery_settings, reset_recovery_targets, restore_command_for, \
     write_recovery_config
 from .pitr_request import DEFAULT_WAL_COMMAND, PitrRequest
@@ -61,18 +61,29 @@ def _chown_tree(path, ids):
             os.lchown(os.path.join(root, name), ids[0], ids[1])
 
 
+def _target_major(request):
+    """Major version of the server to recover into, when the request says it (None: the backup's)."""
+    if request.mode == "debian":
+        return int(request.cluster_version.split(".")[0]), "Debian cluster %s/%s" % (
+            request.cluster_version, request.cluster_name)
+    if request.pg_bin_dir:
+        return program_major(os.path.join(request.pg_bin_dir, "pg_ctl")), "pg_ctl in %s" % request.pg_bin_dir
+    return None, None
+
+
 def plan(request):
     """Everything decided and checked before the target host is touched (check mode stops here)."""
     repo = request.repository
-    backups = repo.list(kind="physical")
-    major = backup_major(backups[-1]) if backups else 15
+    target_major, target = _target_major(request)
+    backups = backups_for_target(repo.list(kind="physical"), target_major, target)
+    major = backup_major(backups[-1]) if backups else (target_major or 15)
     waldump = find_tool("pg_waldump", major, request.pg_bin_dir)[0]
     name_lsn = locate_target(request, backups, waldump)
-    chain, skipped = choose_backup(request, backups, name_lsn)
+    chain, skipped = choose_backup(request, backups, name_lsn, target_major, target)
     manifest = chain[-1]
     report = check_wal(request, manifest)
     archive_info = check_target_in_archive(request, manifest, report, waldump)
-    bin_dir = request.pg_bin_dir or os.path.dirname(find_tool("pg_ctl", backup_major(manifest), request.pg_bin_dir)[0])
+    bin_dir = request.pg_bin_dir or os.path.dirname(find_tool("pg_ctl", backup_major(manifest), None)[0])
     server = TargetServer(request, bin_dir)
     return {
         "backup": manifest, "chain": chain, "skipped_backups": skipped, "wal": report, "archive": archive_info,
