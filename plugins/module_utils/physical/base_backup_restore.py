@@ -47,7 +47,7 @@ def restore_into(repository, chain, data_dir, bin_dir=None):
     combine, version = find_tool("pg_combinebackup", backup_major(last), bin_dir)
     scratch = tempfile.mkdtemp(prefix=".pgbackup-combine-", dir=os.path.dirname(data_dir.rstrip("/")))
     try:
-        inputs = [_readable_directory(repository, member, scratch) for member in chain]
+        inputs = [_readable_directory(repository, member, scratch, member is last) for member in chain]
         link = int(version.split(".")[0]) >= LINK_SINCE_MAJOR and all(i.startswith(scratch) for i in inputs)
         argv = [combine, "--output", data_dir, "--no-sync"] + (["--link"] if link else []) + inputs
         try:
@@ -64,14 +64,14 @@ def restore_into(repository, chain, data_dir, bin_dir=None):
     return {"method": "pg_combinebackup", "chain": [member["id"] for member in chain], "linked": link}
 
 
-def _readable_directory(repository, member, scratch):
+def _readable_directory(repository, member, scratch, last):
     """A plain directory holding ``member`` with its backup_manifest: the artifact itself (plain format), or
-    its tars extracted into ``scratch``."""
+    its tars extracted into ``scratch`` (the WAL only of the last member: pg_combinebackup reads no other's)."""
     artifact = repository.artifact_path(member)
     if not tar_members(artifact):
         return artifact
     target = os.path.join(scratch, member["id"])
     os.mkdir(target, fsutil.DIR_MODE)
-    extract_backup(artifact, target)
+    extract_backup(artifact, target, wal=last)
     shutil.copy2(os.path.join(artifact, "backup_manifest"), os.path.join(target, "backup_manifest"))
     return target
