@@ -39,7 +39,7 @@ import os
 
 from ..core import manifest as manifests
 from ..core.errors import PgBackupError
-from ..physical.base_backup_chain import chain_ids, chain_root
+from ..physical.base_backup import chain_ids, chain_root
 from ..storage.local import LocalRepository
 from ..storage.local import TMP_PREFIX
 

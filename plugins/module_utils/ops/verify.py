@@ -35,8 +35,6 @@ from ..core.pgtools import find_tool
 from ..core.pipeline import Pipeline, Stage
 
 from ..physical import base_backup
-from ..physical.base_backup_chain import chain_of
-from ..physical.base_backup_restore import backup_major
 
 LEVELS = ("checksum", "structure", "restore")
 SIDECAR = "verify"
@@ -172,7 +170,7 @@ def _chain(request):
     """The backups a restore of this one needs, itself last: an incremental base backup's chain, else itself."""
     if request.manifest.get("kind") != "physical":
         return [request.manifest]
-    return chain_of(request.repository, request.manifest)
+    return base_backup.chain_of(request.repository, request.manifest)
 
 
 def _with_chain(request, check):
@@ -318,12 +316,12 @@ def _check_physical_structure(request, manifest):
                             hint="Verify this backup at level 'checksum'.")
     plain = not any(name.endswith(TAR_SUFFIXES) or ".tar." in name for name in os.listdir(path))
     if plain:
-        tool = find_tool("pg_verifybackup", backup_major(manifest), request.pg_bin_dir)[0]
+        tool = find_tool("pg_verifybackup", base_backup.backup_major(manifest), request.pg_bin_dir)[0]
         _pg_verifybackup(tool, pg_manifest, path, manifest)
         return {"format": "plain", "method": "pg_verifybackup", "pg_verifybackup": "ok"}
     try:
         result = base_backup.verify_tar_backup(path, work_dir=request.work_dir, bin_dir=request.pg_bin_dir,
-                                               server_major=backup_major(manifest),
+                                               server_major=base_backup.backup_major(manifest),
                                                segment_size=manifest.get("wal_segment_size"))
     except PgBackupError as exc:
         raise PgBackupError("Backup '%s' does not match its backup_manifest: %s" % (manifest["id"], exc.message),

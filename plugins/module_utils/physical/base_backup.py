@@ -14,6 +14,8 @@ parts live in files of their own:
 - ``base_backup_tar``: the artifact's tar files (streams, extraction, backup_label);
 - ``base_backup_verify``: the check against ``backup_manifest`` (as a stream, or pg_verifybackup);
 - ``base_backup_wal``: the WAL range the backup needs, picked from the stream and parsed;
+- ``base_backup_chain``: incremental backups (PostgreSQL 17+): the parent of a new one, the chain of a backup;
+- ``base_backup_restore``: a backup, or a chain combined with pg_combinebackup, made into a data directory;
 - ``wal_names``: LSNs and WAL segment names.
 
 Defaults, as measured in docs/performance.md:
@@ -51,10 +53,12 @@ from ..core import pgconn
 from ..core.errors import PgBackupError
 from ..core.pgtools import find_tool
 from ..core.pipeline import Pipeline, Stage
-from .base_backup_chain import BACKUP_TYPES, NO_SUMMARIES, USE_INSTEAD, chain_record, choose_parent
+from .base_backup_chain import (BACKUP_TYPES, NO_SUMMARIES, USE_INSTEAD, chain_ids, chain_of, chain_record,
+                                chain_root, choose_parent)
 from .base_backup_request import (DEFAULT_COMPRESSION, FORMATS, MANIFEST_CHECKSUMS, UNSUPPORTED_METHOD, WAL_METHODS,
                                   WORKERS_AUTO, PhysicalBackupRequest, compression_argument, compression_fallbacks,
                                   resolve_workers)
+from .base_backup_restore import backup_major, restore_into
 from .base_backup_tar import extract_backup, read_backup_label, read_directory_backup_label
 from .base_backup_verify import verify_data_directory, verify_tar_backup
 from .wal_names import DEFAULT_SEGMENT_SIZE, segment_for_lsn
@@ -62,7 +66,7 @@ from .wal_names import DEFAULT_SEGMENT_SIZE, segment_for_lsn
 # What callers use from here (the modules, the runner's engines, bench/ and the tests).
 __all__ = ["KIND", "ARTIFACT_SUFFIX", "BACKUP_TYPES", "DEFAULT_COMPRESSION", "FORMATS", "MANIFEST_CHECKSUMS",
            "WAL_METHODS", "PhysicalBackupRequest", "plan", "backup", "extract_backup", "verify_data_directory",
-           "verify_tar_backup"]
+           "verify_tar_backup", "backup_major", "chain_ids", "chain_of", "chain_root", "restore_into"]
 
 KIND = "physical"
 ARTIFACT_SUFFIX = ".base"
