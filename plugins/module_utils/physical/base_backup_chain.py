@@ -21,6 +21,10 @@ from ..core.errors import PgBackupError
 
 BACKUP_TYPES = ("full", "diff", "incr", "auto")
 TYPE_NAMES = {"diff": "a differential", "incr": "an incremental"}
+# ``auto`` starts a new chain with a full backup once the chain it would extend holds this many backups: a
+# restore then never combines more, and retention, which keeps a chain whole, can remove old ones (daily
+# backups give a weekly full backup).
+AUTO_CHAIN_LIMIT = 7
 INCREMENTAL_SINCE = 170000
 # pg_basebackup --incremental refused for want of WAL summaries (summarize_wal off, or summaries missing)
 NO_SUMMARIES = r"WAL summarization|WAL summaries are required|summaries for that timeline"
@@ -103,7 +107,8 @@ def choose_parent(repository, requested, facts, cluster):
     """(type to take, parent manifest or None, why ``auto`` took a full backup or None).
 
     ``diff`` builds on the newest full backup of this cluster, ``incr`` and ``auto`` on its newest backup of
-    any type; ``auto`` takes a full backup when no incremental one is possible, the others fail saying why.
+    any type; ``auto`` takes a full backup when no incremental one is possible, or when the chain it would
+    extend already holds AUTO_CHAIN_LIMIT backups; ``diff`` and ``incr`` fail saying why.
     """
     if requested == "full":
         return "full", None, None
@@ -117,6 +122,9 @@ def choose_parent(repository, requested, facts, cluster):
         if parent is None:
             refusal = "the repository holds no %s backup of this cluster (PostgreSQL %d, %s) to build on" % (
                 "full" if requested == "diff" else "complete", facts["server_version_num"] // 10000, cluster)
+    if refusal is None and requested == "auto" and len(chain_ids(parent)) >= AUTO_CHAIN_LIMIT:
+        return "full", None, "the chain of '%s' already holds %d backups: type auto starts a new one" % (
+            parent["id"], AUTO_CHAIN_LIMIT)
     if refusal is None:
         return ("diff" if requested == "diff" else "incr"), parent, None
     if requested == "auto":

@@ -72,6 +72,16 @@ def test_without_incremental_backups_diff_and_incr_say_why_and_auto_takes_a_full
     assert (backup_type, parent) == ("full", None) and expected in note
 
 
+def test_auto_starts_a_new_chain_when_the_newest_one_is_full_and_incr_does_not(repo):
+    chain = [physical(repo.path, 0)]
+    for day in range(1, chains.AUTO_CHAIN_LIMIT):
+        chain.append(physical(repo.path, day, "incr", chain[-1]))
+    backup_type, parent, note = chains.choose_parent(repo, "auto", FACTS, "main")
+    assert (backup_type, parent) == ("full", None) and "already holds 7 backups" in note
+    assert chains.choose_parent(repo, "incr", FACTS, "main")[:2] == ("incr", chain[-1])
+    assert chains.choose_parent(repo, "diff", FACTS, "main")[:2] == ("diff", chain[0])
+
+
 def test_a_backup_whose_chain_lost_a_member_is_no_parent_and_cannot_be_restored(repo):
     full = physical(repo.path, 0)
     first = physical(repo.path, 1, "incr", full)
