@@ -47,7 +47,7 @@ options:
         C(summarize_wal) was turned on, for C(wal_summary_keep_time), 10 days by default); otherwise the module fails
         saying why.
       - V(auto) takes an V(incr) backup when that is possible and a full one otherwise, and also a full one when the
-        chain it would extend already holds 7 backups (a full one and 6 incremental ones: with daily backups, a
+        chain it would extend already holds 7 backups (a full one and 6 incremental ones; with daily backups, a
         weekly full backup), so that a restore never combines more and old chains can be removed; the result's
         RV(backup.type_note) says why it took a full one.
       - An incremental backup can only be restored together with its chain (RV(backup.chain)); the chain is verified,
