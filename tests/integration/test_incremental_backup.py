@@ -88,7 +88,7 @@ def test_a_chain_is_taken_verified_and_restored_by_pitr(archiving_pg18, ansible_
     ("pg18", "summarize_wal is off"),
 ])
 def test_without_incremental_backups_incr_says_why_and_auto_takes_a_full(request, server, refusal, tmp_repo,
-                                                                       ansible_playbook):
+                                                                         ansible_playbook):
     cluster = request.getfixturevalue(server)
     failed = ansible_playbook(playbook(base_backup("Incremental", cluster, tmp_repo, "incr")), expect_failure=True)
     assert refusal in failed.task("Incremental")["msg"]

@@ -87,7 +87,7 @@ def test_without_host_the_programs_reach_the_server_psycopg2_reached(debian_and_
 
 
 def test_without_host_a_server_outside_the_default_socket_directory_fails_clearly(pg18, tmp_repo, ansible_playbook,
-                                                                                   monkeypatch):
+                                                                                  monkeypatch):
     monkeypatch.delenv("PGHOST", raising=False)
     failed = ansible_playbook(dump_task(pg18.port, tmp_repo, pg18.bindir), expect_failure=True).task("Dump")
     assert failed["msg"].startswith("Cannot reach PostgreSQL at local socket:%d" % pg18.port)
