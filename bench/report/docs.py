@@ -8,7 +8,7 @@ import os
 from harness.common import MIB
 from harness.paths import DOCS_FILE
 from report.summary import summarize
-from report.tables import method_table, scale_lines
+from report.tables import incremental_lines, method_table, scale_lines
 from report.targets import targets, verdict
 
 EMPTY_PAGE = "# Performance\n\n<!-- bench:main:begin -->\n<!-- bench:main:end -->\n\n" \
@@ -76,6 +76,7 @@ def main_section(report):
               "", "### Targets", "", "| Target | Measured | Verdict |", "|---|---|---|"]
     for name, measured, ok in targets(report, rows):
         lines.append("| %s | %s | %s |" % (name, measured, verdict(ok)))
+    lines += ["", "### Incremental base backups (PostgreSQL 18)", ""] + incremental_lines(report)
     lines += ["", "### Ansible overhead", ""] + _ansible_lines(report.get("ansible") or {})
     lines += ["", "### Scale", ""] + (scale_lines(report) or ["(not measured in this run)"])
     return lines

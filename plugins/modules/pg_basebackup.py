@@ -24,6 +24,9 @@ description:
     C(pg_verifybackup).
   - The repository manifest records start and end WAL location, timeline, the WAL segments the backup needs, the
     backup label, the system identifier and the next transaction id at start and end.
+  - With PostgreSQL 17 or newer and C(summarize_wal) on (role C(todoapi.pgbackup.wal_archiving) turns it on), a backup
+    can be incremental (O(type)) - only the blocks changed since an earlier backup of the repository. It is restored
+    with every backup it depends on, back to a full one (its chain), by M(todoapi.pgbackup.pitr_recovery).
 extends_documentation_fragment:
   - todoapi.pgbackup.connection
   - todoapi.pgbackup.connection.repository
@@ -35,6 +38,24 @@ options:
     type: str
     choices: [tar, plain]
     default: tar
+  type:
+    description:
+      - V(full) copies the whole cluster.
+      - V(diff) copies what changed since the newest full backup of the same cluster in O(repository); V(incr) what
+        changed since its newest backup of any type (C(pg_basebackup --incremental)). Both need PostgreSQL 17 or newer
+        with C(summarize_wal) on, and WAL summaries back to the start of that backup (they exist from when
+        C(summarize_wal) was turned on, for C(wal_summary_keep_time), 10 days by default); otherwise the module fails
+        saying why.
+      - V(auto) takes an V(incr) backup when that is possible and a full one otherwise, and also a full one when the
+        chain it would extend already holds 7 backups (a full one and 6 incremental ones; with daily backups, a
+        weekly full backup), so that a restore never combines more and old chains can be removed; the result's
+        RV(backup.type_note) says why it took a full one.
+      - An incremental backup can only be restored together with its chain (RV(backup.chain)); the chain is verified,
+        kept and removed as one (M(todoapi.pgbackup.backup_verify), M(todoapi.pgbackup.backup_retention)).
+    type: str
+    choices: [full, diff, incr, auto]
+    default: full
+    version_added: 0.2.0
   compression:
     description:
       - C(pg_basebackup --compress) as C([client-|server-]method[:level]) or
@@ -49,6 +70,9 @@ options:
         taken again in one thread (the result's RV(backup.compression) then holds C(workers_refused)); a backup with
         a number of workers fails with an error that says so.
       - Client-side compression is not possible with O(format=plain).
+      - If the server's build lacks the method (PostgreSQL built without zstd or lz4), the same method is used on the
+        client (tar format), and if pg_basebackup's build lacks it too, V(server-gzip:1); the result's
+        RV(backup.compression) then holds C(requested) and, in C(unsupported), what each build said.
     type: str
     default: server-zstd:level=3,workers=auto
   manifest_checksums:
@@ -101,7 +125,7 @@ notes:
   - Tablespaces other than the default ones are backed up, but M(todoapi.pgbackup.pitr_recovery) cannot restore them yet.
 requirements:
   - psycopg2 on the managed host
-  - PostgreSQL client programs (C(pg_basebackup), C(pg_verifybackup), C(pg_waldump)) of the server's major version or newer
+  - C(pg_basebackup) of the server's major version or newer, C(pg_verifybackup) and C(pg_waldump) of its major version
   - zstd, gzip or lz4 for verifying compressed tar backups
   - the Python module C(crc32c) (Debian C(python3-crc32c)) for CRC32C manifest checksums (without it, SHA256 is used)
 seealso:
@@ -129,6 +153,11 @@ EXAMPLES = r'''
     repository: /var/backups/todoapi
     compression: server-zstd:level=5,workers=4
     manifest_checksums: SHA256
+
+- name: Incremental backup on top of the newest backup (PostgreSQL 17+), a full one when that is not possible
+  todoapi.pgbackup.pg_basebackup:
+    repository: /var/backups/todoapi
+    type: auto
 
 - name: Throttled plain-format backup with gzip on the server (saves network only)
   todoapi.pgbackup.pg_basebackup:
@@ -205,7 +234,28 @@ backup:
       description:
         - Compression method, level, location (client or server) and workers (the number of threads, C(auto)
           resolved); C(workers_refused) when the server refused them and the backup was taken in one thread.
+        - C(requested) and C(unsupported) (the error of each build that lacked a method) when the compression asked
+          for was not available and another one was used.
       type: dict
+    backup_type:
+      description: V(full), V(diff) or V(incr) - what was taken (O(type=auto) becomes V(incr) or V(full)).
+      type: str
+      sample: incr
+      version_added: 0.2.0
+    parent:
+      description: Id of the backup an incremental one was taken against; null for a full backup.
+      type: str
+      version_added: 0.2.0
+    chain:
+      description: The ids of the backups a restore needs, from the full backup up to this one.
+      type: list
+      elements: str
+      sample: [20240106T020000Z_physical_main, 20240107T020000Z_physical_main]
+      version_added: 0.2.0
+    type_note:
+      description: Why O(type=auto) took a full backup; null otherwise.
+      type: str
+      version_added: 0.2.0
     started_at:
       description: Start time (UTC, ISO 8601).
       type: str
@@ -230,6 +280,7 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
             format=dict(type="str", default="tar", choices=list(base_backup.FORMATS)),
+            type=dict(type="str", default="full", choices=list(base_backup.BACKUP_TYPES)),
             compression=dict(type="str", default=base_backup.DEFAULT_COMPRESSION),
             manifest_checksums=dict(type="str", default="auto", choices=list(base_backup.MANIFEST_CHECKSUMS)),
             wal_method=dict(type="str", default="stream", choices=list(base_backup.WAL_METHODS)),
@@ -249,7 +300,7 @@ def main():
         compression=params["compression"], wal_method=params["wal_method"], max_rate=params["max_rate"],
         checkpoint=params["checkpoint"], verify=params["verify"], label=params["label"],
         pg_bin_dir=params["pg_bin_dir"], cluster_name=params["cluster_name"],
-        manifest_checksums=params["manifest_checksums"])
+        manifest_checksums=params["manifest_checksums"], backup_type=params["type"])
     exit_with_backup(module, base_backup, request, repository)
 
 

@@ -12,11 +12,17 @@ short_description: Recover a PostgreSQL cluster to a point in time from a base b
 version_added: 0.1.0
 description:
   - Picks the newest physical base backup (M(todoapi.pgbackup.pg_basebackup)) that ends before the target and
-    verifies its checksum, then checks that the WAL archive holds every segment from the backup on, without a hole,
-    up to the target. A target before the oldest base backup, after the end of the archive, an unknown restore point
+    verifies its checksum (for an incremental backup, the checksum of every backup of its chain, back to the full
+    one), then checks that the WAL archive holds every segment from the backup on, without a hole, up to the
+    target. A target before the oldest base backup, after the end of the archive, an unknown restore point
     name or a hole is reported as an error B(before anything is changed).
+  - Only backups of the target server's major version are candidates (O(cluster_version), or the version of
+    C(pg_ctl) in O(pg_bin_dir)); when the repository holds none, or O(backup) names one of another major version, the
+    module fails naming both versions B(before anything is changed).
   - Moves an existing data directory aside to C(<data_dir>.pre-pitr-<UTC time>) (it is never deleted), extracts the
-    backup, checks it with C(pg_verifybackup), writes C(restore_command) (the C(todoapi-pgbackup-wal restore-wal) helper
+    backup - or, for an incremental backup, extracts every backup of its chain into a scratch directory beside the
+    data directory and combines them into it with C(pg_combinebackup) (hard links with PostgreSQL 18, so the scratch
+    space is about the size of the chain) -, checks it with C(pg_verifybackup), writes C(restore_command) (the C(todoapi-pgbackup-wal restore-wal) helper
     of role C(todoapi.pgbackup.wal_archiving)), the recovery target and C(recovery_target_action=promote) into
     C(postgresql.auto.conf), and creates C(recovery.signal), without which PostgreSQL ignores all recovery settings.
   - Starts the server, waits until it has reached the target and is promoted (C(pg_is_in_recovery()) false), and
@@ -108,14 +114,17 @@ options:
     type: int
     default: 3600
   pg_bin_dir:
-    description: Directory of the PostgreSQL programs (default Debian's C(/usr/lib/postgresql/<major>/bin)).
+    description:
+      - Directory of the PostgreSQL programs of the backup's major version (default Debian's
+        C(/usr/lib/postgresql/<major>/bin), then PGDG's C(/usr/pgsql-<major>/bin)).
     type: path
 notes:
   - Supports check mode; it chooses the backup and checks the WAL archive and the target, and changes nothing.
   - Must run as root (or the PostgreSQL OS user) on the database host.
   - Tablespaces other than the default ones are not restored.
 requirements:
-  - PostgreSQL server programs of the backup's major version (C(pg_ctl), C(psql), C(pg_waldump), C(pg_verifybackup))
+  - PostgreSQL server programs of the backup's major version (C(pg_ctl), C(psql), C(pg_waldump), C(pg_verifybackup);
+    C(pg_combinebackup) for an incremental backup)
   - zstd, gzip or lz4 for compressed backups; age for an encrypted archive
 seealso:
   - module: todoapi.pgbackup.pg_basebackup
@@ -158,6 +167,15 @@ recovery:
       description: Base backup the recovery started from.
       type: str
       sample: 20240106T020000Z_physical_15-main
+    chain:
+      description: The backups restored, from the full one up to RV(recovery.backup_id) (one for a full backup).
+      type: list
+      elements: str
+      version_added: 0.2.0
+    restored_by:
+      description: V(extract) (a full backup) or V(pg_combinebackup) (a chain).
+      type: str
+      version_added: 0.2.0
     timeline:
       description: Timeline of the promoted server.
       type: int

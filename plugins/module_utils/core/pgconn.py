@@ -57,14 +57,22 @@ class ConnectionSpec(object):
         self.database = database or None
         self.sslmode = sslmode or None
         self.connect_timeout = connect_timeout
+        # Without a host, where the first connection went (see ``where``): psycopg2's libpq and a program
+        # of another build have different default socket directories (/var/run/postgresql, /tmp).
+        self.socket_dir = None
 
     @classmethod
     def from_params(cls, params):
         return cls(host=params.get("host"), port=params.get("port"), user=params.get("user"),
                    password=params.get("password"), sslmode=params.get("sslmode"))
 
+    def where(self):
+        """The host every connection and program of one operation uses: ``host``, else the socket directory
+        the first psycopg2 connection reached (None before that)."""
+        return self.host or self.socket_dir
+
     def describe(self):
-        where = self.host or "local socket"
+        where = self.host or ("local socket %s" % self.socket_dir if self.socket_dir else "local socket")
         if self.port:
             where += ":%s" % self.port
         return "%s as %s" % (where, self.user or "the OS user")
@@ -76,7 +84,7 @@ def libpq_environment(spec, base_env=None):
     env = dict(os.environ if base_env is None else base_env)
     for key in ("PGPASSWORD", "PGSERVICE"):
         env.pop(key, None)
-    settings = {"PGHOST": spec.host, "PGPORT": spec.port, "PGUSER": spec.user,
+    settings = {"PGHOST": reached_host(spec), "PGPORT": spec.port, "PGUSER": spec.user,
                 "PGSSLMODE": spec.sslmode, "PGCONNECT_TIMEOUT": spec.connect_timeout}
     for key, value in settings.items():
         if value:
@@ -108,21 +116,32 @@ def connect(spec, dbname=None, autocommit=True):
     require_psycopg2()
     kwargs = {"dbname": dbname or spec.database or "postgres", "connect_timeout": spec.connect_timeout,
               "application_name": "todoapi-pgbackup"}
-    for key in ("host", "port", "user", "password", "sslmode"):
+    for key in ("port", "user", "password", "sslmode"):
         value = getattr(spec, key)
         if value:
             kwargs[key] = value
+    if spec.where():
+        kwargs["host"] = spec.where()
     try:
         conn = psycopg2.connect(**kwargs)
     except psycopg2.OperationalError as exc:
         raise classify_connection_error(str(exc), spec, kwargs["dbname"])
+    if not spec.where():
+        spec.socket_dir = conn.info.host  # libpq's default (or PGHOST): every later connection goes there too
     conn.autocommit = autocommit
     return conn
 
 
+def reached_host(spec):
+    """``spec.where()``, connecting once to learn it when no connection was made yet."""
+    if not spec.where():
+        connect(spec).close()
+    return spec.where()
+
+
 def classify_connection_error(text, spec, dbname):
     """Map libpq's connection error text to one message that names the cause."""
-    first = text.strip().splitlines()[-1] if text.strip() else text
+    first = " ".join(line.strip() for line in text.strip().splitlines())
     lowered = text.lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
         return PgBackupError("Authentication failed for %s." % spec.describe(),
@@ -133,7 +152,9 @@ def classify_connection_error(text, spec, dbname):
     if "connection refused" in lowered or "could not connect" in lowered or "timeout expired" in lowered \
             or "could not translate host name" in lowered or "no such file or directory" in lowered:
         return PgBackupError("Cannot reach PostgreSQL at %s: %s" % (spec.describe(), first.strip()),
-                             hint="Check that the server is running and 'host'/'port' are right.")
+                             hint="Check that the server is running and 'host'/'port' are right." + (
+                                 "" if spec.host else " Without 'host', the socket directory is libpq's default (see "
+                                 "above); a server with other unix_socket_directories needs 'host' set to one."))
     return PgBackupError("Cannot connect to PostgreSQL at %s: %s" % (spec.describe(), first.strip()))
 
 

@@ -1,7 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Find the PostgreSQL client programs that match a server's major version."""
+"""Find the PostgreSQL programs that fit a server's major version.
+
+Which version of a program may talk to which server is decided here, and only here:
+
+- programs that read or write the server's own files (WAL, data directory, base backups) must be of the
+  server's major version: pg_waldump cannot read the WAL of another major, pg_ctl starts only its own;
+- pg_dump and pg_dumpall: the newest installed, as PostgreSQL recommends for dumping an older server;
+- everything else (pg_restore, psql, pg_basebackup, pg_amcheck, ...): the server's major version, else
+  the nearest newer one (a program older than the server is refused).
+"""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -13,7 +22,12 @@ import subprocess
 
 from .errors import PgBackupError
 
-DEBIAN_BIN = "/usr/lib/postgresql/%d/bin"
+# Per-version program directories of the usual packagings: Debian/Ubuntu, then PGDG's RPMs.
+VERSIONED_BIN_DIRS = ("/usr/lib/postgresql/%d/bin", "/usr/pgsql-%d/bin")
+NEWER_MAJORS_SEARCHED = 4
+SAME_MAJOR_ONLY = ("pg_waldump", "pg_verifybackup", "pg_combinebackup", "pg_walsummary", "pg_ctl", "postgres",
+                   "initdb", "pg_controldata", "pg_resetwal", "pg_archivecleanup")
+NEWEST_FIRST = ("pg_dump", "pg_dumpall")
 
 
 def _version_of(path):
@@ -25,30 +39,47 @@ def _version_of(path):
     return int(match.group(1)), match.group(0)
 
 
-def find_tool(name, server_major, bin_dir=None):
-    """Path and version of ``name`` (pg_dump, pg_restore, psql, ...) usable with ``server_major``.
+def program_major(path):
+    """Major version of a PostgreSQL program (``pg_ctl --version`` and the like)."""
+    return _version_of(path)[0]
 
-    Order: an explicit ``bin_dir``; Debian's per-version directory for the server's major
-    version or any newer one installed; then PATH. A tool older than the server is refused:
-    pg_dump cannot dump a newer server.
-    """
-    candidates = []
+
+def _fits(name, major, server_major):
+    return major == server_major if name in SAME_MAJOR_ONLY else major >= server_major
+
+
+def _candidates(name, server_major, bin_dir):
     if bin_dir:
-        candidates.append(os.path.join(bin_dir, name))
-    else:
-        for major in range(server_major, server_major + 4):
-            candidates.append(os.path.join(DEBIAN_BIN % major, name))
-        on_path = shutil.which(name)
-        if on_path:
-            candidates.append(on_path)
-    for path in candidates:
+        return [os.path.join(bin_dir, name)]
+    majors = [server_major] if name in SAME_MAJOR_ONLY else \
+        list(range(server_major, server_major + NEWER_MAJORS_SEARCHED))
+    if name in NEWEST_FIRST:
+        majors.reverse()
+    candidates = [pattern % major for major in majors for pattern in VERSIONED_BIN_DIRS]
+    candidates = [os.path.join(directory, name) for directory in candidates]
+    on_path = shutil.which(name)
+    return candidates + ([on_path] if on_path else [])
+
+
+def find_tool(name, server_major, bin_dir=None):
+    """Path and version of ``name`` (pg_dump, pg_restore, pg_waldump, ...) for a server of ``server_major``.
+
+    Looked for in ``bin_dir`` only when it is given; otherwise in the per-version directories (Debian's
+    /usr/lib/postgresql/<major>/bin, PGDG's /usr/pgsql-<major>/bin) and then on PATH.
+    """
+    seen = []
+    for path in _candidates(name, server_major, bin_dir):
         if os.access(path, os.X_OK):
             major, full = _version_of(path)
-            if major >= server_major:
+            if _fits(name, major, server_major):
                 return path, full
-    raise PgBackupError("No %s for PostgreSQL %d or newer was found%s." % (
-        name, server_major, " in %s" % bin_dir if bin_dir else ""),
-        hint="Install postgresql-client-%d (Debian) on this host, or set 'pg_bin_dir'." % server_major)
+            seen.append("%s is %s" % (path, full))
+    need = "PostgreSQL %d" % server_major if name in SAME_MAJOR_ONLY else "PostgreSQL %d or newer" % server_major
+    raise PgBackupError("No %s for %s was found%s%s." % (
+        name, need, " in %s" % bin_dir if bin_dir else "", " (%s)" % "; ".join(seen) if seen else ""),
+        hint="Install the programs of PostgreSQL %d on this host (Debian: postgresql-client-%d; pg_waldump, "
+             "pg_verifybackup, pg_combinebackup and pg_ctl come with postgresql-%d), or set 'pg_bin_dir' to their "
+             "directory." % (server_major, server_major, server_major))
 
 
 def tool_path(name, server_major, bin_dir=None):

@@ -25,7 +25,10 @@ Safety rules, on top of the policy:
 - a backup finished after ``now`` (clock skew) is kept and left out of every rule, so it
   neither takes a ``keep_last`` slot nor stands in as its week's/month's newest or as the
   newest verified backup: it can never be the reason another backup is deleted;
-- a backup's time is its manifest's ``finished_at`` (UTC); file mtimes are ignored.
+- a backup's time is its manifest's ``finished_at`` (UTC); file mtimes are ignored;
+- an incremental base backup is restored with every backup it depends on: a full backup and the
+  backups that depend on it (its chain) are kept or deleted whole, a chain counts as verified only
+  when all of its members verify, and dependants are deleted before what they depend on.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -35,6 +38,7 @@ import datetime
 
 from ..core import manifest as manifests
 from ..core.errors import PgBackupError
+from ..physical.base_backup import chain_ids, chain_root
 
 DEFAULT_POLICY = {"daily_days": 30, "weekly_weeks": 13, "monthly_months": 12, "keep_last": 1}
 STALE_TEMP_HOURS = 24
@@ -134,6 +138,28 @@ def _as_verifier(verified, repository):
     raise PgBackupError("'verified' must be a callable or a dict of backup id -> bool.")
 
 
+def _chain_verifier(verifier, manifests_by_id):
+    """A backup verifies when every backup of its chain is in the repository and verifies."""
+    def verified(manifest):
+        ids = chain_ids(manifest)
+        return all(backup_id in manifests_by_id and verifier(manifests_by_id[backup_id]) for backup_id in ids)
+    return verified
+
+
+def _keep_chains_whole(backups):
+    """A chain (a full backup and the backups that depend on it) is kept whole when any member is kept."""
+    chains = {}
+    for backup in backups:
+        chains.setdefault(chain_root(backup.manifest), []).append(backup)
+    for members in chains.values():
+        kept = [member.id for member in members if member.reasons]
+        if not kept or len(members) == 1:
+            continue
+        for member in members:
+            if not member.reasons:
+                member.keep("chain of %s: kept whole with %s" % (chain_root(member.manifest), ", ".join(kept)))
+
+
 class _Backup(object):
     def __init__(self, manifest):
         self.manifest = manifest
@@ -198,6 +224,7 @@ def _plan_group(backups, policy, now, verifier):
             backup.keep("monthly: newest of %04d-%02d, within %d months" % (day.year, day.month, policy["monthly_months"]))
         months_seen.add(months_back)
 
+    _keep_chains_whole(backups)
     delete_reasons = {}
     for backup in dated:
         if not backup.reasons:
@@ -240,11 +267,11 @@ def apply_retention(repository, policy, now=None, dry_run=False, database=None, 
     if kind is not None and kind not in KINDS:
         raise PgBackupError("Unknown backup kind '%s'." % kind, hint="Use logical, physical or all.")
     repository.check_access()  # retention never creates a repository; a remote one names the cause (credentials...)
-    verifier = _as_verifier(verified, repository)
-
     every_manifest = repository.list()
     problems = list(getattr(repository, "problems", []))
     all_ids = [manifest["id"] for manifest in every_manifest]
+    manifests_by_id = dict((manifest["id"], manifest) for manifest in every_manifest)
+    verifier = _chain_verifier(_as_verifier(verified, repository), manifests_by_id)
     groups = {}
     for manifest in every_manifest:
         if database is not None and manifest["database"] != database:
@@ -268,6 +295,8 @@ def apply_retention(repository, policy, now=None, dry_run=False, database=None, 
                 reason = None
             entry = {"id": backup.id, "database": group[0], "kind": group[1],
                      "finished_at": backup.manifest.get("finished_at")}
+            if len(chain_ids(backup.manifest)) > 1:
+                entry["chain"] = chain_ids(backup.manifest)
             if reason:
                 entry["reason"] = reason
                 deleted.append(entry)
@@ -276,8 +305,8 @@ def apply_retention(repository, policy, now=None, dry_run=False, database=None, 
                 kept.append(entry)
 
     if not dry_run:
-        manifests_by_id = dict((manifest["id"], manifest) for manifest in every_manifest)
-        for entry in deleted:
+        # newest first: an interrupted run never leaves a backup whose chain lost a member
+        for entry in sorted(deleted, key=lambda item: (item["finished_at"] or "", item["id"]), reverse=True):
             repository.delete(manifests_by_id[entry["id"]])
 
     return {

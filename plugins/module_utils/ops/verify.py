@@ -80,9 +80,10 @@ class Verification(object):
         self.local_copy = LocalCopy(repository, work_dir)  # the files the structure and restore levels read
 
 
-def _files(request):
-    """The LocalRepository holding the backup's files: the repository, or the verified download of a remote one."""
-    return _from_storage(request, request.local_copy.fetch, request.manifest)
+def _files(request, manifest=None):
+    """The LocalRepository holding the files of ``manifest`` (default: the backup being verified; else a member
+    of its chain): the repository, or the verified download of a remote one."""
+    return _from_storage(request, request.local_copy.fetch, manifest or request.manifest)
 
 
 def _from_storage(request, read, *args):
@@ -193,22 +194,48 @@ def summarize(result):
 # Levels
 
 
+def _chain(request):
+    """The backups a restore of this one needs, itself last: an incremental base backup's chain, else itself."""
+    if request.manifest.get("kind") != "physical":
+        return [request.manifest]
+    return base_backup.chain_of(request.repository, request.manifest)
+
+
+def _with_chain(request, check):
+    """``check(request, manifest)`` for every member of the chain; the backup's own result, plus the chain's ids
+    when it has one."""
+    members = _chain(request)
+    for member in members[:-1]:
+        try:
+            check(request, member)
+        except PgBackupError as exc:
+            raise PgBackupError("Backup '%s' depends on '%s', which fails: %s" % (
+                request.manifest["id"], member["id"], exc.message), hint=exc.hint)
+    result = check(request, request.manifest)
+    if len(members) > 1:
+        result["chain"] = [member["id"] for member in members]
+    return result
+
+
 def _check_checksum(request):
-    if request.manifest.get("size") == 0:
-        raise PgBackupError("Backup '%s' is empty: its manifest records 0 bytes." % request.manifest["id"],
+    return _with_chain(request, _checksum_of)
+
+
+def _checksum_of(request, manifest):
+    if manifest.get("size") == 0:
+        raise PgBackupError("Backup '%s' is empty: its manifest records 0 bytes." % manifest["id"],
                             hint="The backup holds no data; take a new one.")
-    if _from_storage(request, request.repository.artifact_size, request.manifest) == 0:
+    if _from_storage(request, request.repository.artifact_size, manifest) == 0:
         raise PgBackupError("Artifact '%s' of backup '%s' is a zero-byte file (its manifest says %d bytes)."
-                            % (request.manifest["artifact"], request.manifest["id"], request.manifest["size"]),
+                            % (manifest["artifact"], manifest["id"], manifest["size"]),
                             hint="The backup is unusable; restore another one.")
     if is_remote(request.repository) and request.level != "checksum" and not _why_skipped(request, "structure"):
         # The next levels read a download, which is checked against the manifest before it is kept:
         # that is the checksum, without reading the remote copy twice.
-        digest = _files(request).verify_checksum(request.manifest)
+        digest = _files(request, manifest).verify_checksum(manifest)
     else:
-        digest = _from_storage(request, request.repository.verify_checksum, request.manifest)
-    return {"sha256": digest, "size": request.manifest["size"],
-            "files": len(request.manifest.get("extra_files") or {}) + 1}
+        digest = _from_storage(request, request.repository.verify_checksum, manifest)
+    return {"sha256": digest, "size": manifest["size"], "files": len(manifest.get("extra_files") or {}) + 1}
 
 
 def _major_of(request):
@@ -259,7 +286,7 @@ def _run_capture(stages, stdin=None, env=None, keep="all", tolerate_sigpipe=Fals
 def _check_structure(request):
     manifest = request.manifest
     if manifest.get("kind") == "physical":
-        return _check_physical_structure(request)
+        return _with_chain(request, _check_physical_structure)
     if manifest.get("kind") != "logical":
         raise PgBackupError("Backup '%s' is of kind '%s', which this version cannot verify." % (
             manifest["id"], manifest.get("kind")), hint="Verify it at level 'checksum'.")
@@ -309,11 +336,11 @@ def _tables_without_data(tables, data_entries):
     return missing
 
 
-def _check_physical_structure(request):
+def _check_physical_structure(request, manifest):
     """A base backup against PostgreSQL's own backup_manifest: a plain one with pg_verifybackup in place, a tar
-    one as a stream (nothing is extracted; only the WAL segments it needs go to ``work_dir`` for pg_waldump)."""
-    manifest = request.manifest
-    path = _files(request).artifact_path(manifest)
+    one as a stream (nothing is extracted; only the WAL segments it needs go to ``work_dir`` for pg_waldump).
+    The programs are those of the backup's major version (pg_waldump reads no other)."""
+    path = _files(request, manifest).artifact_path(manifest)
     pg_manifest = os.path.join(path, "backup_manifest")
     if not (os.path.isdir(path) and os.path.isfile(pg_manifest)):
         raise PgBackupError("The structure level for physical backups needs a base backup directory holding "
@@ -321,12 +348,12 @@ def _check_physical_structure(request):
                             hint="Verify this backup at level 'checksum'.")
     plain = not any(name.endswith(TAR_SUFFIXES) or ".tar." in name for name in os.listdir(path))
     if plain:
-        tool = find_tool("pg_verifybackup", _major_of(request), request.pg_bin_dir)[0]
+        tool = find_tool("pg_verifybackup", base_backup.backup_major(manifest), request.pg_bin_dir)[0]
         _pg_verifybackup(tool, pg_manifest, path, manifest)
         return {"format": "plain", "method": "pg_verifybackup", "pg_verifybackup": "ok"}
     try:
         result = base_backup.verify_tar_backup(path, work_dir=request.work_dir, bin_dir=request.pg_bin_dir,
-                                               server_major=_major_of(request),
+                                               server_major=base_backup.backup_major(manifest),
                                                segment_size=manifest.get("wal_segment_size"))
     except PgBackupError as exc:
         raise PgBackupError("Backup '%s' does not match its backup_manifest: %s" % (manifest["id"], exc.message),

@@ -14,6 +14,8 @@ parts live in files of their own:
 - ``base_backup_tar``: the artifact's tar files (streams, extraction, backup_label);
 - ``base_backup_verify``: the check against ``backup_manifest`` (as a stream, or pg_verifybackup);
 - ``base_backup_wal``: the WAL range the backup needs, picked from the stream and parsed;
+- ``base_backup_chain``: incremental backups (PostgreSQL 17+): the parent of a new one, the chain of a backup;
+- ``base_backup_restore``: a backup, or a chain combined with pg_combinebackup, made into a data directory;
 - ``wal_names``: LSNs and WAL segment names.
 
 Defaults, as measured in docs/performance.md:
@@ -51,15 +53,20 @@ from ..core import pgconn
 from ..core.errors import PgBackupError
 from ..core.pgtools import find_tool
 from ..core.pipeline import Pipeline, Stage
-from .base_backup_request import (DEFAULT_COMPRESSION, FORMATS, MANIFEST_CHECKSUMS, WAL_METHODS, WORKERS_AUTO,
-                                  PhysicalBackupRequest, compression_argument, resolve_workers)
+from .base_backup_chain import (BACKUP_TYPES, NO_SUMMARIES, USE_INSTEAD, chain_ids, chain_of, chain_record,
+                                chain_root, choose_parent)
+from .base_backup_request import (DEFAULT_COMPRESSION, FORMATS, MANIFEST_CHECKSUMS, UNSUPPORTED_METHOD, WAL_METHODS,
+                                  WORKERS_AUTO, PhysicalBackupRequest, compression_argument, compression_fallbacks,
+                                  resolve_workers)
+from .base_backup_restore import backup_major, restore_into
 from .base_backup_tar import extract_backup, read_backup_label, read_directory_backup_label
 from .base_backup_verify import verify_data_directory, verify_tar_backup
 from .wal_names import DEFAULT_SEGMENT_SIZE, segment_for_lsn
 
 # What callers use from here (the modules, the runner's engines, bench/ and the tests).
-__all__ = ["KIND", "ARTIFACT_SUFFIX", "DEFAULT_COMPRESSION", "FORMATS", "MANIFEST_CHECKSUMS", "WAL_METHODS",
-           "PhysicalBackupRequest", "plan", "backup", "extract_backup", "verify_data_directory", "verify_tar_backup"]
+__all__ = ["KIND", "ARTIFACT_SUFFIX", "BACKUP_TYPES", "DEFAULT_COMPRESSION", "FORMATS", "MANIFEST_CHECKSUMS",
+           "WAL_METHODS", "PhysicalBackupRequest", "plan", "backup", "extract_backup", "verify_data_directory",
+           "verify_tar_backup", "backup_major", "chain_ids", "chain_of", "chain_root", "restore_into"]
 
 KIND = "physical"
 ARTIFACT_SUFFIX = ".base"
@@ -75,11 +82,13 @@ def _cluster_facts(conn):
                               "CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') "
                               "THEN (SELECT system_identifier FROM pg_control_system())::text END, "
                               "CASE WHEN pg_has_role('pg_read_all_settings', 'USAGE') "
-                              "THEN current_setting('data_directory') END")
-    cluster_name, wal_level, archive_mode, segment_size, system_identifier, data_directory = rows[0]
+                              "THEN current_setting('data_directory') END, "
+                              # NULL before PostgreSQL 17, which has no WAL summaries
+                              "current_setting('summarize_wal', true)")
+    cluster_name, wal_level, archive_mode, segment_size, system_identifier, data_directory, summarize = rows[0]
     info.update({"cluster_name": cluster_name or "", "wal_level": wal_level, "archive_mode": archive_mode,
                  "wal_segment_size": _size_in_bytes(segment_size), "system_identifier": system_identifier,
-                 "data_directory": data_directory})
+                 "data_directory": data_directory, "summarize_wal": summarize})
     return info
 
 
@@ -116,7 +125,10 @@ def plan(request):
     finally:
         conn.close()
     tool, version = find_tool("pg_basebackup", facts["server_version_num"] // 10000, request.pg_bin_dir)
-    return {"repository": request.repository.path, "format": request.format,
+    cluster = request.cluster_name or facts["cluster_name"] or "cluster"
+    backup_type, parent, type_note = choose_parent(request.repository, request.backup_type, facts, cluster)
+    return {"repository": request.repository.path, "format": request.format, "backup_type": backup_type,
+            "parent": parent["id"] if parent else None, "type_note": type_note,
             "compression": resolve_workers(request.compression), "compress": compression_argument(request.compression),
             "manifest_checksums": request.manifest_checksums, "wal_method": request.wal_method,
             "server_version": facts["server_version"], "cluster_name": facts["cluster_name"],
@@ -137,32 +149,78 @@ def _empty_directory(path):
         fsutil.remove_quietly(os.path.join(path, name))
 
 
+def _error_line(text, pattern):
+    """The line of pg_basebackup's error output that matches ``pattern`` (all of it when none does)."""
+    lines = [line.strip() for line in text.splitlines() if re.search(pattern, line)]
+    return re.split(r"(?i)\berror:\s+", lines[0])[-1] if lines else text.strip()
+
+
+def _without_workers(request, compression, exc):
+    """The compression to take the backup with after ``exc``: one thread when the server refused workers
+    and workers=auto; otherwise ``exc`` is raised."""
+    if not compression.get("workers") or not re.search(WORKERS_REFUSED, exc.message):
+        raise exc
+    if request.compression.get("workers") != WORKERS_AUTO:
+        raise PgBackupError("The server refused zstd compression with %d workers: %s" % (
+            compression["workers"], exc.message),
+            hint="Its libzstd cannot compress in threads (PostgreSQL 15 needs libzstd 1.5 or newer, built with "
+                 "threads). Use workers=0, or workers=auto, which falls back to one thread by itself.")
+    return dict(compression, workers=0, workers_refused=compression["workers"])
+
+
 def _run_basebackup(request, argv, temp_dir, env):
     """Run pg_basebackup with ``argv + --compress=...``; returns the compression actually applied.
 
     A server whose libzstd cannot compress with workers refuses them ("could not set compression worker
     count"): with workers=auto the backup is taken again in one thread; workers asked for by number fail.
+    A build (the server's, or pg_basebackup's) without the method asked for refuses it before the backup
+    starts: the backup is taken with the next of ``compression_fallbacks`` (the same method on the client,
+    then gzip), and the result says what was asked for (``requested``) and why it was not used (``unsupported``).
     """
     compression = resolve_workers(request.compression)
-
-    def run(applied):
-        Pipeline([Stage(argv + ["--compress=%s" % compression_argument(applied)], name="pg_basebackup",
-                        error_pattern=BASEBACKUP_ERROR)], env=env).run()
-
-    try:
-        run(compression)
-    except PgBackupError as exc:
-        if not compression.get("workers") or not re.search(WORKERS_REFUSED, exc.message):
-            raise
-        if request.compression.get("workers") != WORKERS_AUTO:
-            raise PgBackupError("The server refused zstd compression with %d workers: %s" % (
-                compression["workers"], exc.message),
-                hint="Its libzstd cannot compress in threads (PostgreSQL 15 needs libzstd 1.5 or newer, built with "
-                     "threads). Use workers=0, or workers=auto, which falls back to one thread by itself.")
-        _empty_directory(temp_dir)
-        compression = dict(compression, workers=0, workers_refused=compression["workers"])
-        run(compression)
+    fallbacks = compression_fallbacks(compression, request.format)
+    unsupported = []
+    while True:
+        try:
+            Pipeline([Stage(argv + ["--compress=%s" % compression_argument(compression)], name="pg_basebackup",
+                            error_pattern=BASEBACKUP_ERROR)], env=env).run()
+            break
+        except PgBackupError as exc:
+            if fallbacks and re.search(UNSUPPORTED_METHOD, exc.message):
+                unsupported.append("%s: %s" % (compression_argument(compression),
+                                               _error_line(exc.message, UNSUPPORTED_METHOD)))
+                compression = resolve_workers(fallbacks.pop(0))
+            else:
+                compression = _without_workers(request, compression, exc)
+            _empty_directory(temp_dir)
+    if unsupported:
+        compression.update(requested=compression_argument(resolve_workers(request.compression)),
+                           unsupported=unsupported)
     return compression
+
+
+def _take(request, tool, temp_dir, backup_id, env, chosen):
+    """Run pg_basebackup for the type ``chosen`` = (type, parent, note); returns (compression, chosen).
+
+    pg_basebackup refuses an incremental backup when the server lacks the WAL summaries back to the
+    parent's start (summarize_wal was off then, or they were removed after wal_summary_keep_time):
+    ``auto`` then takes a full backup, ``diff`` and ``incr`` fail saying so."""
+    backup_type, parent, note = chosen
+    try:
+        argv = _basebackup_argv(request, tool, temp_dir, backup_id, parent)
+        return _run_basebackup(request, argv, temp_dir, env), chosen
+    except PgBackupError as exc:
+        if parent is None or not re.search(NO_SUMMARIES, exc.message):
+            raise
+        why = "the server has no WAL summaries back to the start of '%s': %s" % (
+            parent["id"], _error_line(exc.message, NO_SUMMARIES))
+        if request.backup_type != "auto":
+            raise PgBackupError("pg_basebackup refused the %s backup: %s" % (backup_type, why),
+                                hint=USE_INSTEAD + " Summaries exist only from when summarize_wal was turned on, for "
+                                                   "wal_summary_keep_time (10 days by default).")
+    _empty_directory(temp_dir)
+    argv = _basebackup_argv(request, tool, temp_dir, backup_id, None)
+    return _run_basebackup(request, argv, temp_dir, env), ("full", None, why)
 
 
 def backup(request):
@@ -179,14 +237,16 @@ def backup(request):
         major = facts["server_version_num"] // 10000
         tool, taken["tool_version"] = find_tool("pg_basebackup", major, request.pg_bin_dir)
         taken["cluster"] = request.cluster_name or facts["cluster_name"] or "cluster"
+        chosen = choose_parent(repo, request.backup_type, facts, taken["cluster"])
         repo.prepare()
         backup_id = taken["id"] = repo.unique_id(KIND, taken["cluster"], taken["started"])
         temp_dir = repo.temp_path(backup_id, ARTIFACT_SUFFIX)
         os.mkdir(temp_dir, fsutil.DIR_MODE)
         taken["next_xid_at_start"] = _next_xid(conn)
         with pgconn.libpq_environment(request.connection) as env:
-            taken["compression"] = _run_basebackup(request, _basebackup_argv(request, tool, temp_dir, backup_id),
-                                                   temp_dir, env)
+            taken["compression"], chosen = _take(request, tool, temp_dir, backup_id, env, chosen)
+        taken["chain"] = dict(chain_record(chosen[0], chosen[1], backup_id), requested_type=request.backup_type,
+                              type_note=chosen[2])
         taken["next_xid_at_end"] = _next_xid(conn)
         taken["finished"] = manifests.utcnow()
         taken["pg_manifest"], taken["wal_ranges"] = read_backup_manifest(os.path.join(temp_dir, "backup_manifest"))
@@ -204,13 +264,15 @@ def backup(request):
         conn.close()
 
 
-def _basebackup_argv(request, tool, temp_dir, backup_id):
+def _basebackup_argv(request, tool, temp_dir, backup_id, parent=None):
     """pg_basebackup's command line, without --compress (``_run_basebackup`` adds it)."""
     argv = [tool, "-D", temp_dir, "-F", request.format[0], "-X", request.wal_method,
             "--checkpoint=%s" % request.checkpoint, "--label=%s" % (request.label or backup_id),
             "--no-sync", "--no-password", "--manifest-checksums=%s" % request.manifest_checksums]
     if request.max_rate:
         argv.append("--max-rate=%s" % request.max_rate)
+    if parent is not None:
+        argv.append("--incremental=%s" % os.path.join(request.repository.artifact_path(parent), "backup_manifest"))
     return argv
 
 
@@ -274,6 +336,11 @@ def _repository_manifest(request, facts, temp_dir, taken):
         "duration_seconds": round(time.monotonic() - taken["clock"], 3),
         "format": request.format,
         "compression": dict(taken["compression"], applied="applied_by_pg_basebackup"),
+        "backup_type": taken["chain"]["backup_type"],
+        "parent": taken["chain"]["parent"],
+        "chain": taken["chain"]["chain"],
+        "requested_type": taken["chain"]["requested_type"],
+        "type_note": taken["chain"]["type_note"],
         "encryption": None,
         "wal_method": request.wal_method,
         "server_version": facts["server_version"],

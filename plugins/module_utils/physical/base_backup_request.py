@@ -2,8 +2,9 @@
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What a base backup may ask for, checked before anything is written: format, WAL method, checkpoint,
-rate limit, pg_basebackup's --compress (server-side zstd with workers by default) and the checksum
-algorithm of PostgreSQL's backup_manifest.
+rate limit, pg_basebackup's --compress (server-side zstd with workers by default, and what to fall back to
+when a build lacks the method), the checksum algorithm of PostgreSQL's backup_manifest and the backup type
+(full, or incremental: base_backup_chain).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,6 +14,7 @@ import os
 import re
 
 from . import backup_manifest
+from .base_backup_chain import BACKUP_TYPES
 from ..core.errors import PgBackupError
 
 FORMATS = ("tar", "plain")
@@ -25,6 +27,10 @@ WORKERS_AUTO = "auto"
 MANIFEST_CHECKSUMS = ("auto", "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512")
 WAL_METHODS = ("stream", "fetch")
 MAX_RATE = re.compile(r"^[0-9]+[kM]?$")
+# Tried when a build (the server's, then pg_basebackup's) lacks the method asked for: zlib is in nearly every
+# build, and level 1 costs the least time.
+FALLBACK_COMPRESSION = "server-gzip:1"
+UNSUPPORTED_METHOD = r"this build does not support|not supported by this build"
 COMPRESSION_HINT = ("Use none, or [client-|server-]gzip|lz4|zstd[:level] or [:level=N,workers=N|auto] "
                     "(workers with zstd only), e.g. server-zstd:level=3,workers=auto.")
 
@@ -108,6 +114,20 @@ def compression_argument(compression):
     return text
 
 
+def compression_fallbacks(compression, fmt):
+    """What to try, in order, when a build lacks ``compression``'s method: the same method on the client (tar
+    format only: a plain backup is written by the client as files), then FALLBACK_COMPRESSION."""
+    if compression["method"] == "none":
+        return []
+    tries = []
+    if compression["location"] == "server" and fmt == "tar":
+        tries.append(dict(compression, location="client"))
+    fallback = parse_compression(FALLBACK_COMPRESSION, fmt)
+    if compression["method"] != fallback["method"]:
+        tries.append(fallback)
+    return tries
+
+
 def manifest_checksum_algorithm(requested):
     """What pg_basebackup --manifest-checksums gets: for 'auto', CRC32C (PostgreSQL's default, cheap on the
     server) when the crc32c module can check it here, else SHA256 (hashlib)."""
@@ -125,12 +145,17 @@ class PhysicalBackupRequest(object):
 
     def __init__(self, repository, connection, fmt="tar", compression=DEFAULT_COMPRESSION, wal_method="stream",
                  max_rate=None, checkpoint="fast", verify=True, label=None, pg_bin_dir=None, cluster_name=None,
-                 manifest_checksums="auto"):
+                 manifest_checksums="auto", backup_type="full"):
         if fmt not in FORMATS:
             raise PgBackupError("Unknown base backup format '%s'." % fmt, hint="Use tar or plain.")
         if wal_method not in WAL_METHODS:
             raise PgBackupError("Unknown WAL method '%s'." % wal_method,
                                 hint="Use stream (default) or fetch; both make the backup self-contained.")
+        if backup_type not in BACKUP_TYPES:
+            raise PgBackupError("Unknown base backup type '%s'." % backup_type,
+                                hint="Use full, diff (changes since the newest full backup), incr (changes since the "
+                                     "newest backup) or auto (incr when possible, else full); diff and incr need "
+                                     "PostgreSQL 17 or newer with summarize_wal on.")
         if checkpoint not in ("fast", "spread"):
             raise PgBackupError("Unknown checkpoint mode '%s'." % checkpoint, hint="Use fast or spread.")
         if max_rate and not MAX_RATE.match(str(max_rate)):
@@ -148,3 +173,4 @@ class PhysicalBackupRequest(object):
         self.pg_bin_dir = pg_bin_dir
         self.cluster_name = cluster_name
         self.manifest_checksums = manifest_checksum_algorithm(manifest_checksums)
+        self.backup_type = backup_type

@@ -61,8 +61,9 @@ def extract_tar(tar_path, destination):
     Pipeline(stages, stdin=tar_path).run()
 
 
-def extract_backup(artifact_dir, destination):
-    """Turn a stored base backup (tar or plain) into a data directory at ``destination``."""
+def extract_backup(artifact_dir, destination, wal=True):
+    """Turn a stored base backup (tar or plain) into a data directory at ``destination``; ``wal=False`` leaves
+    out the WAL of a tar-format backup (pg_wal.tar), which pg_combinebackup reads from the last backup only."""
     names = os.listdir(artifact_dir)
     tars = tar_members(artifact_dir)
     if not tars:  # plain format: the artifact is a data directory
@@ -84,7 +85,7 @@ def extract_backup(artifact_dir, destination):
                             hint="Extract them by hand next to the data directory and fix pg_tblspc links.")
     extract_tar(os.path.join(artifact_dir, base[0]), destination)
     for name in tars:
-        if name.startswith("pg_wal.tar"):
+        if name.startswith("pg_wal.tar") and wal:
             wal_dir = os.path.join(destination, "pg_wal")
             if not os.path.isdir(wal_dir):
                 os.makedirs(wal_dir, 0o700)

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -28,9 +29,25 @@ VERIFY_ERROR = r"(?m)^pg_verifybackup: error:"
 DEFAULT_MAJOR = 15
 
 
+def data_directory_major(data_dir):
+    """Major version of a (restored) data directory, from the number its PG_VERSION file starts with (whether
+    the file is intact is pg_verifybackup's to say)."""
+    try:
+        with open(os.path.join(data_dir, "PG_VERSION")) as handle:
+            match = re.match(r"\s*(\d+)", handle.read(64))
+    except OSError as exc:
+        raise PgBackupError("The base backup in '%s' is damaged: its PG_VERSION cannot be read (%s)." % (
+            data_dir, exc.strerror), hint="Do not restore this backup; use another one.")
+    if not match:
+        raise PgBackupError("The base backup in '%s' is damaged: its PG_VERSION holds no version number." % data_dir,
+                            hint="Do not restore this backup; use another one.")
+    return int(match.group(1))
+
+
 def verify_data_directory(data_dir, manifest_path, bin_dir):
-    """pg_verifybackup on an extracted/plain data directory (checksums of every file, WAL range)."""
-    verifier = find_tool("pg_verifybackup", 15, bin_dir)[0]
+    """pg_verifybackup of the data directory's major version on an extracted/plain data directory (checksums
+    of every file, WAL range)."""
+    verifier = find_tool("pg_verifybackup", data_directory_major(data_dir), bin_dir)[0]
     argv = [verifier, "-q", "-m", manifest_path]
     wal_dir = os.path.join(data_dir, "pg_wal")
     waldump = os.path.join(os.path.dirname(verifier), "pg_waldump")

@@ -5,14 +5,16 @@
 
 Order of work (nothing on the target host changes until step 4):
 
-1. pick the base backup: the newest whose end lies before the target, checksum verified;
+1. pick the base backup: the newest of the target server's major version whose end lies
+   before the target, checksum verified (with every backup of its chain);
 2. check the WAL: every segment from the backup's start on is archived without a hole up to
    the target (a hole, or a target after the archive's end / before the oldest backup, is
    an error naming the cause);
 3. decide where the server's data directory is (Debian cluster: version+name and
    pg_ctlcluster; otherwise a data directory + port and pg_ctl) and that it is stopped;
 4. move an existing data directory aside to ``<datadir>.pre-pitr-<UTC time>`` (never
-   deleted), extract the backup, check it with pg_verifybackup;
+   deleted), extract the backup (a chain of incremental backups: combine it with
+   pg_combinebackup, ``base_backup_restore``), check it with pg_verifybackup;
 5. write restore_command (the installed ``todoapi-pgbackup-wal restore-wal``), the target
    and ``recovery_target_action = 'promote'`` into postgresql.auto.conf, create
    recovery.signal (without it PostgreSQL does crash recovery only and ignores every
@@ -33,11 +35,10 @@ import os
 
 from ..core import fsutil
 from ..core import manifest as manifests
-from .base_backup_tar import extract_backup
-from .base_backup_verify import verify_data_directory
+from .base_backup_restore import backup_major, restore_into
 from ..core.errors import PgBackupError
-from ..core.pgtools import find_tool
-from .pitr_checks import check_target_in_archive, check_wal, choose_backup, locate_target
+from ..core.pgtools import find_tool, program_major
+from .pitr_checks import backups_for_target, check_target_in_archive, check_wal, choose_backup, locate_target
 from .pitr_config import ensure_plain_config, recovery_settings, reset_recovery_targets, restore_command_for, \
     write_recovery_config
 from .pitr_request import DEFAULT_WAL_COMMAND, PitrRequest
@@ -60,21 +61,32 @@ def _chown_tree(path, ids):
             os.lchown(os.path.join(root, name), ids[0], ids[1])
 
 
+def _target_major(request):
+    """Major version of the server to recover into, when the request says it (None: the backup's)."""
+    if request.mode == "debian":
+        return int(request.cluster_version.split(".")[0]), "Debian cluster %s/%s" % (
+            request.cluster_version, request.cluster_name)
+    if request.pg_bin_dir:
+        return program_major(os.path.join(request.pg_bin_dir, "pg_ctl")), "pg_ctl in %s" % request.pg_bin_dir
+    return None, None
+
+
 def plan(request):
     """Everything decided and checked before the target host is touched (check mode stops here)."""
     repo = request.repository
-    backups = repo.list(kind="physical")
-    major = int((backups[-1]["server_version_num"] if backups else 150000)) // 10000
+    target_major, target = _target_major(request)
+    backups = backups_for_target(repo.list(kind="physical"), target_major, target)
+    major = backup_major(backups[-1]) if backups else (target_major or 15)
     waldump = find_tool("pg_waldump", major, request.pg_bin_dir)[0]
     name_lsn = locate_target(request, backups, waldump)
-    manifest, skipped = choose_backup(request, backups, name_lsn)
+    chain, skipped = choose_backup(request, backups, name_lsn, target_major, target)
+    manifest = chain[-1]
     report = check_wal(request, manifest)
     archive_info = check_target_in_archive(request, manifest, report, waldump)
-    bin_dir = request.pg_bin_dir or os.path.dirname(find_tool("pg_ctl", int(manifest["server_version_num"]) // 10000,
-                                                              request.pg_bin_dir)[0])
+    bin_dir = request.pg_bin_dir or os.path.dirname(find_tool("pg_ctl", backup_major(manifest), None)[0])
     server = TargetServer(request, bin_dir)
     return {
-        "backup": manifest, "skipped_backups": skipped, "wal": report, "archive": archive_info,
+        "backup": manifest, "chain": chain, "skipped_backups": skipped, "wal": report, "archive": archive_info,
         "target": {"kind": request.kind, "value": request.target_value if request.kind != "time"
                    else manifests.isoformat(request.target_value), "inclusive": request.target_inclusive,
                    "restore_point_lsn": name_lsn},
@@ -87,6 +99,7 @@ def public_plan(details):
     result = dict(details)
     server = result.pop("server")
     result["backup_id"] = result.pop("backup")["id"]
+    result["chain"] = [member["id"] for member in result["chain"]]
     result["server_running"] = server.is_running()
     result["data_dir_exists"] = os.path.isdir(details["data_dir"]) and bool(os.listdir(details["data_dir"]))
     return result
@@ -114,9 +127,7 @@ def recover(request):
         if not os.path.isdir(data_dir):
             os.makedirs(data_dir, fsutil.DIR_MODE)
         os.chmod(data_dir, fsutil.DIR_MODE)
-        artifact = request.repository.artifact_path(manifest)
-        extract_backup(artifact, data_dir)
-        verify_data_directory(data_dir, os.path.join(artifact, "backup_manifest"), server.bin_dir)
+        restored = restore_into(request.repository, details["chain"], data_dir, server.bin_dir)
         for leftover in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             fsutil.remove_quietly(os.path.join(data_dir, leftover))
         if request.mode == "plain":
@@ -139,7 +150,8 @@ def recover(request):
             raise fsutil.describe_os_error(exc, data_dir)
         raise
     reset_recovery_targets(server)
-    result.update({"backup_id": manifest["id"], "backup_end_lsn": manifest["end_lsn"], "data_dir": data_dir,
+    result.update({"backup_id": manifest["id"], "chain": restored["chain"], "restored_by": restored["method"],
+                   "backup_end_lsn": manifest["end_lsn"], "data_dir": data_dir,
                    "previous_data_dir": moved_to, "port": server.port, "wal": details["wal"],
                    "archive": details["archive"], "target": details["target"],
                    "skipped_backups": details["skipped_backups"], "restore_command": details["restore_command"]})

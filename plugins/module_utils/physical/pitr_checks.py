@@ -12,6 +12,8 @@ __metaclass__ = type
 
 from ..core import manifest as manifests
 from ..core.errors import PgBackupError
+from .base_backup_chain import chain_of
+from .base_backup_restore import backup_major
 from .pitr_wal_scan import scan_wal, segment_size_of, segno_of
 from .wal_archive_contents import history_timelines, wal_range_present
 from .wal_names import format_lsn, parse_lsn
@@ -29,18 +31,46 @@ def _before_target(manifest, request, name_lsn=None):
     return parse_lsn(manifest["end_lsn"]) <= parse_lsn(lsn)
 
 
-def choose_backup(request, backups, name_lsn=None):
-    """The newest verified base backup usable for the target; (manifest, skipped problems)."""
+def verified_chain(repository, manifest):
+    """The chain of ``manifest`` (full first), every member's files checked against its manifest."""
+    chain = chain_of(repository, manifest)
+    for member in chain:
+        repository.verify_checksum(member)
+    return chain
+
+
+def refuse_other_major(manifest, target_major, target):
+    if target_major is not None and backup_major(manifest) != target_major:
+        raise PgBackupError("Base backup '%s' is of PostgreSQL %d and %s is PostgreSQL %d: a physical backup "
+                            "restores only into the major version it was taken from." % (
+                                manifest["id"], backup_major(manifest), target, target_major),
+                            hint="Recover into a PostgreSQL %d server (cluster_version, or pg_bin_dir with its "
+                                 "programs) and upgrade it with pg_upgrade; or move the data to %d with a logical "
+                                 "backup (pg_dump, pg_restore)." % (backup_major(manifest), target_major))
+
+
+def backups_for_target(backups, target_major, target):
+    """The physical backups that can be restored into a server of ``target_major`` (None: any)."""
+    if target_major is None or not backups:
+        return backups
+    usable = [m for m in backups if backup_major(m) == target_major]
+    if not usable:
+        refuse_other_major(backups[-1], target_major, target)
+    return usable
+
+
+def choose_backup(request, backups, name_lsn=None, target_major=None, target="the target"):
+    """The newest verified base backup usable for the target; (its verified chain, full first; skipped problems)."""
     if request.backup:
         manifest = request.repository.resolve(request.backup, kind="physical")
         if manifest.get("kind") != "physical":
             raise PgBackupError("Backup '%s' is not a physical base backup." % manifest["id"],
                                 hint="PITR needs a backup taken with todoapi.pgbackup.pg_basebackup.")
+        refuse_other_major(manifest, target_major, target)
         if not _before_target(manifest, request, name_lsn):
             raise PgBackupError("Base backup '%s' ends after the recovery target %s." % (
                 manifest["id"], request.describe_target()), hint="Choose an older backup, or let the module pick one.")
-        request.repository.verify_checksum(manifest)
-        return manifest, []
+        return verified_chain(request.repository, manifest), []
     if not backups:
         raise PgBackupError("Repository '%s' holds no physical base backup." % request.repository.path,
                             hint="Take one with todoapi.pgbackup.pg_basebackup first.")
@@ -55,8 +85,7 @@ def choose_backup(request, backups, name_lsn=None):
     skipped = []
     for manifest in reversed(usable):
         try:
-            request.repository.verify_checksum(manifest)
-            return manifest, skipped
+            return verified_chain(request.repository, manifest), skipped
         except PgBackupError as exc:
             skipped.append(str(exc))
     raise PgBackupError("Every base backup usable for %s failed its checksum: %s" % (

