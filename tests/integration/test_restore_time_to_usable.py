@@ -7,7 +7,8 @@ Everything runs against a real server with real pg_dump/pg_restore: the keys are
 during the load, the database is swapped in, rows written then are checked by the keys (a violating
 row is rejected), the validation does not wait for the application's open write transaction, keys
 the backup holds NOT VALID stay so, and a backup whose rows break a key is refused with ``during``
-and, with ``after_swap``, leaves the database in place with an error that says so."""
+and, with ``after_swap``, leaves the database in place with an error that says so. The restore role
+passes the option through."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -22,6 +23,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import re
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.integration.faults.faultlib import spec_of, take_backup
+from tests.lib.ansible_run import REPO_ROOT
 from tests.lib.dbcompare import assert_same_data, index_and_constraint_defs
 
 SCHEMA = """
@@ -41,6 +43,7 @@ KEY_STATE = """
 SELECT c.conname, c.convalidated FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid = %s::regclass ORDER BY 1
 """
 CHILD = 'public."Child Table"'
+RESTORE_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "restore.yml")
 
 
 @pytest.fixture
@@ -225,3 +228,19 @@ def test_during_reports_its_checks_before_the_swap_in_and_in_place_after_the_com
 
     tables = restore(pg, tmp_repo, source_db, target_db, tables=["parent"])
     assert 0 < tables["usable_after_seconds"] == tables["checks_finished_after_seconds"] <= tables["duration_seconds"]
+
+
+def test_the_restore_role_passes_the_option_through_and_says_when_the_database_was_usable(
+        ansible_playbook, pg, todo_db, tmp_repo):
+    take_backup(pg, todo_db.name, tmp_repo)
+    result = ansible_playbook(RESTORE_PLAYBOOK, extra_vars={
+        "pgbackup_restore_repository": tmp_repo, "pgbackup_restore_database": todo_db.name,
+        "pgbackup_restore_db_host": pg.host, "pgbackup_restore_db_port": pg.port,
+        "pgbackup_restore_db_password": pg.password, "pgbackup_restore_confirm": True, "pgbackup_restore_amcheck": False,
+        "pgbackup_restore_validate_foreign_keys": "after_swap"})
+
+    restored = result.task("todoapi.pgbackup.restore : Restore the whole database")
+    assert len(restored["validated_foreign_keys"]) == 3
+    said = result.task("todoapi.pgbackup.restore : Say what was restored")["msg"]
+    assert "(usable after %s s, checks done after %s s)" % (
+        restored["usable_after_seconds"], restored["checks_finished_after_seconds"]) in said
