@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""One bench run: cluster and database, the rounds of a section, the scale study, the role converge.
+"""One bench run: cluster and database, the rounds of a section, the scale study, the DR drills, the role converge.
 
 Returns the raw report (a dict, saved as JSON by report/results.py); the work directory and the cluster
 are removed at the end unless ``--keep``.
@@ -7,6 +7,7 @@ are removed at the end unless ``--keep``.
 
 from __future__ import absolute_import, division, print_function
 
+import argparse
 import datetime
 import time
 
@@ -40,6 +41,8 @@ def run(args):
             _measure(workspace, catalog.main(), main_db, args, "main", results)
             report["scale_databases"] = []
             _scale_study(workspace, catalog, main_db, args, report["scale_databases"], results)
+            if not args.no_dr:
+                _measure(workspace, catalog.dr(), main_db, _one_round(args), "dr", results)
             if not args.no_ansible:
                 report["ansible"] = _ansible(workspace, main_db)
     finally:
@@ -65,6 +68,11 @@ def _prepare(workspace, catalog, size_mb, report):
 def _measure(workspace, methods, db, args, section, results):
     run_rounds(methods, db, args.rounds, section, results, only=args.only)
     workspace.cleanup_artifacts()
+
+
+def _one_round(args):
+    """A DR drill takes a minute or more at 1 GiB: one run of each, whatever --rounds says."""
+    return argparse.Namespace(**dict(vars(args), rounds=1))
 
 
 def _scale_study(workspace, catalog, main_db, args, databases, results):

@@ -6,11 +6,13 @@ from __future__ import absolute_import, division, print_function
 from harness.common import CORES
 from harness.rounds import Method
 from methods.collection import CollectionMethods
+from methods.dr_playbook import DrPlaybook
 from methods.pgbackrest import PgBackRest
 from methods.seed import SeedMethods
 
 LOGICAL_BACKUP, LOGICAL_RESTORE = "logical backup", "logical restore"
 PHYSICAL_BACKUP, PHYSICAL_RESTORE = "physical backup", "physical restore"
+DISASTER_RECOVERY = "disaster recovery"
 
 
 class Catalog(object):
@@ -18,9 +20,10 @@ class Catalog(object):
         self.seed = SeedMethods(workspace)
         self.collection = CollectionMethods(workspace)
         self.pgbackrest = PgBackRest(workspace)
+        self.dr_playbook = DrPlaybook(workspace, self.collection)
 
     def sections(self):
-        return (("main", self.main()), ("scale", self.scale()), ("explore", self.explore()))
+        return (("main", self.main()), ("scale", self.scale()), ("dr", self.dr()), ("explore", self.explore()))
 
     # -- shared by the sections ---------------------------------------------------------------
 
@@ -58,6 +61,9 @@ class Catalog(object):
         return [
             self._seed_dump(), self._coll_dump(), self._floor_dump(),
             self._seed_restore(), self._coll_restore(),
+            Method("coll_restore_after_swap", LOGICAL_RESTORE, "collection pg_restore validate_foreign_keys=after_swap",
+                   lambda db, tag: coll.restore(db, tag, {"validate_foreign_keys": "after_swap"},
+                                                key="coll_restore_after_swap"), comparator=True),
             Method("coll_restore_serial", LOGICAL_RESTORE, "collection pg_restore jobs=1 (serial)",
                    lambda db, tag: coll.restore(db, tag, {"jobs": 1}, key="coll_restore_serial"), comparator=True),
             self._seed_base(),
@@ -73,6 +79,12 @@ class Catalog(object):
 
     def scale(self):
         return [self._coll_dump(), self._coll_restore()]
+
+    def dr(self):
+        return [Method("dr_logical", DISASTER_RECOVERY, "dr_restore.yml, dr_method=logical (defaults)",
+                       self.dr_playbook.logical),
+                Method("dr_pitr", DISASTER_RECOVERY, "dr_restore.yml, dr_method=pitr (all archived WAL)",
+                       self.dr_playbook.pitr)]
 
     def explore(self):
         return [self._seed_dump(), self._floor_dump()] + self._explore_dumps() + [self._seed_restore()] + \
