@@ -25,6 +25,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local imp
 from tests.integration.faults.faultlib import spec_of, take_backup
 from tests.lib.ansible_run import REPO_ROOT
 from tests.lib.dbcompare import assert_same_data, index_and_constraint_defs
+from tests.lib.scratchdb import scratch_database
 
 SCHEMA = """
 CREATE TABLE parent (id int PRIMARY KEY, label text);
@@ -48,20 +49,14 @@ RESTORE_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "restore.yml")
 
 @pytest.fixture
 def source_db(pg):
-    name = "fkdefer_src_%d" % os.getpid()
-    pg.drop_database(name)
-    pg.create_database(name)
-    pg.psql_as_os_user(SCHEMA, dbname=name)
-    yield name
-    pg.drop_database(name)
+    with scratch_database(pg, "fkdefer_src_%d" % os.getpid(), SCHEMA) as name:
+        yield name
 
 
 @pytest.fixture
 def target_db(pg):
-    name = "fkdefer_dst_%d" % os.getpid()
-    pg.drop_database(name)
-    yield name
-    pg.drop_database(name)
+    with scratch_database(pg, "fkdefer_dst_%d" % os.getpid()) as name:
+        yield name
 
 
 def restore(pg, repo, source, target, **options):
