@@ -24,8 +24,6 @@ from harness.timing import Timed
 from methods.ansible_role import playbook_run, task_durations
 
 DR_PLAYBOOK = os.path.join(ROOT, "playbooks", "dr_restore.yml")
-SYSTEM_PYTHON = "/usr/bin/python3"  # the database tasks run as postgres, which cannot run a venv under /root
-PLAYBOOK_ENV = {"ANSIBLE_PIPELINING": "1"}
 ADMIN_PASSWORD = "bench-dr-Admin-1"
 APP_PASSWORD = "bench-dr-App-1"
 
@@ -71,12 +69,14 @@ class DrPlaybook(object):
         return mkdir(path, owner="postgres", mode=0o700)
 
     def _recover(self, method, repo, db, **extra_vars):
+        from tests.lib.dr_local import PLAYBOOK_ENV, new_local_server_vars
         from tests.lib.pgcluster import PgCluster, drop_cluster, find_free_port, next_cluster_name
         from tests.lib.tododb import todo_row_counts
         name, port = next_cluster_name(15), find_free_port()
         work = self._fresh_dir("dr-run-%s" % method)
         report_dir = os.path.join(work, "reports")
-        extra_vars.update(dr_vars(repo, db["name"], name, port, work, report_dir))
+        # no application: the application step is skipped; everything else as the playbook's defaults say
+        extra_vars.update(new_local_server_vars(repo, db["name"], (name, port), work, ADMIN_PASSWORD, APP_PASSWORD))
         try:
             with Timed(self.ws) as timed:
                 result, _seconds = playbook_run(DR_PLAYBOOK, extra_vars, import_collection(), work, env=PLAYBOOK_ENV)
@@ -98,26 +98,6 @@ class DrPlaybook(object):
             drop_cluster(15, name)
             for leftover in glob.glob("/var/lib/postgresql/15/%s.*-pitr-*" % name) + [work, repo]:
                 rmtree(leftover)
-
-
-def dr_vars(repo, database, cluster_name, port, work, report_dir):
-    """The playbook's extra vars: this host as the new server, a new cluster, no packages installed, no application."""
-    return {
-        "ansible_python_interpreter": SYSTEM_PYTHON,
-        "dr_target": "localhost",
-        "dr_source": repo,
-        "dr_database": database,
-        "dr_install_packages": False,
-        "dr_pg_cluster": cluster_name,
-        "dr_pg_port": port,
-        "dr_listen_addresses": "127.0.0.1",
-        "dr_app_networks": ["127.0.0.1/32"],
-        "dr_admin_password": ADMIN_PASSWORD,
-        "dr_app_password": APP_PASSWORD,
-        "dr_app_db_host": "127.0.0.1",
-        "dr_work_dir": os.path.join(work, "dr-work"),
-        "dr_report_dir": report_dir,
-    }
 
 
 def _read_report(report_dir):
