@@ -12,8 +12,10 @@ Run through ``make bench`` (bench/run.sh). One run:
    of the same size: an incremental base backup after 1 % of the rows changed against a full one,
    and restoring a full backup + 6 incrementals against restoring the full one (``incremental``);
    then the default logical backup and restore at several sizes (``--sizes``);
-4. times a second, no-change converge of the backup role through ansible-playbook;
-5. writes raw JSON to bench/results/ and the tables to docs/performance.md (only between
+4. runs ``playbooks/dr_restore.yml`` once per method (logical, PITR) onto a new local cluster, recording the
+   DR report's RTO and per-step durations (methods/dr_playbook.py);
+5. times a second, no-change converge of the backup role through ansible-playbook;
+6. writes raw JSON to bench/results/ and the tables to docs/performance.md (only between
    the ``bench:*`` markers; the prose around them is kept).
 
 ``--explore`` instead measures candidate defaults (compression levels, formats, jobs,
@@ -32,8 +34,8 @@ This file is only the command line; the work is done by:
   sampling.py), alternating rounds (rounds.py), machine facts (machine.py);
 - ``methods/``: what is compared: the seed's commands (seed.py), pgBackRest (pgbackrest.py), the
   collection's engine (collection.py, run in engine_child.py with the request of
-  engine_request.py), its incremental base backups (incremental.py) and role (ansible_role.py);
-  catalog.py says which run in each section;
+  engine_request.py), its incremental base backups (incremental.py), role (ansible_role.py) and DR
+  playbook (dr_playbook.py); catalog.py says which run in each section;
 - ``session.py``: the order of one run, giving the raw report;
 - ``report/``: summaries and ratios (summary.py), tables (tables.py), targets (targets.py), the
   printed summary (console.py), docs/performance.md (docs.py) and the JSON file (results.py).
@@ -68,6 +70,8 @@ def parse_args(argv):
     parser.add_argument("--explore", action="store_true", help="measure candidate defaults instead")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     parser.add_argument("--no-ansible", action="store_true", help="skip the role converge timing")
+    parser.add_argument("--no-dr", action="store_true", default=env.get("BENCH_NO_DR") == "1",
+                        help="skip the dr_restore.yml drills (env BENCH_NO_DR=1)")
     parser.add_argument("--keep", action="store_true", help="keep the cluster and work directory")
     parser.add_argument("--nice", type=int, default=int(env.get("BENCH_NICE", "-10")),
                         help="CPU priority of the bench, its children and its cluster (env BENCH_NICE, default -10, "

@@ -8,7 +8,8 @@
 #   BENCH_EXPLORE=1 make bench      exploratory run of candidate defaults (compression levels, formats, jobs)
 #
 # Other knobs (environment, or the matching bench.py option): BENCH_ROUNDS (2), BENCH_SIZES
-# (scale study sizes in MB, "none" to skip), BENCH_WORK_DIR, BENCH_NO_DOCS=1, BENCH_KEEP=1.
+# (scale study sizes in MB, "none" to skip), BENCH_WORK_DIR, BENCH_NO_DOCS=1, BENCH_KEEP=1, BENCH_NO_DR=1
+# (skip the dr_restore.yml drills).
 # Needs root (throwaway PostgreSQL clusters, dropping the page cache); installs nothing.
 set -euo pipefail
 

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""One bench run: cluster and database, the rounds of a section, the scale study, the role converge.
+"""One bench run: cluster and database, the rounds of a section, the scale study, the DR drills, the role converge.
 
 Returns the raw report (a dict, saved as JSON by report/results.py); the work directory and the cluster
 are removed at the end unless ``--keep``.
@@ -7,6 +7,7 @@ are removed at the end unless ``--keep``.
 
 from __future__ import absolute_import, division, print_function
 
+import argparse
 import datetime
 import re
 import time
@@ -43,6 +44,8 @@ def run(args):
             report["incremental"] = _incremental(catalog, args, results)
             report["scale_databases"] = []
             _scale_study(workspace, catalog, main_db, args, report["scale_databases"], results)
+            if not args.no_dr:
+                _measure(workspace, catalog.dr(), main_db, _one_round(args), "dr", results)
             if not args.no_ansible:
                 report["ansible"] = _ansible(workspace, main_db)
     finally:
@@ -87,6 +90,11 @@ def _incremental(catalog, args, results):
         return facts
     finally:
         workspace.teardown(args.keep)
+
+
+def _one_round(args):
+    """A DR drill takes a minute or more at 1 GiB: one run of each, whatever --rounds says."""
+    return argparse.Namespace(**dict(vars(args), rounds=1))
 
 
 def _scale_study(workspace, catalog, main_db, args, databases, results):

@@ -3,6 +3,7 @@
 
 from __future__ import absolute_import, division, print_function
 
+import contextlib
 import os
 import time
 
@@ -66,6 +67,22 @@ class Workspace(object):
             return
         self.cluster.drop()
         rmtree(self.work)
+
+    @contextlib.contextmanager
+    def archiving_with(self, command):
+        """WAL archiving through ``command`` while the block runs (``IDLE_ARCHIVE_COMMAND`` otherwise)."""
+        self._set_archive_command(command)
+        try:
+            yield
+        finally:
+            self._set_archive_command(IDLE_ARCHIVE_COMMAND)
+
+    def _set_archive_command(self, command):
+        self.cluster.sql("ALTER SYSTEM SET archive_command = %s", (command,))
+        self.cluster.sql("SELECT pg_reload_conf()")
+        deadline = time.time() + 10
+        while self.cluster.scalar("SHOW archive_command") != command and time.time() < deadline:
+            time.sleep(0.05)
 
     def cluster_facts(self):
         settings = dict((name, self.cluster.scalar("SELECT current_setting(%s)", (name,))) for name in REPORTED_SETTINGS)

@@ -101,12 +101,13 @@ def task_durations(report):
     return sorted(out, reverse=True)
 
 
-def playbook_run(playbook, extra_vars, collections_root, work_dir):
-    """ansible-playbook on localhost (tests/lib/ansible_run's setup); returns (PlaybookResult, seconds)."""
+def playbook_run(playbook, extra_vars, collections_root, work_dir, env=None):
+    """ansible-playbook on localhost (tests/lib/ansible_run's setup; ``env`` added to its environment);
+    returns (PlaybookResult, seconds)."""
     from tests.lib.ansible_run import PlaybookResult, playbook_argv, playbook_env, playbook_file
     argv = playbook_argv(playbook_file(playbook, work_dir), extra_vars, False, False, 0)
     started = time.monotonic()
-    completed = subprocess.run(argv, cwd=work_dir, env=playbook_env(collections_root, work_dir), capture_output=True,
-                               text=True, timeout=1800, check=False)
+    completed = subprocess.run(argv, cwd=work_dir, env=playbook_env(collections_root, work_dir, env), capture_output=True,
+                               text=True, timeout=3600, check=False)
     seconds = time.monotonic() - started
     return PlaybookResult(argv, completed.returncode, completed.stdout, completed.stderr), seconds

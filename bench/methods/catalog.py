@@ -8,12 +8,14 @@ from harness.rounds import Method
 from harness.workspace_pg18 import Pg18Workspace
 from methods.collection import CollectionMethods
 from methods.incremental import IncrementalMethods
+from methods.dr_playbook import DrPlaybook
 from methods.pgbackrest import PgBackRest
 from methods.seed import SeedMethods
 
 LOGICAL_BACKUP, LOGICAL_RESTORE = "logical backup", "logical restore"
 PHYSICAL_BACKUP, PHYSICAL_RESTORE = "physical backup", "physical restore"
 PG18_BACKUP, PG18_RESTORE = "physical backup, PostgreSQL 18", "physical restore, PostgreSQL 18"
+DISASTER_RECOVERY = "disaster recovery"
 
 
 class Catalog(object):
@@ -22,9 +24,10 @@ class Catalog(object):
         self.collection = CollectionMethods(workspace)
         self.pgbackrest = PgBackRest(workspace)
         self.incremental_methods = IncrementalMethods(Pg18Workspace(workspace.work, workspace.nice))
+        self.dr_playbook = DrPlaybook(workspace, self.collection)
 
     def sections(self):
-        return (("main", self.main()), ("scale", self.scale()), ("explore", self.explore()),
+        return (("main", self.main()), ("scale", self.scale()), ("dr", self.dr()), ("explore", self.explore()),
                 ("incremental", self.incremental()))
 
     # -- shared by the sections ---------------------------------------------------------------
@@ -63,6 +66,9 @@ class Catalog(object):
         return [
             self._seed_dump(), self._coll_dump(), self._floor_dump(),
             self._seed_restore(), self._coll_restore(),
+            Method("coll_restore_after_swap", LOGICAL_RESTORE, "collection pg_restore validate_foreign_keys=after_swap",
+                   lambda db, tag: coll.restore(db, tag, {"validate_foreign_keys": "after_swap"},
+                                                key="coll_restore_after_swap"), comparator=True),
             Method("coll_restore_serial", LOGICAL_RESTORE, "collection pg_restore jobs=1 (serial)",
                    lambda db, tag: coll.restore(db, tag, {"jobs": 1}, key="coll_restore_serial"), comparator=True),
             self._seed_base(),
@@ -91,6 +97,12 @@ class Catalog(object):
             Method("pg18_chain_restore", PG18_RESTORE,
                    "restore full + 6 incrementals (extract, pg_combinebackup --link, pg_verifybackup)", inc.restore_chain),
         ]
+
+    def dr(self):
+        return [Method("dr_logical", DISASTER_RECOVERY, "dr_restore.yml, dr_method=logical (defaults)",
+                       self.dr_playbook.logical),
+                Method("dr_pitr", DISASTER_RECOVERY, "dr_restore.yml, dr_method=pitr (all archived WAL)",
+                       self.dr_playbook.pitr)]
 
     def explore(self):
         return [self._seed_dump(), self._floor_dump()] + self._explore_dumps() + [self._seed_restore()] + \

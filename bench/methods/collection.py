@@ -68,7 +68,9 @@ class CollectionMethods(object):
         ws.check_rows(target, db["rows"])
         ws.drop_db(target)
         return dict(timed.fields(), engine_seconds=output.get("engine_seconds"), rss_kb=output["maxrss_self_kb"],
-                    tree_rss_kb=tree_rss, settings=output["settings"], extra_env=extra_env)
+                    tree_rss_kb=tree_rss, settings=output["settings"], extra_env=extra_env,
+                    validated_foreign_keys=output.get("validated_foreign_keys"),
+                    **time_to_usable(timed.seconds, output))
 
     def basebackup(self, db, tag, overrides=None, key="coll_base"):
         repo, timed, output, tree_rss = self._backup("physical_backup", "repo-physical", key, tag,
@@ -88,3 +90,14 @@ class CollectionMethods(object):
                                            destination=dest)
         rmtree(dest)
         return dict(timed.fields(), rss_kb=output["maxrss_self_kb"], tree_rss_kb=tree_rss, settings=output["settings"])
+
+
+def time_to_usable(wall_seconds, output):
+    """{usable_seconds, checks_finished_seconds}: the run's wall time up to the moment the restored database was
+    in place, and up to the end of its last check. The restore reports both from its own start; what the process
+    did outside the restore (starting Python, imports: before it, almost all of it) counts, as for the module."""
+    engine = output.get("engine_seconds")
+    if engine is None or output.get("usable_after_seconds") is None:
+        return {}
+    return {"usable_seconds": round(wall_seconds - (engine - output["usable_after_seconds"]), 3),
+            "checks_finished_seconds": round(wall_seconds - (engine - output["checks_finished_after_seconds"]), 3)}

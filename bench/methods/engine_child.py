@@ -46,7 +46,9 @@ def _logical_restore(engine, spec, repo, connection):
         repo, connection, database=spec["target"], backup=spec.get("backup", "latest"),
         source_database=spec["database"], **kwargs))
     return dict(settings=kwargs, mode=result.get("mode"), engine_seconds=result.get("duration_seconds"),
-                tables=result.get("tables"))
+                tables=result.get("tables"), usable_after_seconds=result.get("usable_after_seconds"),
+                checks_finished_after_seconds=result.get("checks_finished_after_seconds"),
+                validated_foreign_keys=result.get("validated_foreign_keys"))
 
 
 def _physical_backup(engine, spec, repo, connection):

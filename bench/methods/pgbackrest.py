@@ -7,12 +7,10 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 from harness.common import CORES, mkdir, rmtree
 from harness.processes import StepFailed, run_process
 from harness.timing import Timed
-from harness.workspace import IDLE_ARCHIVE_COMMAND
 
 STANZA = "bench"
 
@@ -50,12 +48,9 @@ class PgBackRest(object):
         self.conf = os.path.join(base, "pgbackrest.conf")
         self._write_conf()
         self.archive_command = "pgbackrest --config=%s --stanza=%s archive-push %%p" % (self.conf, STANZA)
-        self.set_archive_command(self.archive_command)
-        try:
+        with self.ws.archiving_with(self.archive_command):
             self.run(["stanza-create"], "pgbackrest-setup")
             self.run(["check"], "pgbackrest-setup")
-        finally:
-            self.set_archive_command(IDLE_ARCHIVE_COMMAND)
 
     def _write_conf(self):
         cluster = self.ws.cluster
@@ -73,14 +68,6 @@ class PgBackRest(object):
         return {"options": self.options, "archive_command": self.archive_command,
                 "stanza": {"pg1-path": cluster.data_dir, "pg1-port": cluster.port}}
 
-    def set_archive_command(self, command):
-        cluster = self.ws.cluster
-        cluster.sql("ALTER SYSTEM SET archive_command = %s", (command,))
-        cluster.sql("SELECT pg_reload_conf()")
-        deadline = time.time() + 10
-        while cluster.scalar("SHOW archive_command") != command and time.time() < deadline:
-            time.sleep(0.05)
-
     def argv(self, args):
         return ["runuser", "-u", "postgres", "--", "pgbackrest", "--config=%s" % self.conf,
                 "--stanza=%s" % STANZA] + args
@@ -95,12 +82,9 @@ class PgBackRest(object):
     def backup(self, db, tag, compress_type):
         key = "pgbr_backup_" + compress_type
         args = ["--type=full", "--compress-type=%s" % compress_type, "backup"]
-        self.set_archive_command(self.archive_command)
-        try:
+        with self.ws.archiving_with(self.archive_command):
             with Timed(self.ws, [self.options["repo1-path"]]) as timed:
                 rss = self.run(args, "%s-%s" % (key, tag))[1]
-        finally:
-            self.set_archive_command(IDLE_ARCHIVE_COMMAND)
         backup = self.info()[-1]
         self.ws.replace_latest((key, None), {"label": backup["label"]}, cleanup=False)
         return dict(timed.fields(), size_bytes=backup["info"]["repository"]["size"], tree_rss_kb=rss,

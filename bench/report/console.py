@@ -4,7 +4,7 @@
 from __future__ import absolute_import, division, print_function
 
 from report.summary import summarize
-from report.tables import incremental_lines, method_table, scale_lines
+from report.tables import dr_lines, incremental_lines, method_table, scale_lines, usable_lines
 from report.targets import targets, verdict
 
 
@@ -16,6 +16,7 @@ def print_summary(report):
         print("")
         for name, measured, ok in targets(report, rows):
             print("%-70s %-50s %s" % (name, measured, verdict(ok).strip("*")))
+        print("\n".join([""] + usable_lines(rows) + [""] + dr_lines(report)))
         print("\n".join([""] + scale_lines(report)))
         print("\n".join([""] + incremental_lines(report)))
         for run in (report.get("ansible") or {}).get("runs", []):

@@ -8,7 +8,7 @@ import os
 from harness.common import MIB
 from harness.paths import DOCS_FILE
 from report.summary import summarize
-from report.tables import incremental_lines, method_table, scale_lines
+from report.tables import dr_lines, incremental_lines, method_table, scale_lines, slowest_tasks, usable_lines
 from report.targets import targets, verdict
 
 EMPTY_PAGE = "# Performance\n\n<!-- bench:main:begin -->\n<!-- bench:main:end -->\n\n" \
@@ -76,6 +76,11 @@ def main_section(report):
               "", "### Targets", "", "| Target | Measured | Verdict |", "|---|---|---|"]
     for name, measured, ok in targets(report, rows):
         lines.append("| %s | %s | %s |" % (name, measured, verdict(ok)))
+    lines += ["", "### Logical restore: time to usable", ""] + (usable_lines(rows) or ["(not measured in this run)"])
+    lines += ["", "Usable: the restored database is in place under its name and takes the application's queries",
+              "(the swap-in), counted from the start of the module process like the whole run. With",
+              "`validate_foreign_keys=after_swap` the foreign keys are validated after that moment."]
+    lines += ["", "### Disaster recovery: `dr_restore.yml`", ""] + (dr_lines(report) or ["(not measured in this run)"])
     lines += ["", "### Incremental base backups (PostgreSQL 18)", ""] + incremental_lines(report)
     lines += ["", "### Ansible overhead", ""] + _ansible_lines(report.get("ansible") or {})
     lines += ["", "### Scale", ""] + (scale_lines(report) or ["(not measured in this run)"])
@@ -87,9 +92,7 @@ def _ansible_lines(ans):
         return ["- not measured: %s" % (ans.get("skipped") or ans.get("error") or "skipped (--no-ansible)")]
     lines = []
     for number, run in enumerate(ans["runs"], 1):
-        slowest = ", ".join("%s %.1f s" % (name.split(" : ", 1)[-1], seconds)
-                            for seconds, name in (run.get("slowest_tasks") or [])[:3])
-        values = (number, run["seconds"], run["rc"], run["tasks"], run["changed"], slowest)
+        values = (number, run["seconds"], run["rc"], run["tasks"], run["changed"], slowest_tasks(run.get("slowest_tasks"), 3))
         lines.append("- converge %d of `todoapi.pgbackup.backup` on localhost (facts gathered): %.1f s, "
                      "rc %s, %s tasks, changed=%s; slowest: %s" % values)
     return lines

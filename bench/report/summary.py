@@ -6,6 +6,8 @@ from __future__ import absolute_import, division, print_function
 from harness.common import median
 
 PEAK_FIELDS = (("size_bytes", "sizes"), ("rss_kb", "rss"), ("tree_rss_kb", "tree_rss"), ("peak_disk_bytes", "peak_disk"))
+# Times a restore reports besides its wall time (methods/collection.py time_to_usable): their medians.
+MOMENT_FIELDS = (("usable_seconds", "usable"), ("checks_finished_seconds", "checks_finished"))
 
 
 def _new_row(record):
@@ -13,6 +15,7 @@ def _new_row(record):
             "baseline": record["baseline"], "comparator": record.get("comparator"),
             "database": record["database"], "database_bytes": record["database_bytes"],
             "times": [], "sizes": [], "rss": [], "tree_rss": [], "peak_disk": [], "errors": [], "cpu": [],
+            "usable": [], "checks_finished": [],
             "loads": [], "command": record.get("command"), "settings": record.get("settings")}
 
 
@@ -24,7 +27,7 @@ def _add_record(row, record):
     row["loads"].append(record.get("loadavg_1m"))
     if record.get("cpu_client_seconds") is not None:
         row["cpu"].append(record["cpu_client_seconds"] + record.get("cpu_server_seconds", 0))
-    for field, name in PEAK_FIELDS:
+    for field, name in PEAK_FIELDS + MOMENT_FIELDS:
         if record.get(field) is not None:
             row[name].append(record[field])
 
@@ -33,6 +36,8 @@ def _finish_row(row):
     row["time"] = median(row["times"])
     row["size"] = median(row["sizes"])
     row["cpu_median"] = median(row["cpu"])
+    row["usable_median"] = median(row["usable"])
+    row["checks_finished_median"] = median(row["checks_finished"])
     row["rss_max"] = max(row["rss"]) if row["rss"] else None
     row["tree_rss_max"] = max(row["tree_rss"]) if row["tree_rss"] else None
     row["peak_disk_max"] = max(row["peak_disk"]) if row["peak_disk"] else None

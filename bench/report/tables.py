@@ -85,3 +85,57 @@ def linear_fit(points):
     mlx, mly = sum(lx) / n, sum(ly) / n
     loglog = sum((a - mlx) * (b - mly) for a, b in zip(lx, ly)) / (sum((a - mlx) ** 2 for a in lx) or 1e-9)
     return {"slope": slope, "intercept": my - slope * mx, "loglog": loglog}
+
+
+def usable_lines(rows):
+    """The logical restores: when the database was usable and when every check was done, against the seed's restore."""
+    seed = next((row for row in rows if row["method"] == "seed_restore" and row["time"]), None)
+    measured = [row for row in rows if row["usable_median"] is not None]
+    if not measured:
+        return []
+    lines = ["| Method | Whole run s | Usable after s | Checks finished after s | Usable ÷ seed's whole restore |",
+             "|---|---|---|---|---|"]
+    if seed:
+        lines.append("| %s | %.1f | %.1f (at its end) | — | 1.00 |" % (seed["label"], seed["time"], seed["time"]))
+    for row in measured:
+        lines.append("| %s | %.1f | %.1f | %.1f | %s |" % (
+            row["label"], row["time"], row["usable_median"], row["checks_finished_median"],
+            fmt(seed and row["usable_median"] / seed["time"], "%.2f")))
+    return lines
+
+
+def dr_lines(report):
+    """One row per dr_restore.yml run: wall time, the report's RTO and outcome, and each step's duration."""
+    records = [r for r in report["results"] if r["section"] == "dr"]
+    if not records:
+        return []
+    steps = []
+    for record in records:
+        steps += [step["name"] for step in record.get("steps") or [] if step["name"] not in steps]
+    lines = ["| Run | Playbook wall s | RTO s (DR report) | Outcome | %s |" % " | ".join("%s s" % name for name in steps),
+             "|---|---|---|---|%s" % ("---|" * len(steps))]
+    for record in records:
+        durations = dict((step["name"], step) for step in record.get("steps") or [])
+        cells = [_step_cell(durations.get(name)) for name in steps]
+        lines.append("| %s | %s | %s | %s | %s |" % (
+            record["label"], fmt(record.get("seconds")), fmt(record.get("rto_seconds")),
+            record.get("outcome") or ("failed: %s" % (record.get("error") or "?")[:120].replace("|", "/").replace("\n", " ")),
+            " | ".join(cells)))
+    lines.append("")
+    for record in records:
+        lines.append("- %s, slowest tasks: %s" % (record["label"], slowest_tasks(record.get("slowest_tasks"), 4) or "—"))
+    return lines
+
+
+def slowest_tasks(durations, count):
+    """'task 1.2 s, task 0.8 s' from [(seconds, "role : task")], without the role prefix."""
+    return ", ".join("%s %.1f s" % (name.split(" : ", 1)[-1], seconds) for seconds, name in (durations or [])[:count])
+
+
+def _step_cell(step):
+    if not step:
+        return "—"
+    if step.get("status") != "ok":
+        return "%s%s" % (step.get("status"), "" if step.get("duration_seconds") is None else
+                         " (%.1f)" % step["duration_seconds"])
+    return fmt(step.get("duration_seconds"))

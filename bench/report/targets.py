@@ -10,6 +10,8 @@ TARGETS = {
     "logical_backup_time_ratio": 1.0 / 3.0,
     "logical_backup_size_ratio": 1.10,
     "logical_restore_time_ratio": 0.6,
+    "logical_restore_usable_ratio": 0.6,
+    "dr_rto_seconds": {"dr_pitr": 30.0, "dr_logical": 45.0},
     "engine_rss_mb": 100.0,
     "ansible_converge_seconds": 15.0,
     "incremental_backup_ratio": 0.10,
@@ -22,8 +24,9 @@ def verdict(ok):
 
 
 def targets(report, rows):
-    return (_logical_backup(rows) + _logical_restore(rows) + _physical_backup(rows) + _engine_rss(rows)
-            + _temporary_copies(rows) + _converge(report) + _incremental(summarize(report["results"], "incremental")))
+    return (_logical_backup(rows) + _logical_restore(rows) + _time_to_usable(rows) + _physical_backup(rows)
+            + _engine_rss(rows) + _temporary_copies(rows) + _dr_rto(report) + _converge(report)
+            + _incremental(summarize(report["results"], "incremental")))
 
 
 def _logical_backup(rows):
@@ -45,6 +48,30 @@ def _logical_restore(rows):
     limit = TARGETS["logical_restore_time_ratio"]
     return [("%s ≤ %g × the seed's restore" % (row["label"], limit), "%.2f × (%.1f s vs %.1f s)" % (
         row["time_ratio"], row["time"], find_row(rows, "seed_restore")["time"]), row["time_ratio"] <= limit)]
+
+
+def _time_to_usable(rows):
+    row, seed = find_row(rows, "coll_restore_after_swap"), find_row(rows, "seed_restore")
+    if not row or row["usable_median"] is None or not seed or not seed["time"]:
+        return []
+    limit = TARGETS["logical_restore_usable_ratio"]
+    ratio = row["usable_median"] / seed["time"]
+    return [("logical restore usable (validate_foreign_keys=after_swap) ≤ %g × the seed's whole restore" % limit,
+             "%.2f × (usable after %.1f s, checks done after %.1f s; seed %.1f s)" % (
+                 ratio, row["usable_median"], row["checks_finished_median"], seed["time"]), ratio <= limit)]
+
+
+def _dr_rto(report):
+    out = []
+    for record in report["results"]:
+        limit = TARGETS["dr_rto_seconds"].get(record["method"]) if record["section"] == "dr" else None
+        if limit is None:
+            continue
+        rto = record.get("rto_seconds")
+        ok = bool(rto is not None and record.get("outcome") == "succeeded" and rto <= limit)
+        measured = ("RTO %.1f s (%s)" % (rto, record.get("outcome"))) if rto is not None else "failed: no DR report"
+        out.append(("%s: RTO ≤ %g s at %.0f MiB" % (record["label"], limit, record["database_bytes"] / MIB), measured, ok))
+    return out
 
 
 def _physical_backup(rows):

@@ -16,6 +16,7 @@ description:
   - B(Full restore) (no O(tables)) restores into a new staging database, compares every table's row count with
     the manifest, and only then puts it in place of O(database). A failure drops the staging database and leaves
     the target as it was. A target that already holds tables is only replaced with O(force=true).
+    O(validate_foreign_keys=after_swap) moves the foreign-key checks after the swap-in.
   - Before it starts, a full restore drops the staging databases that earlier restores into O(database) left
     behind when they died (killed, host lost). A staging database carries an owner record in its comment; it is
     dropped only when that record shows that its restore's session to the server is gone and, when the record names
@@ -108,6 +109,27 @@ options:
     type: str
     choices: [auto, lz4, pglz, server]
     default: auto
+  validate_foreign_keys:
+    description:
+      - When a full restore through a staging database checks the backup's foreign keys against its rows.
+      - V(during) (the default) checks them while the staging database is loaded, before it is swapped in, so
+        a backup whose rows break a foreign key never replaces O(database).
+      - V(after_swap) adds them C(NOT VALID) during the load (no scan of the rows), swaps the database in, and
+        then validates them with C(ALTER TABLE ... VALIDATE CONSTRAINT), which takes a SHARE UPDATE EXCLUSIVE
+        lock and lets the application read and write meanwhile. A C(NOT VALID) foreign key checks every row
+        written from the moment it exists, so rows written during the validation are checked. The module waits
+        for the validation; RV(usable_after_seconds) says when the database could be used.
+      - With V(after_swap), a failed validation fails the task with a message that says that O(database) IS in
+        place and usable, which foreign keys failed (they stay C(NOT VALID)) and the statement that validates
+        them once the offending rows are fixed; see RV(failed_foreign_keys).
+      - Foreign keys the backup already holds C(NOT VALID) stay so either way. Foreign keys of partitioned tables
+        are checked during the load either way (PostgreSQL before 18 cannot add them C(NOT VALID)).
+      - V(after_swap) needs a custom or directory format backup and a staging database (not O(force) without
+        O(clean) over a database that holds tables); otherwise the restore fails before changing anything. A
+        per-table restore (O(tables)) checks the foreign keys before its commit whatever this says.
+    type: str
+    choices: [during, after_swap]
+    default: during
   globals:
     description: Restore the roles and tablespaces stored with the backup first (existing roles are kept).
     type: bool
@@ -156,6 +178,19 @@ EXAMPLES = r'''
     clean: true
     force: true
     jobs: 4
+
+- name: Disaster recovery - the database is usable before its foreign keys are validated
+  todoapi.pgbackup.pg_restore:
+    repository: /var/backups/todoapi
+    database: TodoDb
+    clean: true
+    force: true
+    validate_foreign_keys: after_swap
+  register: restored
+
+- name: Say when the application could use it
+  ansible.builtin.debug:
+    msg: "usable after {{ restored.usable_after_seconds }} s, every check done after {{ restored.checks_finished_after_seconds }} s"
 
 - name: Put back two tables from a given backup, keeping everything else as it is
   todoapi.pgbackup.pg_restore:
@@ -212,6 +247,41 @@ duration_seconds:
   description: Wall time of the restore.
   returned: success
   type: float
+usable_after_seconds:
+  description:
+    - Seconds from the start of the restore until O(database) was the restored database and accepted the
+      application's queries (a full restore through a staging database - the swap-in; in place or per table -
+      the commit).
+  returned: success
+  type: float
+  sample: 9.4
+checks_finished_after_seconds:
+  description:
+    - Seconds from the start of the restore until every check of the restored data had finished (row counts
+      against the manifest; foreign keys, validated after the swap-in with O(validate_foreign_keys=after_swap)).
+    - Before the swap-in, so not more than RV(usable_after_seconds), when the checks run during the load.
+  returned: success
+  type: float
+  sample: 10.9
+validated_foreign_keys:
+  description:
+    - With O(validate_foreign_keys=after_swap), the foreign keys validated after the swap-in, each with
+      C(table), C(constraint) (both as SQL identifiers) and C(seconds) its validation took; empty otherwise.
+  returned: success and O(tables) is empty
+  type: list
+  elements: dict
+  sample: [{"table": "public.\"Todos\"", "constraint": "\"FK_Todos_Users_UserId\"", "seconds": 0.71}]
+failed_foreign_keys:
+  description:
+    - When the task failed because foreign keys did not hold after the swap-in (O(validate_foreign_keys=after_swap)),
+      each with C(table), C(constraint), C(error) and C(statement), the C(VALIDATE CONSTRAINT) to run once
+      the offending rows are fixed. O(database) is then in place and usable (C(database_in_place) is V(true)).
+  returned: failure of the validation after the swap-in
+  type: list
+  elements: dict
+  sample: [{"table": "public.\"Todos\"", "constraint": "\"FK_Todos_Users_UserId\"",
+            "error": "insert or update on table \"Todos\" violates foreign key constraint ...",
+            "statement": "ALTER TABLE ONLY public.\"Todos\" VALIDATE CONSTRAINT \"FK_Todos_Users_UserId\";"}]
 connections:
   description:
     - Connections that loaded the data of a full restore (1 when it ran serially, see O(jobs)).
@@ -253,7 +323,8 @@ def restore_request(module, repository):
         force=params["force"], jobs=params["jobs"], globals_=params["globals"],
         identity_file=params["identity_file"], no_owner=params["no_owner"],
         maintenance_db=params["maintenance_db"], work_dir=params["work_dir"], pg_bin_dir=params["pg_bin_dir"],
-        maintenance_work_mem=params["maintenance_work_mem"], toast_compression=params["toast_compression"])
+        maintenance_work_mem=params["maintenance_work_mem"], toast_compression=params["toast_compression"],
+        validate_foreign_keys=params["validate_foreign_keys"])
 
 
 def restore(module, request):
@@ -261,7 +332,7 @@ def restore(module, request):
     with LocalCopy(request.repository, request.work_dir) as copies:
         request.repository, request.backup = run_or_fail(module, copies.fetch_selected, request.backup,
                                                          database=request.source_database, kind="logical")
-        result = run_or_fail(module, logical_restore.restore, request)
+        result = run_or_fail(module, _restore, module, request)
         return result, run_or_fail(module, request.repository.load, result.pop("backup_id"))
 
 
@@ -277,6 +348,7 @@ def main():
             jobs=dict(type="int", default=0),
             maintenance_work_mem=dict(type="str", default="256MB"),
             toast_compression=dict(type="str", default="auto", choices=["auto", "lz4", "pglz", "server"]),
+            validate_foreign_keys=dict(type="str", default="during", choices=["during", "after_swap"]),
             globals=dict(type="bool", default=False),
             identity_file=dict(type="path"),
             no_owner=dict(type="bool", default=False),
@@ -298,6 +370,13 @@ def main():
                     % (leftover["database"], leftover["reason"]))
     result.pop("changed", None)
     module.exit_json(changed=True, backup=manifest, **result)
+
+
+def _restore(module, request):
+    try:
+        return logical_restore.restore(request)
+    except logical_restore.ForeignKeysNotValidated as exc:  # the database is in place: the result says so too
+        module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint, **exc.details)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local imp
 from tests.lib.ansible_run import REPO_ROOT, run_playbook
 from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, wait_archived
 from tests.lib.dbcompare import assert_same_data, table_fingerprints
+from tests.lib.dr_local import PLAYBOOK_ENV, new_local_server_vars
 from tests.lib.pgcluster import PgCluster, drop_cluster, find_free_port, next_cluster_name
 from tests.lib.standin_app import StandinApp
 from tests.lib.tododb import create_todo_db
@@ -40,8 +41,6 @@ from tests.lib.tododb import create_todo_db
 DR_PLAYBOOK = os.path.join(REPO_ROOT, "playbooks", "dr_restore.yml")
 DR_TASK = "todoapi.pgbackup.disaster_recovery : %s"  # how the play output names the role's tasks
 BACKUP_ROLE = os.path.join(REPO_ROOT, "roles", "backup", "tasks", "main.yml")
-SYSTEM_PYTHON = "/usr/bin/python3"  # become_user postgres cannot run the test venv's Python (under /root)
-PLAYBOOK_ENV = {"ANSIBLE_PIPELINING": "1"}
 ADMIN_PASSWORD = "dr-Admin-Secret-31"
 APP_PASSWORD = "dr-App;Secret=42"  # ';' and '=' must survive the Npgsql connection string
 STEPS = ["assess", "prepare", "restore", "verify", "application"]
@@ -117,28 +116,14 @@ def new_host():
 
 
 def dr_vars(repository, work_dir, new_host, app=None, **overrides):
-    name, port = new_host
-    values = {
-        "ansible_python_interpreter": SYSTEM_PYTHON,
-        "dr_target": "localhost",
-        "dr_source": repository,
-        "dr_database": "TodoDb",
-        "dr_install_packages": False,
-        "dr_pg_cluster": name,
-        "dr_pg_port": port,
-        "dr_listen_addresses": "127.0.0.1",
-        "dr_app_networks": ["127.0.0.1/32"],
-        "dr_admin_password": ADMIN_PASSWORD,
-        "dr_app_password": APP_PASSWORD,
-        "dr_app_db_host": "127.0.0.1",
-        "dr_work_dir": os.path.join(work_dir, "dr-work"),
-        "dr_report_dir": os.path.join(work_dir, "reports"),
+    values = new_local_server_vars(repository, "TodoDb", new_host, work_dir, ADMIN_PASSWORD, APP_PASSWORD)
+    values.update({
         "dr_jobs": 2,
         # Test speed: no fsync in the throwaway cluster, not started at boot.
         "postgresql_server_initdb_options": ["--data-checksums", "--no-sync"],
         "postgresql_server_settings": {"fsync": "off"},
         "postgresql_server_start_at_boot": False,
-    }
+    })
     if app is not None:
         values.update({
             "dr_app_manager": "command",

@@ -93,6 +93,35 @@ def test_parallel_restore_of_compressed_custom_archive(ansible_playbook, todo_db
     assert not [n for n in os.listdir("/tmp") if n.startswith("pgbackup-restore-")]
 
 
+def test_full_restore_reports_when_usable_and_after_swap_validates_keys_in_place(ansible_playbook, todo_db, tmp_repo,
+                                                                                target_db):
+    cluster = todo_db.cluster
+    dump(ansible_playbook, todo_db, tmp_repo)
+    during = restore(ansible_playbook, todo_db, tmp_repo, database=target_db, jobs=2)
+    assert 0 < during["checks_finished_after_seconds"] <= during["usable_after_seconds"] <= during["duration_seconds"]
+    assert during["validated_foreign_keys"] == []
+
+    after = restore(ansible_playbook, todo_db, tmp_repo, database=target_db, jobs=2, clean=True, force=True,
+                    validate_foreign_keys="after_swap")
+    assert sorted(key["constraint"] for key in after["validated_foreign_keys"]) == [
+        '"FK_Categories_Users_UserId"', '"FK_Todos_Categories_CategoryId"', '"FK_Todos_Users_UserId"']
+    assert 0 < after["usable_after_seconds"] <= after["checks_finished_after_seconds"] <= after["duration_seconds"]
+    assert_same_data((cluster, todo_db.name), (cluster, target_db))
+
+    # A backup whose rows break a key (written with the key's triggers off): the task fails, the database is in place.
+    cluster.psql_as_os_user('SET session_replication_role = replica;\n'
+                            'UPDATE "Todos" SET "UserId" = -1 WHERE "Id" = (SELECT min("Id") FROM "Todos");',
+                            dbname=todo_db.name)
+    dump(ansible_playbook, todo_db, tmp_repo)
+    failed = restore(ansible_playbook, todo_db, tmp_repo, database=target_db, jobs=2, clean=True, force=True,
+                     validate_foreign_keys="after_swap", expect_failure=True)
+    assert "Database '%s' IS in place and usable" % target_db in failed["msg"], failed["msg"]
+    assert 'ALTER TABLE ONLY public."Todos" VALIDATE CONSTRAINT "FK_Todos_Users_UserId";' in failed["hint"]
+    assert failed["database_in_place"] is True and failed["usable_after_seconds"] > 0
+    assert [key["constraint"] for key in failed["failed_foreign_keys"]] == ['"FK_Todos_Users_UserId"']
+    assert_same_data((cluster, todo_db.name), (cluster, target_db))
+
+
 def test_refuses_to_overwrite_populated_database_without_force(ansible_playbook, todo_db, tmp_repo):
     dump(ansible_playbook, todo_db, tmp_repo)
     todo_db.cluster.sql('DELETE FROM "Todos" WHERE "Id" % 2 = 0', dbname=todo_db.name)

@@ -23,6 +23,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors impor
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.integration.faults.faultlib import rewrite_manifest, spec_of, take_backup
 from tests.lib.dbcompare import assert_same_data, index_and_constraint_defs
+from tests.lib.scratchdb import scratch_database
 
 TRICKY_SCHEMA = r"""
 CREATE TABLE parent (id bigserial PRIMARY KEY, label text NOT NULL);
@@ -56,20 +57,14 @@ SELECT setval('notes_id_seq', 123456);
 
 @pytest.fixture
 def tricky_db(pg):
-    name = "parallel_src_%d" % os.getpid()
-    pg.drop_database(name)
-    pg.create_database(name)
-    pg.psql_as_os_user(TRICKY_SCHEMA, dbname=name)
-    yield name
-    pg.drop_database(name)
+    with scratch_database(pg, "parallel_src_%d" % os.getpid(), TRICKY_SCHEMA) as name:
+        yield name
 
 
 @pytest.fixture
 def target_name(pg):
-    name = "parallel_dst_%d" % os.getpid()
-    pg.drop_database(name)
-    yield name
-    pg.drop_database(name)
+    with scratch_database(pg, "parallel_dst_%d" % os.getpid()) as name:
+        yield name
 
 
 def restore(pg, repo, source, target, jobs, **options):
@@ -255,16 +250,12 @@ SELECT pg_column_compression(body), pg_column_compression(pinned), count(*) FROM
 
 @pytest.fixture
 def compressible_db(pg):
-    name = "toast_src_%d" % os.getpid()
-    pg.drop_database(name)
-    pg.create_database(name)
-    pg.psql_as_os_user("""
+    with scratch_database(pg, "toast_src_%d" % os.getpid(), """
         CREATE TABLE compressed (id int PRIMARY KEY, body text, pinned text COMPRESSION pglz);
         INSERT INTO compressed SELECT g, repeat('compressible ' || g, 500), repeat('pinned ' || g, 500)
         FROM generate_series(1, 300) g;
-    """, dbname=name)
-    yield name
-    pg.drop_database(name)
+    """) as name:
+        yield name
 
 
 @pytest.mark.parametrize("jobs", [2, 1], ids=["parallel", "serial"])

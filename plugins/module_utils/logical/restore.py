@@ -3,12 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Restore a logical backup: whole (into a staging database swapped in only after its row counts
 match the manifest) or per table (in one transaction that rolls back on any error), so a failed
-restore never leaves the target half-changed.
+restore never leaves the target half-changed. With validate_foreign_keys: after_swap the foreign keys
+are validated once the restored database is in place (and usable), see deferred_foreign_keys.
 
 The entry point callers use (``LogicalRestoreRequest``, ``plan``, ``restore``); the work is done in
 restore_request (the request and its checks), restore_full, restore_tables, restore_globals,
-restore_steps (what the modes share), staging (the staging database), staging_owner and
-staging_leftovers (staging databases that restores which died left behind)."""
+restore_steps (what the modes share), deferred_foreign_keys, staging (the staging database),
+staging_owner and staging_leftovers (staging databases that restores which died left behind)."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -18,13 +19,15 @@ import time
 from . import restore_full
 from . import restore_tables
 from . import staging_leftovers
+from .deferred_foreign_keys import ForeignKeysNotValidated
 from .restore_globals import keep_own_password, restore_globals
-from .restore_request import (MAX_AUTO_JOBS, LogicalRestoreRequest, check_overwrite_allowed, check_target_exists_for_tables,
-                              default_jobs, select_backup, target_state)
+from .restore_request import (MAX_AUTO_JOBS, LogicalRestoreRequest, check_foreign_key_validation, check_overwrite_allowed,
+                              check_target_exists_for_tables, default_jobs, restores_in_place, select_backup, target_state)
 from .staging import staging_name as _staging_name  # ops/verify.py drops a scratch database's staging copy
 from ..core.errors import PgBackupError
 
-__all__ = ["LogicalRestoreRequest", "MAX_AUTO_JOBS", "default_jobs", "keep_own_password", "plan", "restore", "_staging_name"]
+__all__ = ["ForeignKeysNotValidated", "LogicalRestoreRequest", "MAX_AUTO_JOBS", "default_jobs", "keep_own_password", "plan",
+           "restore", "_staging_name"]
 
 
 def plan(request):
@@ -34,6 +37,7 @@ def plan(request):
     mode = "tables" if request.tables else "full"
     if mode == "full":
         check_overwrite_allowed(request, exists, tables)
+        check_foreign_key_validation(request, manifest, exists, tables)
     else:
         restore_tables.pick_tables(manifest, request.tables)
         check_target_exists_for_tables(request, exists)
@@ -51,15 +55,18 @@ def restore(request):
                                 hint="Use the custom format for backups you may need table by table.")
         check_target_exists_for_tables(request, exists)
         result = restore_tables.restore_tables(request, manifest, major)
+        committed = round(time.monotonic() - started, 3)  # the rows and their checks, in one transaction
+        result.update(usable_after_seconds=committed, checks_finished_after_seconds=committed)
     else:
         check_overwrite_allowed(request, exists, tables)
+        check_foreign_key_validation(request, manifest, exists, tables)
         leftovers = staging_leftovers.drop_leftovers(request.connection, request.maintenance_db, request.database)
         if request.globals:
             restore_globals(request, manifest, major)
-        if exists and tables and not request.clean:
-            result = restore_full.restore_over_existing(request, manifest, major)
+        if restores_in_place(request, exists, tables):
+            result = restore_full.restore_over_existing(request, manifest, major, started)
         else:
-            result = restore_full.restore_via_staging(request, manifest, major, exists)
+            result = restore_full.restore_via_staging(request, manifest, major, exists, started)
         result.update(leftovers)
     result.update({"backup_id": manifest["id"], "database": request.database,
                    "duration_seconds": round(time.monotonic() - started, 3)})

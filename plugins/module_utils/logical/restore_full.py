@@ -7,8 +7,11 @@ match the manifest, or (force without clean) in place in one transaction."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import contextlib
 import os
+import time
 
+from . import deferred_foreign_keys
 from . import parallel_restore
 from . import restore_steps as steps
 from . import staging
@@ -20,45 +23,59 @@ from ..core.pgtools import tool_path
 from ..core.pipeline import Pipeline, Stage
 
 
-def restore_via_staging(request, manifest, major, target_exists):
-    """Restore into a new database, check it, then put it in place of the target."""
+def restore_via_staging(request, manifest, major, target_exists, started):
+    """Restore into a new database, check it, then put it in place of the target (and with
+    validate_foreign_keys: after_swap, validate its foreign keys there)."""
     name = staging.staging_name(request.database)
     admin = pgconn.connect(request.connection, request.maintenance_db)
     try:
         staging.create_database(admin, name, manifest)
         try:
             staging_owner.record_owner(admin, name, request.database)  # admin stays open until the swap-in
-            connections = load_archive(request, manifest, major, name)
+            connections, deferred = load_archive(request, manifest, major, name)
             conn = pgconn.connect(request.connection, name)
             try:
+                deferred.add_not_valid(conn)
                 counts = steps.verify_counts(conn, manifest["tables"])
             finally:
                 conn.close()
-            staging.swap_in(admin, name, request.database, target_exists, request.force)
+            checked = _since(started)
+            usable = round(staging.swap_in(admin, name, request.database, target_exists, request.force) - started, 3)
         except BaseException:
             staging.drop_database(admin, name, force=True)
             raise
     finally:
         admin.close()
+    validated = deferred.validate(lambda: pgconn.connect(request.connection, request.database), request.database,
+                                  manifest["id"], usable)
     return {"mode": "full", "tables": counts, "restored_tables": sorted(counts), "changed": True,
-            "connections": connections}
+            "connections": connections, "usable_after_seconds": usable,
+            "checks_finished_after_seconds": _since(started) if validated else checked,
+            "validated_foreign_keys": validated}
 
 
-def restore_over_existing(request, manifest, major):
+def restore_over_existing(request, manifest, major, started):
     """force without clean: replace the backup's objects in place, in one transaction."""
-    connections = load_archive(request, manifest, major, request.database,
-                               ["--clean", "--if-exists", "--single-transaction"])
+    connections, _deferred = load_archive(request, manifest, major, request.database,
+                                          ["--clean", "--if-exists", "--single-transaction"])
+    usable = _since(started)  # the transaction has committed
     conn = pgconn.connect(request.connection, request.database)
     try:
         counts = steps.verify_counts(conn, manifest["tables"])
     finally:
         conn.close()
     return {"mode": "full", "tables": counts, "restored_tables": sorted(counts), "changed": True,
-            "connections": connections}
+            "connections": connections, "usable_after_seconds": usable,
+            "checks_finished_after_seconds": _since(started), "validated_foreign_keys": []}
+
+
+def _since(started):
+    return round(time.monotonic() - started, 3)
 
 
 def load_archive(request, manifest, major, dbname, extra=()):
-    """Restore the archive into ``dbname``; returns how many connections loaded it."""
+    """Restore the archive into ``dbname``; returns (connections that loaded it, the foreign keys
+    left out of the load: deferred_foreign_keys.NONE unless validate_foreign_keys is after_swap)."""
     stages, path = steps.decoded_input(request, manifest)
     fmt = manifest.get("format", "custom")
     # pg_restore refuses -j with --single-transaction: an in-place restore stays one transaction, run serially.
@@ -68,15 +85,47 @@ def load_archive(request, manifest, major, dbname, extra=()):
         if fmt == "plain":
             steps.run(stages + [Stage(steps.psql_argv(request, major, dbname, ["--single-transaction"]), name="psql",
                                       error_pattern=steps.PSQL_ERROR)], env, stdin=path)
-            return 1
-        if fmt == "directory":
-            argv = steps.pg_restore_argv(request, major, dbname, ["-j", str(jobs)] + list(extra) + [path])
-            steps.run([Stage(argv, name="pg_restore", error_pattern=steps.PG_RESTORE_ERROR)], env)
-            return jobs
-        if jobs > 1 and fmt == "custom":
-            return _parallel_custom_restore(request, manifest, stages, path, env, major, dbname)
-        _serial_custom_restore(request, stages, path, env, major, dbname, extra)
-        return 1
+            return 1, deferred_foreign_keys.NONE
+        parallel = jobs > 1 and fmt == "custom"
+        if not parallel and request.validate_foreign_keys != deferred_foreign_keys.AFTER_SWAP:
+            return _load_whole(request, stages, path, env, major, dbname, fmt, jobs, extra), deferred_foreign_keys.NONE
+        with _archive_toc(request, manifest, major, env, stages, path) as (listing, toc_file):
+            with deferred_foreign_keys.left_out_of_load(request, listing, toc_file, env, major) as deferred:
+                if parallel and not steps.holds_large_objects(listing):
+                    connections = _parallel_custom_restore(request, stages, path, env, major, dbname, toc_file,
+                                                           deferred.restore_options())
+                else:
+                    connections = _load_whole(request, stages, path, env, major, dbname, fmt, jobs,
+                                              list(extra) + deferred.restore_options())
+        return connections, deferred
+
+
+@contextlib.contextmanager
+def _archive_toc(request, manifest, major, env, stages, path):
+    """(listing, file pg_restore reads the table of contents from): the archive itself when it can be
+    read directly, else its decoded start in work_dir (see parallel_restore), removed afterwards."""
+    if manifest.get("format") == "directory" or not stages:
+        yield steps.list_archive(request, manifest, major, env), path
+        return
+    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
+    try:
+        prefix, listing = parallel_restore.write_toc_prefix(stages, path, env, pg_restore, request.work_dir)
+    except PgBackupError as exc:
+        raise streams.explain_decrypt_failure(exc)
+    try:
+        yield listing, prefix
+    finally:
+        os.unlink(prefix)
+
+
+def _load_whole(request, stages, path, env, major, dbname, fmt, jobs, extra):
+    """One pg_restore for the whole archive: -j for the directory format, else serially."""
+    if fmt == "directory":
+        argv = steps.pg_restore_argv(request, major, dbname, ["-j", str(jobs)] + list(extra) + [path])
+        steps.run([Stage(argv, name="pg_restore", error_pattern=steps.PG_RESTORE_ERROR)], env)
+        return jobs
+    _serial_custom_restore(request, stages, path, env, major, dbname, extra)
+    return 1
 
 
 def _serial_custom_restore(request, stages, path, env, major, dbname, extra=()):
@@ -87,38 +136,22 @@ def _serial_custom_restore(request, stages, path, env, major, dbname, extra=()):
         steps.run(stages + [Stage(argv, name="pg_restore", error_pattern=steps.PG_RESTORE_ERROR)], env, stdin=path)
 
 
-def _parallel_custom_restore(request, manifest, stages, path, env, major, dbname):
+def _parallel_custom_restore(request, stages, path, env, major, dbname, toc_file, post_data_options):
     """Whole restore into an empty database over ``jobs`` connections (see parallel_restore)."""
     pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
-    prefix = None
-    try:
-        if stages:
-            try:
-                prefix, listing = parallel_restore.write_toc_prefix(stages, path, env, pg_restore, request.work_dir)
-            except PgBackupError as exc:
-                raise streams.explain_decrypt_failure(exc)
-        else:
-            listing = steps.list_archive(request, manifest, major, env)
-        if steps.holds_large_objects(listing):
-            _serial_custom_restore(request, stages, path, env, major, dbname)
-            return 1
-        toc_file = prefix or path
-        steps.run([Stage(steps.pg_restore_argv(request, major, dbname, ["--section=pre-data", toc_file]),
-                         name="pg_restore (pre-data)", error_pattern=steps.PG_RESTORE_ERROR)], env)
+    steps.run([Stage(steps.pg_restore_argv(request, major, dbname, ["--section=pre-data", toc_file]),
+                     name="pg_restore (pre-data)", error_pattern=steps.PG_RESTORE_ERROR)], env)
 
-        def connect():
-            return pgconn.connect(request.connection, dbname)
+    def connect():
+        return pgconn.connect(request.connection, dbname)
 
-        with parallel_restore.autovacuum_paused(connect):
-            _parallel_data_section(request, stages, path, env, pg_restore, connect)
-            post_env = steps.with_settings(env, {"maintenance_work_mem": request.maintenance_work_mem})
-            steps.run([Stage(steps.pg_restore_argv(request, major, dbname,
-                                                   ["--section=post-data", "-j", str(request.jobs), toc_file]),
-                             name="pg_restore (post-data)", error_pattern=steps.PG_RESTORE_ERROR)], post_env)
-        return request.jobs
-    finally:
-        if prefix:
-            os.unlink(prefix)
+    with parallel_restore.autovacuum_paused(connect):
+        _parallel_data_section(request, stages, path, env, pg_restore, connect)
+        post_env = steps.with_settings(env, {"maintenance_work_mem": request.maintenance_work_mem})
+        steps.run([Stage(steps.pg_restore_argv(request, major, dbname, ["--section=post-data", "-j", str(request.jobs)]
+                                               + list(post_data_options) + [toc_file]),
+                         name="pg_restore (post-data)", error_pattern=steps.PG_RESTORE_ERROR)], post_env)
+    return request.jobs
 
 
 def _parallel_data_section(request, stages, path, env, pg_restore, connect):

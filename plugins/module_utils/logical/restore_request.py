@@ -10,6 +10,7 @@ __metaclass__ = type
 import os
 import re
 
+from . import deferred_foreign_keys
 from ..core import pgconn
 from ..core.errors import PgBackupError
 
@@ -26,7 +27,8 @@ class LogicalRestoreRequest(object):
     def __init__(self, repository, connection, database=None, backup="latest", source_database=None,
                  tables=None, clean=False, force=False, jobs=1, globals_=False, identity_file=None,
                  no_owner=False, maintenance_db="postgres", work_dir=None, pg_bin_dir=None,
-                 maintenance_work_mem=DEFAULT_MAINTENANCE_WORK_MEM, toast_compression=DEFAULT_TOAST_COMPRESSION):
+                 maintenance_work_mem=DEFAULT_MAINTENANCE_WORK_MEM, toast_compression=DEFAULT_TOAST_COMPRESSION,
+                 validate_foreign_keys=deferred_foreign_keys.DURING):
         if not database and not source_database:
             raise PgBackupError("No target database given.", hint="Set 'database' (and 'source_database' if it differs).")
         self.repository = repository
@@ -45,6 +47,10 @@ class LogicalRestoreRequest(object):
         if self.toast_compression not in TOAST_COMPRESSION_CHOICES:
             raise PgBackupError("toast_compression must be one of %s, not '%s'."
                                 % (", ".join(TOAST_COMPRESSION_CHOICES), toast_compression))
+        self.validate_foreign_keys = validate_foreign_keys or deferred_foreign_keys.DURING
+        if self.validate_foreign_keys not in deferred_foreign_keys.CHOICES:
+            raise PgBackupError("validate_foreign_keys must be one of %s, not '%s'."
+                                % (", ".join(deferred_foreign_keys.CHOICES), validate_foreign_keys))
         self.session_settings = {}  # set by target_state() once the server is known
         self.globals = bool(globals_)
         self.identity_file = identity_file
@@ -122,3 +128,21 @@ def check_target_exists_for_tables(request, exists):
     if not exists:
         raise PgBackupError("Target database '%s' does not exist; a per-table restore needs it." % request.database,
                             hint="Restore the whole backup first, or name an existing database.")
+
+
+def restores_in_place(request, exists, tables):
+    """force without clean over a database that holds tables: no staging database, one transaction."""
+    return bool(exists and tables and not request.clean)
+
+
+def check_foreign_key_validation(request, manifest, exists, tables):
+    """validate_foreign_keys: after_swap needs a staging database to swap in and a table of contents."""
+    if request.validate_foreign_keys != deferred_foreign_keys.AFTER_SWAP:
+        return
+    if manifest.get("format") == "plain":
+        raise PgBackupError("validate_foreign_keys: after_swap cannot defer the foreign keys of a plain-format backup "
+                            "(one SQL script).", hint="Restore it with validate_foreign_keys: during.")
+    if restores_in_place(request, exists, tables):
+        raise PgBackupError("validate_foreign_keys: after_swap needs a staging database to swap in, and force without "
+                            "clean restores in place, in one transaction.",
+                            hint="Set clean: true, or validate_foreign_keys: during.")

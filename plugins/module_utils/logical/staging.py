@@ -64,12 +64,13 @@ def _rename(admin, name, new_name):
 
 
 def swap_in(admin, staging, target, target_exists, force):
-    """Put ``staging`` in place of ``target`` (the old target is dropped once the new one is in place)."""
+    """Put ``staging`` in place of ``target`` (the old target is dropped once the new one is in place).
+    Returns the time.monotonic() at which ``target`` named the restored database."""
     staging_owner.forget_owner(admin, staging)
     _wait_until_unused(admin, staging)
     if not target_exists:
         _rename(admin, staging, target)
-        return
+        return time.monotonic()
     others = pgconn.scalar(admin, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                            (target,))
     if others and not force:
@@ -86,4 +87,6 @@ def swap_in(admin, staging, target, target_exists, force):
     except BaseException:
         _rename(admin, previous, target)
         raise
+    swapped_at = time.monotonic()
     drop_database(admin, previous, force=True)
+    return swapped_at

@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``validate_foreign_keys: after_swap``: the archive's foreign keys are left out of the load, added
+``NOT VALID`` once the data is in (no scan), and validated after the staging database is swapped in.
+
+A NOT VALID foreign key checks every row written from the moment it exists; only the rows already
+there wait for ``ALTER TABLE ... VALIDATE CONSTRAINT``, which takes SHARE UPDATE EXCLUSIVE on the
+table: the application reads and writes meanwhile. The keys come from pg_restore's table of
+contents (``FK CONSTRAINT`` entries, post-data): ``pg_restore -f - -L`` prints their statements,
+which get ``NOT VALID`` appended.
+
+Kept in the load as they are, and never validated here: keys the archive already holds NOT VALID
+(or NOT ENFORCED): they stay so; and keys of partitioned tables (``ALTER TABLE`` without ``ONLY``),
+which PostgreSQL before 18 cannot add NOT VALID.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import contextlib
+import os
+import re
+import tempfile
+import time
+
+from . import restore_steps as steps
+from ..core import pgconn
+from ..core.errors import PgBackupError
+from ..core.pgtools import tool_path
+from ..core.pipeline import Pipeline, Stage
+
+DURING, AFTER_SWAP = "during", "after_swap"
+CHOICES = (DURING, AFTER_SWAP)
+FK_ENTRY = "FK CONSTRAINT "
+IDENTIFIER = r'(?:"(?:[^"]|"")*"|[^\s".]+)'
+ADD_ON_TABLE = re.compile(r"^ALTER TABLE ONLY (?P<table>%s\.%s)\n\s+ADD CONSTRAINT (?P<name>%s) FOREIGN KEY "
+                          % (IDENTIFIER, IDENTIFIER, IDENTIFIER))
+UNCHECKED = re.compile(r"\bNOT (VALID|ENFORCED)\b")
+
+
+class ForeignKeysNotValidated(PgBackupError):
+    """The restored database is in place and usable, but foreign keys of the backup do not hold."""
+
+
+class ForeignKey(object):
+    """One ``FK CONSTRAINT`` entry: its TOC line and the statement pg_restore runs for it."""
+
+    def __init__(self, toc_line, statement):
+        self.toc_line = toc_line
+        self.statement = statement
+        match = ADD_ON_TABLE.match(statement)
+        self.table = match.group("table") if match else None
+        self.name = match.group("name") if match else None
+        # What follows the last ")" are the key's attributes (ON DELETE ..., DEFERRABLE, NOT VALID).
+        attributes = statement[statement.rfind(")"):]
+        self.deferrable = bool(match) and statement.endswith(";") and not UNCHECKED.search(attributes)
+
+    def add_not_valid(self):
+        return self.statement[:-1] + " NOT VALID;"
+
+    def validate(self):
+        return "ALTER TABLE ONLY %s VALIDATE CONSTRAINT %s;" % (self.table, self.name)
+
+
+def foreign_key_lines(listing):
+    """The ``FK CONSTRAINT`` lines of a ``pg_restore -l`` listing, in its order."""
+    lines = []
+    for line in listing.splitlines():
+        match = steps.TOC_LINE.match(line)
+        if match and match.group(4).startswith(FK_ENTRY):
+            lines.append(line)
+    return lines
+
+
+def statements(script):
+    """The SQL statements of a pg_restore script, without its comments, settings and psql commands."""
+    found, current = [], []
+    for line in script.splitlines():
+        if not current and (not line.strip() or line.startswith(("--", "\\", "SET ", "SELECT pg_catalog.set_config("))):
+            continue
+        current.append(line)
+        if line.endswith(";"):
+            found.append("\n".join(current))
+            current = []
+    return found
+
+
+def listing_without(listing, lines):
+    """The listing with ``lines`` commented out, for ``pg_restore -L``: everything else, in the same order."""
+    left_out = set(lines)
+    return "\n".join((";" + line) if line in left_out else line for line in listing.splitlines()) + "\n"
+
+
+class DeferredForeignKeys(object):
+    """The foreign keys a restore leaves out of its load; empty with ``during``."""
+
+    def __init__(self, keys=(), restore_list=None):
+        self.keys = list(keys)
+        self.restore_list = restore_list
+
+    def restore_options(self):
+        """pg_restore options that leave these keys out of the load."""
+        return ["-L", self.restore_list] if self.keys else []
+
+    def add_not_valid(self, conn):
+        if self.keys:
+            pgconn.query(conn, "\n".join(key.add_not_valid() for key in self.keys))
+
+    def validate(self, connect, database, backup_id, usable_after_seconds):
+        """VALIDATE every key, one transaction each; returns [{table, constraint, seconds}] or raises
+        ForeignKeysNotValidated naming every key that failed (the others are validated)."""
+        if not self.keys:
+            return []
+        validated, failed = [], []
+        conn = connect()
+        try:
+            for key in self.keys:
+                started = time.monotonic()
+                try:
+                    pgconn.query(conn, key.validate())
+                except pgconn.psycopg2.Error as exc:
+                    failed.append({"table": key.table, "constraint": key.name, "error": " ".join(str(exc).split()),
+                                   "statement": key.validate()})
+                    continue
+                validated.append({"table": key.table, "constraint": key.name,
+                                  "seconds": round(time.monotonic() - started, 3)})
+        finally:
+            conn.close()
+        if failed:
+            raise _not_validated(database, backup_id, usable_after_seconds, failed, validated)
+        return validated
+
+
+NONE = DeferredForeignKeys()
+
+
+def _not_validated(database, backup_id, usable_after_seconds, failed, validated):
+    keys = "; ".join("%s on %s: %s" % (item["constraint"], item["table"], item["error"]) for item in failed)
+    return ForeignKeysNotValidated(
+        "Database '%s' IS in place and usable (backup %s was swapped in after %.1f s), but %d foreign key(s) "
+        "added NOT VALID for the load failed their validation afterwards: %s. They stay NOT VALID: every row "
+        "written now is checked by them, the backup's rows that break them are not."
+        % (database, backup_id, usable_after_seconds, len(failed), keys),
+        hint="Fix or delete the rows the error names, then run %s Or restore another backup: with "
+             "validate_foreign_keys: during a backup whose rows break a foreign key is refused before it "
+             "replaces the database." % " ".join(item["statement"] for item in failed),
+        database=database, database_in_place=True, usable_after_seconds=usable_after_seconds,
+        failed_foreign_keys=failed, validated_foreign_keys=validated)
+
+
+@contextlib.contextmanager
+def left_out_of_load(request, listing, toc_file, env, major):
+    """The archive's foreign keys to defer (``NONE`` unless ``request.validate_foreign_keys`` is
+    after_swap), with the pg_restore list file that leaves them out while the block runs."""
+    lines = foreign_key_lines(listing) if request.validate_foreign_keys == AFTER_SWAP else []
+    if not lines:
+        yield NONE
+        return
+    with _list_file(request.work_dir, "\n".join(lines) + "\n") as only_keys:
+        pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
+        pipeline = Pipeline([Stage([pg_restore, "-f", "-", "-L", only_keys, toc_file], name="pg_restore (foreign keys)",
+                                   error_pattern=steps.PG_RESTORE_ERROR)], env=env, capture_stdout=True).start()
+        script = b"".join(pipeline.stdout_chunks()).decode("utf-8")
+        steps.finish(pipeline)
+    found = statements(script)
+    if len(found) != len(lines):
+        raise PgBackupError("Cannot tell the foreign keys of this archive apart (%d entries, %d statements)."
+                            % (len(lines), len(found)), hint="Restore it with validate_foreign_keys: during.")
+    keys = [key for key in map(ForeignKey, lines, found) if key.deferrable]
+    if not keys:
+        yield NONE
+        return
+    with _list_file(request.work_dir, listing_without(listing, [key.toc_line for key in keys])) as restore_list:
+        yield DeferredForeignKeys(keys, restore_list)
+
+
+@contextlib.contextmanager
+def _list_file(work_dir, text):
+    handle, path = tempfile.mkstemp(prefix="pgbackup-list-", suffix=".txt", dir=work_dir)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        yield path
+    finally:
+        os.unlink(path)
