@@ -18,11 +18,9 @@ from ansible.plugins.action import ActionBase
 COLLECTION = "todoapi.pgbackup"
 
 
-def deprecation_message(old, new, both_set, see):
-    text = "The variable '%s' is deprecated: use '%s'" % (old, new)
-    if both_set:
-        text += " ('%s' is set too; the value of '%s' is the one used while the old name works)" % (new, old)
-    return text + (" (%s)" % see if see else "")
+def deprecation_message(old, new, see):
+    return "The variable '%s' is deprecated: use '%s'%s. Until then a value given under the old name is the one " \
+           "used." % (old, new, " (%s)" % see if see else "")
 
 
 class ActionModule(ActionBase):
@@ -43,6 +41,6 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("removed_in (the version that drops the old names) is required")
         used = dict((old, new) for old, new in renamed.items() if old in task_vars)
         result.update(changed=False, used=used, deprecations=[
-            {"msg": deprecation_message(old, new, new in task_vars, see), "version": str(removed_in),
+            {"msg": deprecation_message(old, new, see), "version": str(removed_in),
              "collection_name": COLLECTION} for old, new in sorted(used.items())])
         return result
