@@ -124,8 +124,8 @@ def inputs_table():
             default = "; ".join("%s (%s)" % (_code(value), ", ".join(names)) for value, names in by_default.items())
         descriptions = collections.Counter(item.description for _playbook, item in uses)
         meaning = sorted(descriptions, key=lambda text: (-descriptions[text], len(text), text))[0]
-        rows.append("| `%s` | %s | %s | %s |" % (name, _cell(default), _cell(meaning),
-                                                   ", ".join(sorted(set(p for p, _item in uses)))))
+        names = ", ".join(sorted(set(playbook for playbook, _item in uses)))
+        rows.append("| `%s` | %s | %s | %s |" % (name, _cell(default), _cell(meaning), names))
     return "\n".join(rows)
 
 
