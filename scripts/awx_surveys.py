@@ -1,6 +1,7 @@
 """Generate AWX / automation controller job templates with survey specs for the collection's
-playbooks: from the argument specs of the roles each playbook uses, and from the playbook's own
-play-level inputs (its ``vars:`` defaults, described in its header comment).
+playbooks, one question for each scalar extra var the playbook's header lists (scripts/playbook_inputs.py).
+A variable one of the collection's roles owns is asked as that role's argument spec describes it; the
+playbook's own inputs take their default from the play's ``vars:``, else from the header.
 
     .venv/bin/python scripts/awx_surveys.py          # writes docs/awx/*.json
     .venv/bin/python scripts/awx_surveys.py --check  # fails if docs/awx is out of date
@@ -9,52 +10,22 @@ play-level inputs (its ``vars:`` defaults, described in its header comment).
 from __future__ import absolute_import, division, print_function
 
 import argparse
-import glob
 import json
 import os
-import re
 import sys
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from playbook_inputs import ROOT, first_play, header_inputs, playbook_name, playbooks, role_options
+
 OUT = os.path.join(ROOT, "docs", "awx")
-ROLE_PREFIX = "todoapi.pgbackup."
 SURVEY_TYPES = {"str": "text", "path": "text", "int": "integer", "float": "float", "raw": "text"}
-
-
-def roles_of(playbook_path):
-    """Role names (without the collection prefix) a playbook uses, in order."""
-    with open(playbook_path) as handle:
-        plays = yaml.safe_load(handle) or []
-    found = []
-
-    def visit(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("ansible.builtin.import_role", "ansible.builtin.include_role", "import_role", "include_role"):
-                    found.append(value.get("name", ""))
-                elif key == "roles" and isinstance(value, list):
-                    found.extend(r if isinstance(r, str) else r.get("role", r.get("name", "")) for r in value)
-                else:
-                    visit(value)
-        elif isinstance(node, list):
-            for item in node:
-                visit(item)
-    visit(plays)
-    with open(playbook_path) as handle:
-        # A playbook that takes a role's variables without applying the role says "# survey-role: <name>".
-        found.extend(re.findall(r"^# survey-role: (\S+)$", handle.read(), re.MULTILINE))
-    names = []
-    for name in found:
-        short = name[len(ROLE_PREFIX):] if name.startswith(ROLE_PREFIX) else name
-        if short and short not in names and os.path.isdir(os.path.join(ROOT, "roles", short)):
-            names.append(short)
-    return names
+NO_VALUE = ("", "none", '""', "(required)")
 
 
 def survey_question(variable, spec):
-    """One survey question for a scalar option; None for lists/dicts (set those as extra vars)."""
+    """One survey question for a scalar option; None for lists, dicts and values computed from other
+    variables (set those as extra vars)."""
     kind = spec.get("type", "str")
     description = spec.get("description", "")
     if isinstance(description, list):
@@ -76,54 +47,53 @@ def survey_question(variable, spec):
     return question
 
 
-def role_options(role):
-    path = os.path.join(ROOT, "roles", role, "meta", "argument_specs.yml")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as handle:
-        specs = yaml.safe_load(handle).get("argument_specs", {})
-    return specs.get("main", {}).get("options", {})
+def value_spec(variable, value, description, required=False):
+    kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "list" if isinstance(value, list) else "dict")
+    spec = {"type": kind, "default": value, "description": description, "required": required}
+    if "password" in variable:
+        spec["no_log"] = True
+    return spec
 
 
-def play_inputs(playbook_path):
-    """{variable: spec} of the first play's literal ``vars:`` defaults, described from the header
-    comment (``#   name   description   default``); templated values are wiring, not inputs."""
-    with open(playbook_path) as handle:
-        text = handle.read()
-    plays = yaml.safe_load(text) or []
-    described = {}
-    for line in text.splitlines():
-        match = re.match(r"^#\s+([a-z_][a-z0-9_]*)\s{2,}(.*?)(\s{2,}\S.*)?$", line)
-        if match:
-            described[match.group(1)] = match.group(2).strip()
-    inputs = {}
-    for variable, value in ((plays[0].get("vars") or {}) if plays else {}).items():
-        if isinstance(value, str) and "{{" in value:
-            continue
-        kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), "raw")
-        spec = {"type": kind, "default": value, "description": described.get(variable, "")}
-        if "password" in variable:
-            spec["no_log"] = True
-        inputs[variable] = spec
-    return inputs
+def header_default(text):
+    """The value a header's default column stands for; '' for 'none', a description or a placeholder."""
+    if text in NO_VALUE or " " in text.strip("[]{}'\"") or text.startswith("<"):
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
-def job_template(playbook_path):
-    name = os.path.splitext(os.path.basename(playbook_path))[0]
-    questions, extra_only = [], []
-    for variable, spec in play_inputs(playbook_path).items():
-        question = survey_question(variable, spec) if not isinstance(spec["default"], (list, dict)) else None
+def input_specs(playbook_path, owners):
+    """{variable: spec} for every variable the header lists, in its order."""
+    play_vars = first_play(playbook_path).get("vars") or {}
+    specs = {}
+    for item in header_inputs(playbook_path):
+        if item.name in owners:
+            specs[item.name] = owners[item.name][1]
+        elif item.name in play_vars and "{{" in str(play_vars[item.name]):
+            specs[item.name] = {"type": "computed", "description": item.description}  # a blank answer would break it
+        elif item.name in play_vars:
+            specs[item.name] = value_spec(item.name, play_vars[item.name], item.description)
+        else:
+            specs[item.name] = value_spec(item.name, header_default(item.default), item.description,
+                                          required=item.default == "(required)")
+    return specs
+
+
+def job_template(playbook_path, owners):
+    name = playbook_name(playbook_path)
+    questions, extra_only, roles = [], [], []
+    for variable, spec in input_specs(playbook_path, owners).items():
+        question = survey_question(variable, spec)
         if question is None:
             extra_only.append(variable)
         else:
             questions.append(question)
-    for role in roles_of(playbook_path):
-        for variable, spec in sorted(role_options(role).items()):
-            question = survey_question(variable, spec)
-            if question is None:
-                extra_only.append(variable)
-            elif variable not in [q["variable"] for q in questions]:
-                questions.append(question)
+        role = owners.get(variable, (None,))[0]
+        if role and role not in roles:
+            roles.append(role)
     return name, {
         "name": "todoapi.pgbackup %s" % name,
         "job_type": "run",
@@ -131,8 +101,9 @@ def job_template(playbook_path):
         "ask_variables_on_launch": True,
         "ask_inventory_on_launch": True,
         "survey_enabled": bool(questions),
-        "survey_spec": {"name": name, "description": "Generated from the playbook's inputs and the argument specs of "
-                        "roles: %s" % (", ".join(roles_of(playbook_path)) or "none"), "spec": questions},
+        "survey_spec": {"name": name, "description": "Generated from the extra vars the playbook's header lists "
+                        "(docs/playbooks.md), described by the argument specs of roles: %s" % (", ".join(roles) or "none"),
+                        "spec": questions},
         "extra_vars_only": sorted(set(extra_only)),
     }
 
@@ -142,9 +113,10 @@ def main():
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     stale = []
+    owners = role_options()
     os.makedirs(OUT, exist_ok=True)
-    for playbook in sorted(glob.glob(os.path.join(ROOT, "playbooks", "*.yml"))):
-        name, template = job_template(playbook)
+    for playbook in playbooks():
+        name, template = job_template(playbook, owners)
         if not template["survey_spec"]["spec"]:
             continue
         path = os.path.join(OUT, "%s.job_template.json" % name)

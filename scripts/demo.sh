@@ -37,8 +37,8 @@ VARS_FILE="${DEMO_DIR}/vars.json"
 (umask 077 && "${BIN}/python" - "${PASSWORD_FILE}" "${PORT}" "${DEMO_DIR}" > "${VARS_FILE}" <<'PY'
 import json, sys
 password = open(sys.argv[1]).read().strip()
-print(json.dumps({"pg_host": "127.0.0.1", "pg_port": int(sys.argv[2]), "pg_password": password,
-                  "backup_repository": sys.argv[3] + "/repository"}))
+print(json.dumps({"pgbackup_db_host": "127.0.0.1", "pgbackup_db_port": int(sys.argv[2]), "pgbackup_password": password,
+                  "pgbackup_repository": sys.argv[3] + "/repository"}))
 PY
 )
 

@@ -77,7 +77,10 @@ options:
     description: PostgreSQL major version of the Debian cluster to recover into.
     type: str
   cluster_name:
-    description: Debian cluster name to recover into (C(pg_lsclusters)); mutually exclusive with O(data_dir).
+    description:
+      - Debian cluster name to recover into (C(pg_lsclusters)); its data directory is replaced. Required unless
+        O(data_dir) is given, with which it is mutually exclusive. There is no default, so that a forgotten name
+        never recovers over C(main).
     type: str
   data_dir:
     description: Data directory of a non-Debian server to recover into; needs O(port).
@@ -105,10 +108,17 @@ options:
     default: false
   archive_after_recovery:
     description:
-      - Keep the archiving settings of the backup, so the promoted server archives its new timeline into the archive.
-        V(false) writes C(archive_mode = off), for test restores next to a live primary.
+      - V(false) (the default) writes C(archive_mode = off); the promoted server archives nothing, so a drill next to a
+        live primary leaves the primary's archive alone.
+      - V(true) keeps the archiving settings the recovered server comes with (the base backup's
+        C(postgresql.auto.conf), where role C(todoapi.pgbackup.wal_archiving) puts them, over the target's
+        C(postgresql.conf)). When its C(archive_command) (or C(archive_library)'s directory) would write into
+        O(archive_dir) or one of O(stream_dirs) (compared as files, so symbolic links and bind mounts count), the
+        module fails before anything changes, because a later recovery to V(latest) would follow the new timeline
+        archived there. To make a recovered server the new primary, recover with V(false) and run role
+        C(todoapi.pgbackup.wal_archiving) on it. This check plans the recovery once more (backup checksum, WAL check).
     type: bool
-    default: true
+    default: false
   timeout:
     description: Seconds to wait for the server to finish recovery and promote.
     type: int
@@ -210,6 +220,7 @@ recovery:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import pitr
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import pitr_safety
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import run_or_fail
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
@@ -237,7 +248,7 @@ def main():
             restore_command=dict(type="str"),
             identity_file=dict(type="path"),
             stop_server=dict(type="bool", default=False),
-            archive_after_recovery=dict(type="bool", default=True),
+            archive_after_recovery=dict(type="bool", default=False),
             timeout=dict(type="int", default=3600),
             pg_bin_dir=dict(type="path"),
         ),
@@ -257,6 +268,9 @@ def main():
         stream_dirs=params["stream_dirs"], stop_server=params["stop_server"],
         archive_after_recovery=params["archive_after_recovery"], timeout=params["timeout"],
         pg_bin_dir=params["pg_bin_dir"])
+    if params["archive_after_recovery"]:
+        # recover exactly the backup whose archiving settings were checked
+        request.backup = run_or_fail(module, pitr_safety.check_archiving_after_recovery, request)
     if module.check_mode:
         module.exit_json(changed=True, recovery=run_or_fail(module, lambda: pitr.public_plan(pitr.plan(request))))
     try:

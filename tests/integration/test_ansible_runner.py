@@ -42,7 +42,7 @@ def test_demo_playbook_runs_under_ansible_runner_with_extra_vars(tmp_path, todo_
 def test_backup_now_runs_under_ansible_runner_with_role_variable_names(tmp_path, todo_db, collections_root):
     cluster = todo_db.cluster
     repo = tmp_path / "repo"
-    extra = {"target": "localhost", "pgbackup_become": False, "pgbackup_databases": [todo_db.name],
+    extra = {"target_hosts": "localhost", "pgbackup_become": False, "pgbackup_databases": [todo_db.name],
              "pgbackup_repository": str(repo), "pgbackup_db_host": cluster.host, "pgbackup_db_port": cluster.port,
              "pgbackup_password": cluster.password}
     rc, output = runner_job(str(tmp_path / "job"), collections_root, "todoapi.pgbackup.backup_now", extra)

@@ -476,7 +476,7 @@ def test_backup_now_playbook(installed):
     collections_root = installed.collections_root
     repository = os.path.join(installed.base, "repo-now")
     result = run_playbook(os.path.join(REPO_ROOT, "playbooks", "backup_now.yml"), collections_root=collections_root,
-                          extra_vars={"target": "localhost", "pgbackup_become": False,
+                          extra_vars={"target_hosts": "localhost", "pgbackup_become": False,
                                       "pgbackup_databases": [installed.database], "pgbackup_repository": repository,
                                       "pgbackup_db_host": installed.pg.host, "pgbackup_db_port": installed.pg.port,
                                       "pgbackup_password": installed.password})
@@ -490,7 +490,7 @@ def test_backup_now_playbook(installed):
 
     failed = run_playbook(os.path.join(REPO_ROOT, "playbooks", "backup_now.yml"), collections_root=collections_root,
                           expect_failure=True,
-                          extra_vars={"target": "localhost", "pgbackup_become": False,
+                          extra_vars={"target_hosts": "localhost", "pgbackup_become": False,
                                       "pgbackup_databases": ["NoSuchDb", installed.database],
                                       "pgbackup_repository": repository, "pgbackup_db_host": installed.pg.host,
                                       "pgbackup_db_port": installed.pg.port, "pgbackup_password": installed.password})

@@ -171,9 +171,9 @@ def test_recover_to_a_time_with_the_playbook(source, history, target, collection
     playbook = os.path.join(REPO_ROOT, "playbooks", "pitr_restore.yml")
     when = history["time"].isoformat()
     result = run_playbook(playbook, collections_root=collections_root, extra_vars={
-        "pitr_repository": source.repo_dir, "pitr_archive_dir": source.archive, "pitr_cluster_name": target.name,
+        "pgbackup_repository": source.repo_dir, "wal_archiving_archive_dir": source.archive, "pitr_cluster_name": target.name,
         "pitr_target_time": when, "pitr_stop_server": True, "pitr_archive_after_recovery": False,
-        "pitr_wal_command": source.wal_command, "pitr_timeout": 120})
+        "wal_archiving_wrapper_path": source.wal_command, "pitr_timeout": 120})
     plan = result.task("Plan the recovery (changes nothing)")["recovery"]
     assert plan["backup_id"] == source.backup["id"] and plan["wal"]["complete"]
     recovery = result.task("Recover")["recovery"]

@@ -74,7 +74,7 @@ def test_recover_to_just_before_a_mistake_once_its_segment_is_archived(collectio
     cluster.sql('DELETE FROM "Todos"', dbname="TodoDb")  # the mistake
     extra_vars = {
         "ansible_python_interpreter": SYSTEM_PYTHON,
-        "pitr_repository": repository, "pitr_archive_dir": archive, "pitr_wal_command": wal_command,
+        "pgbackup_repository": repository, "wal_archiving_archive_dir": archive, "wal_archiving_wrapper_path": wal_command,
         "pitr_cluster_name": elsewhere.name, "pitr_target_time": before_mistake.isoformat(),
         "pitr_stop_server": True, "pitr_archive_after_recovery": False, "pitr_timeout": 120,
     }

@@ -130,8 +130,9 @@ def test_pre_change_backup_verifies_and_makes_a_copy(ansible_playbook, pg, todo_
     before = table_fingerprints(pg, todo_db.name)
     copy = todo_db.name + "_premigration"
     extra_vars = restore_vars(pg, todo_db, tmp_repo, app)
-    extra_vars.update({"pre_change_database": todo_db.name, "pre_change_repository": tmp_repo, "pre_change_stop_app": True,
-                       "pre_change_become": False, "pg_host": pg.host, "pg_port": pg.port, "pg_password": pg.password})
+    extra_vars.update({"pre_change_database": todo_db.name, "pgbackup_repository": tmp_repo, "pre_change_stop_app": True,
+                       "pre_change_become": False, "pgbackup_db_host": pg.host, "pgbackup_db_port": pg.port,
+                       "pgbackup_password": pg.password})
     pid_before = open(app.pidfile).read()
     # A copy left from an earlier run (the migration was tested on it) is replaced without complaint.
     pg.create_database(copy)

@@ -232,7 +232,7 @@ def test_physical_backup_with_replication(setup, tmp_repo):
 
 
 def rotate(setup, collections_root, expect_failure=False, **extra):
-    extra_vars = dict(setup.admin_vars, target="localhost", rotate_config_file=setup.config_file,
+    extra_vars = dict(setup.admin_vars, target_hosts="localhost", rotate_config_file=setup.config_file,
                       rotate_runner=setup.runner, **extra)
     return run_playbook(ROTATE_PLAYBOOK, extra_vars=extra_vars, collections_root=collections_root,
                         expect_failure=expect_failure, env=PLAYBOOK_ENV)

@@ -248,15 +248,31 @@ def test_backup_verify_module_levels_check_mode_and_failure(ansible_playbook, to
 def test_verify_backup_playbook_prints_a_verdict(ansible_playbook, todo_db, tmp_repo):
     repo, manifest = take_backup(todo_db, tmp_repo)
     params = todo_db.cluster.conn_params()
-    extra = {"repository": tmp_repo, "database": todo_db.name, "pg_host": params["host"], "pg_port": params["port"],
-             "pg_user": params["user"], "pg_password": params["password"], "target_hosts": "localhost"}
+    extra = {"pgbackup_repository": tmp_repo, "verify_database": todo_db.name, "pgbackup_db_host": params["host"],
+             "pgbackup_db_port": params["port"], "pgbackup_db_user": params["user"],
+             "pgbackup_password": params["password"], "target_hosts": "localhost"}
     result = ansible_playbook(os.path.join(REPO_ROOT, "playbooks", "verify_backup.yml"), extra_vars=extra)
     verdict = result.task("Verdict")
     assert verdict["msg"].startswith("VERIFIED: %s restored, %d tables, counts match, amcheck OK"
                                      % (manifest["id"], len(manifest["tables"])))
+    assert result.task("Warn about deprecated variable names")["used"] == {}
     with open(repo.artifact_path(manifest), "ab") as handle:
         handle.write(b"garbage")
-    failed = ansible_playbook(os.path.join(REPO_ROOT, "playbooks", "verify_backup.yml"),
-                              extra_vars=dict(extra, backup=manifest["id"]), expect_failure=True)
+    # The names before 0.2.0 still work, with a deprecation warning each; their values win over the
+    # new names' (a wrong new repository here), so an old command line does what it did.
+    old_names = {"repository": tmp_repo, "database": todo_db.name, "pg_host": params["host"], "pg_port": params["port"],
+                 "pg_user": params["user"], "pg_password": params["password"], "backup": manifest["id"],
+                 "pgbackup_repository": "/nonexistent", "target_hosts": "localhost"}
+    failed = ansible_playbook(os.path.join(REPO_ROOT, "playbooks", "verify_backup.yml"), extra_vars=old_names,
+                              expect_failure=True)
     assert "NOT VERIFIED: %s" % manifest["id"] in json.dumps(failed.report)
+    verdict = failed.task("Verdict (failed)")["msg"]
+    assert "/nonexistent" not in verdict and "No backup" not in verdict, verdict  # the damaged backup was found
+    warned = failed.task("Warn about deprecated variable names")
+    assert warned["used"] == {"repository": "pgbackup_repository", "database": "verify_database", "pg_host": "pgbackup_db_host",
+                              "pg_port": "pgbackup_db_port", "pg_user": "pgbackup_db_user",
+                              "pg_password": "pgbackup_password", "backup": "verify_backup"}
+    messages = [d["msg"] for d in warned["deprecations"]]
+    assert "The variable 'pg_port' is deprecated: use 'pgbackup_db_port' (docs/playbooks.md)." in " ".join(messages)
+    assert all(d["version"] == "0.3.0" and d["collection_name"] == "todoapi.pgbackup" for d in warned["deprecations"])
     assert scratch_databases(todo_db.cluster) == []
