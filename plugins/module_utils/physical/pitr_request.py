@@ -25,7 +25,7 @@ class PitrRequest(object):
     def __init__(self, repository, archive_dir, target="latest", target_time=None, target_xid=None, target_lsn=None,
                  target_name=None, target_inclusive=True, backup=None, cluster_version=None, cluster_name=None,
                  data_dir=None, port=None, owner="postgres", wal_command=DEFAULT_WAL_COMMAND, restore_command=None,
-                 identity_file=None, stream_dirs=None, stop_server=False, archive_after_recovery=True,
+                 identity_file=None, stream_dirs=None, stop_server=False, archive_after_recovery=False,
                  timeout=3600, pg_bin_dir=None):
         candidates = (("time", target_time), ("xid", target_xid), ("lsn", target_lsn), ("name", target_name))
         given = [(kind, value) for kind, value in candidates if value not in (None, "")]
