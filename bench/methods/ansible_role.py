@@ -5,6 +5,7 @@ from __future__ import absolute_import, division, print_function
 
 import datetime
 import os
+import resource
 import subprocess
 import time
 
@@ -64,10 +65,10 @@ def ansible_overhead(workspace, db):
     runs = []
     try:
         for attempt in (1, 2):
-            result, seconds = playbook_run(CONVERGE, extra_vars, collections_root, work_dir)
-            runs.append(_converge_record(result, seconds))
-            log("ansible converge %d: %.1f s, rc %s, changed %s" % (attempt, seconds, result.rc,
-                                                                    result.stats.get("changed")))
+            result, seconds, cpu = playbook_run(CONVERGE, extra_vars, collections_root, work_dir)
+            runs.append(_converge_record(result, seconds, cpu))
+            log("ansible converge %d: %.1f s (%.1f CPU s), rc %s, changed %s" % (attempt, seconds, cpu, result.rc,
+                                                                                 result.stats.get("changed")))
             if result.rc != 0:
                 runs[-1]["error"] = (result.stderr or result.stdout)[-1500:]
                 break
@@ -79,9 +80,9 @@ def ansible_overhead(workspace, db):
     return {"runs": runs, "forks": "default (5)", "hosts": 1}
 
 
-def _converge_record(result, seconds):
-    return {"seconds": round(seconds, 2), "rc": result.rc, "changed": result.stats.get("changed"),
-            "ok": result.stats.get("ok"), "tasks": len(result.tasks),
+def _converge_record(result, seconds, cpu):
+    return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "rc": result.rc,
+            "changed": result.stats.get("changed"), "ok": result.stats.get("ok"), "tasks": len(result.tasks),
             "changed_tasks": [t["task"] for t in result.tasks if t.get("changed")],
             "slowest_tasks": task_durations(result.report)[:6]}
 
@@ -103,11 +104,17 @@ def task_durations(report):
 
 def playbook_run(playbook, extra_vars, collections_root, work_dir, env=None):
     """ansible-playbook on localhost (tests/lib/ansible_run's setup; ``env`` added to its environment);
-    returns (PlaybookResult, seconds)."""
+    returns (PlaybookResult, seconds, CPU seconds).
+
+    CPU seconds: user + system time of ansible-playbook and every process it waited for (its workers and the
+    modules they ran); other load on the machine stretches the wall time much more than this."""
     from tests.lib.ansible_run import PlaybookResult, playbook_argv, playbook_env, playbook_file
     argv = playbook_argv(playbook_file(playbook, work_dir), extra_vars, False, False, 0)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     completed = subprocess.run(argv, cwd=work_dir, env=playbook_env(collections_root, work_dir, env), capture_output=True,
                                text=True, timeout=3600, check=False)
     seconds = time.monotonic() - started
-    return PlaybookResult(argv, completed.returncode, completed.stdout, completed.stderr), seconds
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return PlaybookResult(argv, completed.returncode, completed.stdout, completed.stderr), seconds, cpu

@@ -79,7 +79,7 @@ class DrPlaybook(object):
         extra_vars.update(new_local_server_vars(repo, db["name"], (name, port), work, ADMIN_PASSWORD, APP_PASSWORD))
         try:
             with Timed(self.ws) as timed:
-                result, _seconds = playbook_run(DR_PLAYBOOK, extra_vars, import_collection(), work, env=PLAYBOOK_ENV)
+                result, _seconds, _cpu = playbook_run(DR_PLAYBOOK, extra_vars, import_collection(), work, env=PLAYBOOK_ENV)
             report = _read_report(report_dir)
             record = dict(timed.fields(), rc=result.rc, cluster=name, slowest_tasks=task_durations(result.report)[:6],
                           **_summary(report))

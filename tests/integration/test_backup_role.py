@@ -17,11 +17,13 @@ import pwd
 import shutil
 import stat
 import subprocess
+import tarfile
 import tempfile
 import time
 import uuid
 
 import pytest
+import yaml
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
@@ -212,73 +214,102 @@ def engine_task(result, name):
     return result.task("todoapi.pgbackup.engine : " + name)
 
 
-def engine_items(result, name):
-    """The loop items the engine role's task changed."""
-    return sorted(r["item"] for r in engine_task(result, name).get("results", []) if r.get("changed"))
+ENGINE_CHECK = "Compare the installed engine with the archive"
+ENGINE_SEND = "Send the engine archive"
+ENGINE_UNPACK = "Unpack the engine archive and swap the package in"
+ENGINE_PACKAGE = "todoapi_pgbackup_engine"
 
 
-ENGINE_COPY = "Install the engine files that are missing or differ (content, mode or owner)"
-ENGINE_REMOVE = "Remove engine files this version no longer ships"
+def engine_check(result):
+    """What the engine role's check found: {"archive": ..., "differences": ["<path>: <how>", ...]}."""
+    return json.loads(engine_task(result, ENGINE_CHECK)["stdout"])
+
+
+def engine_tree(top):
+    """{path relative to top: (is a directory, mode, uid, gid, sha256 or None)}, __pycache__ left out."""
+    tree = {}
+    for root, dirs, names in os.walk(top):
+        dirs[:] = [name for name in dirs if name != "__pycache__"]
+        for name in dirs + names:
+            path = os.path.join(root, name)
+            info = os.lstat(path)
+            content = None
+            if stat.S_ISREG(info.st_mode):
+                with open(path, "rb") as handle:
+                    content = hashlib.sha256(handle.read()).hexdigest()
+            tree[os.path.relpath(path, top)] = (stat.S_ISDIR(info.st_mode), stat.S_IMODE(info.st_mode),
+                                                info.st_uid, info.st_gid, content)
+    return tree
 
 
 def test_engine_installed_once_and_repaired_only_where_needed(installed):
-    """The engine package is installed by one find plus copies of only what differs: a no-change
-    converge copies nothing; a tampered file, a file with the right content but another mode or
-    owner, and a stale *.py are found (also in check mode, which changes nothing) and fixed."""
-    source_dir = os.path.join(installed.collections_root, "ansible_collections", "todoapi", "pgbackup",
-                              "plugins", "module_utils")
-    package_dir = os.path.join(installed.base, "lib", "todoapi_pgbackup_engine")
-    installed_packages = ("", "core", "storage", "logical", "physical", "ops", "runner", "runner/commands")  # not ansible_module
+    """The engine reaches the host as one archive, kept beside the package: the first converge sends and unpacks
+    it, a no-change converge only compares. A tampered file, a file or directory with another mode or owner, a
+    stale file and the leftover of an interrupted install are found (check mode reports them and changes nothing)
+    and the next converge rebuilds the package from the archive already on the host, without sending it again."""
+    collection = os.path.join(installed.collections_root, "ansible_collections", "todoapi", "pgbackup")
+    source_dir = os.path.join(collection, "plugins", "module_utils")
+    lib = os.path.join(installed.base, "lib")
+    package_dir = os.path.join(lib, ENGINE_PACKAGE)
+    with open(os.path.join(collection, "roles", "engine", "vars", "main.yml")) as handle:
+        packages = set(os.path.normpath(name) for name in yaml.safe_load(handle)["_engine_packages"])
 
-    def python_files(top):
-        return sorted(os.path.relpath(os.path.join(root, name), top) for root, _dirs, names in os.walk(top)
-                      for name in names if name.endswith(".py"))
+    def packed(name, is_dir):
+        """Is name (relative to plugins/module_utils) in the archive: a listed package or its parent, or a *.py in one."""
+        if is_dir:
+            return any(package == name or package.startswith(name + "/") for package in packages)
+        return name.endswith(".py") and (os.path.dirname(name) or ".") in packages
 
-    shipped = [name for name in python_files(source_dir) if os.path.dirname(name) in installed_packages]
-
-    def sha1(path):
-        with open(path, "rb") as handle:
-            return hashlib.sha1(handle.read()).hexdigest()
+    shipped = dict((name, (is_dir, 0o755 if is_dir else 0o644, 0, 0, content))  # root:root, as the archive holds them
+                   for name, (is_dir, _mode, _uid, _gid, content) in engine_tree(source_dir).items() if packed(name, is_dir))
 
     def assert_installed_like_source():
-        assert python_files(package_dir) == shipped
-        for name in shipped:
-            path = os.path.join(package_dir, name)
-            info = os.stat(path)
-            assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o644, 0, 0), name
-            assert sha1(path) == sha1(os.path.join(source_dir, name)), name  # what the controller's sha1 must equal
+        assert engine_tree(package_dir) == shipped
+        assert sorted(os.listdir(lib)) == sorted([ENGINE_PACKAGE, ENGINE_PACKAGE + ".tar"])  # no staging left
+        info = os.stat(package_dir)
+        assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o755, 0, 0)
 
     assert_installed_like_source()
-    # the second (no-change) converge of the fixture copied and removed nothing
-    assert engine_task(installed.second, ENGINE_COPY).get("skipped"), changed_tasks(installed.second)
-    assert not engine_items(installed.second, ENGINE_REMOVE)
+    assert engine_task(installed.first, ENGINE_SEND)["changed"] and engine_task(installed.first, ENGINE_UNPACK)["changed"]
+    assert engine_check(installed.second) == {"archive": "current", "differences": []}
+    assert engine_task(installed.second, ENGINE_SEND).get("skipped"), changed_tasks(installed.second)
+    assert engine_task(installed.second, ENGINE_UNPACK).get("skipped"), changed_tasks(installed.second)
 
-    tampered, wrong_mode, wrong_owner = "runner/cli.py", "core/manifest.py", "storage/local.py"
-    with open(os.path.join(package_dir, tampered), "a") as handle:
+    postgres = pwd.getpwnam(OS_USER)
+    os.chmod(os.path.join(package_dir, "core"), 0o700)
+    with open(os.path.join(package_dir, "runner", "cli.py"), "a") as handle:
         handle.write("\nraise SystemExit('tampered')\n")
-    os.chmod(os.path.join(package_dir, wrong_mode), 0o664)
-    os.chown(os.path.join(package_dir, wrong_owner), pwd.getpwnam(OS_USER).pw_uid, -1)
-    stale = os.path.join(package_dir, "ops", "zz_no_longer_shipped.py")  # e.g. a file a later version moved
-    with open(stale, "w") as handle:
+    os.chmod(os.path.join(package_dir, "core", "manifest.py"), 0o664)
+    os.chown(os.path.join(package_dir, "storage", "local.py"), postgres.pw_uid, -1)
+    with open(os.path.join(package_dir, "ops", "zz_no_longer_shipped.py"), "w") as handle:
         handle.write("# an engine file an older version shipped\n")
-    os.chmod(stale, 0o644)
+    os.makedirs(os.path.join(lib, "." + ENGINE_PACKAGE + ".interrupted", ENGINE_PACKAGE))
+    os.makedirs(os.path.join(package_dir, "runner", "__pycache__"))  # Python's, not the archive's: left alone
+    expected = ["%s/%s" % (ENGINE_PACKAGE, line) for line in [  # in path order
+        "core: mode 0700, not 0755",
+        "core/manifest.py: mode 0664, not 0644",
+        "ops/zz_no_longer_shipped.py: not in the archive",
+        "runner/cli.py: content differs",
+        "storage/local.py: owner %d:0, not 0:0" % postgres.pw_uid,
+    ]] + [".%s.interrupted: left by an interrupted install" % ENGINE_PACKAGE]
+    damaged = engine_tree(lib)
 
-    check = installed.converge(check=True)
-    assert engine_items(check, ENGINE_COPY) == sorted([tampered, wrong_mode, wrong_owner])
-    assert engine_items(check, ENGINE_REMOVE) == [stale]
-    assert os.path.exists(stale)
-    with open(os.path.join(package_dir, tampered)) as handle:
-        assert "tampered" in handle.read(), "check mode changed an engine file"
+    check = installed.converge(check=True, diff=True)
+    assert engine_check(check) == {"archive": "current", "differences": expected}
+    assert engine_task(check, ENGINE_UNPACK)["changed"] and engine_task(check, ENGINE_SEND).get("skipped")
+    assert engine_tree(lib) == damaged, "check mode changed the engine"
 
     repair = installed.converge()
-    assert engine_items(repair, ENGINE_COPY) == sorted([tampered, wrong_mode, wrong_owner]), changed_tasks(repair)
-    assert engine_items(repair, ENGINE_REMOVE) == [stale]
+    assert engine_check(repair)["differences"] == expected
+    assert engine_task(repair, ENGINE_SEND).get("skipped"), "the archive on the host was sent again"
+    assert json.loads(engine_task(repair, ENGINE_UNPACK)["stdout"])["differences"] == expected
     assert_installed_like_source()
     version = subprocess.run([installed.runner, "--version"], capture_output=True, text=True, check=False)
     assert version.returncode == 0, version.stdout + version.stderr
 
     again = installed.converge()
     assert again.stats["changed"] == 0, changed_tasks(again)
+    assert engine_check(again) == {"archive": "current", "differences": []}
 
 
 IMPORT_EVERY_MODULE = """
@@ -293,10 +324,15 @@ print("\\n".join(names))
 
 
 def test_every_engine_module_and_runner_command_imports_from_the_installed_tree(installed):
-    """The tree the engine role installed is complete on its own: every module imports with the host's
-    Python as the backup user, away from the collection, and every runner command parses."""
-    done = subprocess.run(["runuser", "-u", OS_USER, "--", "/usr/bin/python3", "-I", "-c", IMPORT_EVERY_MODULE,
-                           os.path.join(installed.base, "lib")], capture_output=True, text=True, check=False, cwd="/")
+    """The tree the engine role unpacked is its archive's content and complete on its own: every module imports
+    with the host's Python as the backup user, away from the collection, and every runner command parses."""
+    lib = os.path.join(installed.base, "lib")
+    with tarfile.open(os.path.join(lib, ENGINE_PACKAGE + ".tar")) as archive:
+        members = sorted(archive.getnames())
+    assert members == sorted([ENGINE_PACKAGE] + [os.path.join(ENGINE_PACKAGE, name)
+                                                 for name in engine_tree(os.path.join(lib, ENGINE_PACKAGE))])
+    done = subprocess.run(["runuser", "-u", OS_USER, "--", "/usr/bin/python3", "-I", "-c", IMPORT_EVERY_MODULE, lib],
+                          capture_output=True, text=True, check=False, cwd="/")
     assert done.returncode == 0, done.stderr
     imported = set(done.stdout.split())
     assert {"todoapi_pgbackup_engine.runner.cli", "todoapi_pgbackup_engine.runner.wal",
