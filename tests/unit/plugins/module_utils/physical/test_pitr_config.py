@@ -28,7 +28,7 @@ def test_restore_command_quotes_for_the_shell_and_keeps_the_placeholders():
 
 def test_recovery_settings_name_the_target_and_promote():
     moment = datetime.datetime(2024, 3, 1, 10, 15, 42, 123456, tzinfo=datetime.timezone.utc)
-    settings = dict(pitr_config.recovery_settings(request(target_time=moment.isoformat(), target_inclusive=False),
+    settings = dict(pitr_config.recovery_settings(request(target_time=moment.isoformat(), target_inclusive=False, archive_after_recovery=True),
                                                   Server()))
     assert settings["recovery_target_time"] == "2024-03-01 10:15:42.123456+00"
     assert settings["recovery_target_inclusive"] == "off"
