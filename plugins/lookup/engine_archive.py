@@ -7,7 +7,8 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 name: engine_archive
-author: todoapi.pgbackup maintainers
+author:
+  - todoapi.pgbackup maintainers (@todoapi)
 version_added: 0.2.0
 short_description: Pack the engine into one tar on the controller, with the same bytes on every run
 description:

@@ -94,7 +94,7 @@ def test_parallel_restore_of_compressed_custom_archive(ansible_playbook, todo_db
 
 
 def test_full_restore_reports_when_usable_and_after_swap_validates_keys_in_place(ansible_playbook, todo_db, tmp_repo,
-                                                                                target_db):
+                                                                                 target_db):
     cluster = todo_db.cluster
     dump(ansible_playbook, todo_db, tmp_repo)
     during = restore(ansible_playbook, todo_db, tmp_repo, database=target_db, jobs=2)

@@ -24,8 +24,8 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import fa
 from tests.lib.cutting_proxy import CuttingProxy
 from tests.lib.dbcompare import assert_same_data
 from tests.lib.module_run import connection_args
-from tests.lib.servers import (AZURITE_KEY, S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer, ToolMissing,  # noqa: F401
-                               azurite, moto, sshd)
+from tests.lib.servers import AZURITE_KEY, S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer, ToolMissing
+from tests.lib.servers import azurite, moto, sshd  # noqa: F401  # pylint: disable=unused-import
 
 BACKENDS = ["s3", "azure", "sftp"]
 KEEP_NEWEST_ONLY = dict(keep_last=1, daily_days=0, weekly_weeks=0, monthly_months=0)
