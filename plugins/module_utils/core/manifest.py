@@ -15,7 +15,7 @@ from .errors import PgBackupError
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
 TOOL = "todoapi.pgbackup"
-TOOL_VERSION = "0.1.0"
+TOOL_VERSION = "0.2.0"
 REQUIRED_KEYS = ("id", "kind", "database", "artifact", "sha256", "size", "started_at", "finished_at")
 BACKUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,200}$")  # no dots: "<id>." prefixes only its own files
 

@@ -19,7 +19,7 @@ from ansible_collections.todoapi.pgbackup.plugins.filter.runner_config import RO
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner.config import INSTALLED_DEFAULTS
 from ansible_collections.todoapi.pgbackup.plugins.modules import pg_dump
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 ROLE = os.path.join(ROOT, "roles", "backup")
 BACKUP_NOW = os.path.join(ROOT, "playbooks", "backup_now.yml")
 # pg_dump option -> the backup role's variable for the same setting
