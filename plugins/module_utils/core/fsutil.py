@@ -144,6 +144,16 @@ def ensure_private_dir(path, ids):
                             hint="Fix its owner/mode or run as the backup user.")
 
 
+def read_json(path, message, hint=None):
+    """The JSON document in ``path``; an unreadable or invalid file raises PgBackupError(``message`` %
+    (path, cause), hint) - the one way the engine reads a settings or manifest file it was handed."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise PgBackupError(message % (path, exc), hint=hint)
+
+
 def write_json_atomic(path, data, ids=None):
     """Write JSON to ``path`` through a fsynced temporary file and a rename."""
     tmp = "%s.tmp-%d" % (path, os.getpid())

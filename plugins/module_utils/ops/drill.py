@@ -18,12 +18,12 @@ installs and schedules; it reads the settings file the role writes (SETTINGS: it
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import json
 import time
 
 from . import alerts
 from . import status as statuses
 from . import verify
+from ..core import fsutil
 from ..core import manifest as manifests
 from ..core import pgconn
 from ..core.errors import PgBackupError
@@ -61,13 +61,9 @@ METRICS = (
 
 def load_settings(path):
     """Read and check the settings file; returns a dict with every key of SETTINGS."""
-    try:
-        with open(path) as handle:
-            raw = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise PgBackupError("Cannot read the drill settings '%s': %s." % (path, exc),
-                            hint="Role todoapi.pgbackup.restore_drill writes it (0600, readable by the user that runs "
-                                 "the drill).")
+    raw = fsutil.read_json(path, "Cannot read the drill settings '%s': %s.",
+                           hint="Role todoapi.pgbackup.restore_drill writes it (0600, readable by the user that runs "
+                                "the drill).")
     return check_settings(raw, path)
 
 

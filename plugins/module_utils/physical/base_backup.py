@@ -41,7 +41,6 @@ so every base backup is self-contained even without the WAL archive.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import json
 import os
 import re
 import time
@@ -106,11 +105,7 @@ def _next_xid(conn):
 
 def read_backup_manifest(path):
     """PostgreSQL's backup_manifest of a new backup as (data, WAL-Ranges); raises when it has no WAL range."""
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise PgBackupError("pg_basebackup's backup_manifest '%s' cannot be read: %s." % (path, exc),
+    data = fsutil.read_json(path, "pg_basebackup's backup_manifest '%s' cannot be read: %s.",
                             hint="The base backup is unusable; take a new one.")
     ranges = data.get("WAL-Ranges") or []
     if not ranges:

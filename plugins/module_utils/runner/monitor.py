@@ -24,6 +24,7 @@ import sys
 
 from ..ops import alerts
 from ..ops import status as statuses
+from ..core import fsutil
 from ..core.errors import PgBackupError
 from ..storage.local import LocalRepository
 
@@ -72,12 +73,8 @@ def settings_from(args, runner_config=None):
             settings[key] = runner_config[key]
     config_path = getattr(args, "monitoring_config", None)
     if config_path:
-        try:
-            with open(config_path) as handle:
-                loaded = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise PgBackupError("Cannot read monitoring config '%s': %s." % (config_path, exc),
-                                hint="It must be a JSON object readable by this user.")
+        loaded = fsutil.read_json(config_path, "Cannot read monitoring config '%s': %s.",
+                                  hint="It must be a JSON object readable by this user.")
         if not isinstance(loaded, dict):
             raise PgBackupError("Monitoring config '%s' is not a JSON object." % config_path)
         unknown = sorted(set(loaded) - set(DEFAULTS))
