@@ -154,22 +154,29 @@ def read_json(path, message, hint=None):
         raise PgBackupError(message % (path, exc), hint=hint)
 
 
-def write_json_atomic(path, data, ids=None):
-    """Write JSON to ``path`` through a fsynced temporary file and a rename."""
+def write_text_atomic(path, text, mode=FILE_MODE, ids=None):
+    """Write ``text`` to ``path`` through a fsynced temporary file beside it and a rename, so no reader
+    ever sees half a file; ``ids`` (uid, gid) own it when given. OSError passes through."""
     tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        set_private(tmp, ids)
+        os.chmod(tmp, mode)
+        if ids:
+            os.chown(tmp, ids[0], ids[1])
         os.rename(tmp, path)
     except BaseException:
         remove_quietly(tmp)
         raise
     fsync_path(os.path.dirname(os.path.abspath(path)))
+
+
+def write_json_atomic(path, data, ids=None):
+    """Write JSON to ``path`` atomically (``write_text_atomic``), private to ``ids``."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", ids=ids)
 
 
 def remove_quietly(path):

@@ -12,7 +12,6 @@ __metaclass__ = type
 
 import json
 import os
-import tempfile
 
 from ..core import fsutil
 from ..core import manifest as manifests
@@ -212,30 +211,14 @@ def report_paths(report_dir, started_at, prefix="dr-report"):
     return base + ".md", base + ".json"
 
 
-def _write_text_atomic(path, text, mode):
-    directory = os.path.dirname(path)
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.rename(temp, path)
-        fsutil.fsync_path(directory)
-    except BaseException:
-        fsutil.remove_quietly(temp)
-        raise
-
-
 def write(report, report_dir, prefix="dr-report", mode=0o640):
     """Write <report_dir>/<prefix>-<start>.md and .json atomically; returns (md_path, json_path)."""
     md_path, json_path = report_paths(report_dir, report["started_at"], prefix)
     try:
         if not os.path.isdir(report_dir):
             os.makedirs(report_dir, 0o750)
-        _write_text_atomic(json_path, json.dumps(report, indent=2, sort_keys=True) + "\n", mode)
-        _write_text_atomic(md_path, to_markdown(report), mode)
+        fsutil.write_text_atomic(json_path, json.dumps(report, indent=2, sort_keys=True) + "\n", mode)
+        fsutil.write_text_atomic(md_path, to_markdown(report), mode)
     except OSError as exc:
         raise fsutil.describe_os_error(exc, report_dir)
     return md_path, json_path

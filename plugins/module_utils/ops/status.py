@@ -353,16 +353,8 @@ def write_textfile(path, text, mode=0o644):
     if not os.path.isdir(directory):
         raise PgBackupError("Textfile directory '%s' does not exist." % directory,
                             hint="Create it, or point the textfile path at node_exporter's --collector.textfile.directory.")
-    tmp = os.path.join(directory, ".%s.tmp-%d" % (os.path.basename(path), os.getpid()))
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
+        fsutil.write_text_atomic(path, text, mode)
     except OSError as exc:
-        fsutil.remove_quietly(tmp)
         raise fsutil.describe_os_error(exc, path)
     return path
