@@ -310,8 +310,15 @@ def _number(value):
     return repr(float(value))
 
 
-def prometheus_text(status):
-    """The metrics of ``status`` in the Prometheus text exposition format."""
+def _label_text(labels, **more):
+    """'{a="1",b="2"}' for the common ``labels`` first, then ``more``; '' when there are none."""
+    pairs = sorted((labels or {}).items()) + list(more.items())
+    return "{%s}" % ",".join('%s="%s"' % (key, escape_label(value)) for key, value in pairs) if pairs else ""
+
+
+def prometheus_text(status, labels=None):
+    """The metrics of ``status`` in the Prometheus text exposition format; ``labels`` ({name: value})
+    go on every sample (e.g. the runner's config name, so that two setups on a host never collide)."""
     lines = []
     for name, kind, help_text, key in METRICS:
         full = METRIC_PREFIX + name
@@ -319,7 +326,7 @@ def prometheus_text(status):
         lines.append("# HELP %s %s" % (full, help_text))
         lines.append("# TYPE %s %s" % (full, kind))
         for db, value in samples:
-            lines.append('%s{database="%s"} %s' % (full, escape_label(db), _number(value)))
+            lines.append("%s%s %s" % (full, _label_text(labels, database=db), _number(value)))
     full = METRIC_PREFIX + "problem"
     lines.append("# HELP %s 1 for each problem found, by database and problem code." % full)
     lines.append("# TYPE %s gauge" % full)
@@ -329,19 +336,18 @@ def prometheus_text(status):
         if key in seen:
             continue
         seen.add(key)
-        lines.append('%s{database="%s",code="%s",severity="%s"} 1' % (
-            full, escape_label(key[0]), escape_label(key[1]), escape_label(problem["severity"])))
+        lines.append("%s%s 1" % (full, _label_text(labels, database=key[0], code=key[1], severity=problem["severity"])))
     for name, help_text, value in (
             ("status_ok", "1 when the whole repository is healthy.", 1 if status["ok"] else 0),
             ("status_timestamp_seconds", "When this check ran (Unix time).",
              _epoch(manifests.parse_time(status["checked_at"])))):
         lines.append("# HELP %s%s %s" % (METRIC_PREFIX, name, help_text))
         lines.append("# TYPE %s%s gauge" % (METRIC_PREFIX, name))
-        lines.append("%s%s %s" % (METRIC_PREFIX, name, _number(value)))
+        lines.append("%s%s%s %s" % (METRIC_PREFIX, name, _label_text(labels), _number(value)))
     return "\n".join(lines) + "\n"
 
 
-def write_prometheus_textfile(path, status, mode=0o644):
+def write_prometheus_textfile(path, status, mode=0o644, labels=None):
     """Write the metrics atomically (temporary file in the same directory, then rename), so
     node_exporter never reads half a file. The file is world-readable: metrics are not secret."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -352,7 +358,7 @@ def write_prometheus_textfile(path, status, mode=0o644):
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "w") as handle:
-            handle.write(prometheus_text(status))
+            handle.write(prometheus_text(status, labels))
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
