@@ -36,6 +36,7 @@ from .config import DEFAULT_CONFIG, ConfigError, load_config
 from .connection import passfile_secrets
 from .eventlog import EventLog, as_error
 from .lock import LockBusy, RunLock
+from .repositories import UnknownRepository
 from .program import (EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, PROG,
                       VERSION)
 
@@ -118,6 +119,9 @@ def run_command(args, config, log, command):
     except ConfigError as exc:
         log.error("config_error", exc)
         status = EXIT_CONFIG
+    except UnknownRepository as exc:
+        log.error("usage_error", exc)
+        status = EXIT_USAGE
     except PgBackupError as exc:
         log.error("%s_failed" % args.command, exc)
         status = EXIT_FAILED

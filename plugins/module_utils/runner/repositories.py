@@ -48,6 +48,10 @@ CREDENTIALS = {
 SECRET_WORDS = ("secret", "password", "passphrase", "token", "access_key", "account_key", "connection_string", "sas")
 
 
+class UnknownRepository(PgBackupError):
+    """``--repository`` names no repository of the config (a usage error)."""
+
+
 class ValueProblem(Exception):
     """What is wrong with a value of the config: the problem, a hint and the key at fault (filled in
     on the way up); config.py turns it into a ConfigError naming the key."""
@@ -206,7 +210,7 @@ def choose(entries, selector=None):
         return entries[0]
     entry = find(entries, selector)
     if entry is None:
-        raise PgBackupError("No repository '%s' in this config." % selector,
+        raise UnknownRepository("No repository '%s' in this config." % selector,
                             hint="Give a name or a number from 1: %s." % ", ".join(
                                 "%d=%s" % (index, entry["name"]) for index, entry in enumerate(entries, 1)))
     return entry
