@@ -63,8 +63,8 @@ def build_parser():
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--config", default=os.environ.get("TODOAPI_PGBACKUP_CONFIG", DEFAULT_CONFIG),
                        help="JSON config file (default: %(default)s)")
-    which.add_argument("--name", help="the config of the setup of this name (%s, the default name: %s; "
-                                       "any other adds -NAME to its directory)" % (names.DEFAULT_NAME, DEFAULT_CONFIG))
+    which.add_argument("--name", help="the config of the setup of this name (%s, the default name: %s; any other adds "
+                                      "-NAME to its directory)" % (names.DEFAULT_NAME, DEFAULT_CONFIG))
     parser.add_argument("--lock-wait", type=float, metavar="SECONDS",
                         help="wait at most this long for another run's lock (default: lock_wait_seconds of the config)")
     parser.add_argument("--quiet", action="store_true", help="no human lines on stdout (the log file still gets events)")

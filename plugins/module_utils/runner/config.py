@@ -294,8 +294,8 @@ def _repositories(arguments):
     raw, default_retention, warn = arguments
     if "repositories" in raw:
         if "repository" in raw:
-            raise _Problem("is set together with 'repository'.", hint="Keep 'repositories' (its first entry is "
-                                                                     "where backups are taken).")
+            raise _Problem("is set together with 'repository'.",
+                           hint="Keep 'repositories' (its first entry is where backups are taken).")
         entries = raw["repositories"]
     else:
         entries = [_checked("repository", _required_text, raw.get("repository", DEFAULT_REPOSITORY))]

@@ -210,9 +210,9 @@ def choose(entries, selector=None):
         return entries[0]
     entry = find(entries, selector)
     if entry is None:
+        known = ", ".join("%d=%s" % (index, entry["name"]) for index, entry in enumerate(entries, 1))
         raise UnknownRepository("No repository '%s' in this config." % selector,
-                            hint="Give a name or a number from 1: %s." % ", ".join(
-                                "%d=%s" % (index, entry["name"]) for index, entry in enumerate(entries, 1)))
+                                hint="Give a name or a number from 1: %s." % known)
     return entry
 
 

@@ -31,8 +31,7 @@ def test_prune_dry_run_with_the_retention_engine(tmp_path, write_config, log_lin
         "20240104T020000Z_logical_TodoDb.manifest.json", "20240105T020000Z_logical_TodoDb.manifest.json"]
 
 
-def test_each_repository_is_pruned_by_its_own_policy_and_a_dry_run_says_where(tmp_path, write_config, log_lines,
-                                                                               fake_backup):
+def test_each_repository_is_pruned_by_its_own_policy_and_a_dry_run_says_where(tmp_path, write_config, log_lines, fake_backup):
     local, offsite, forever = (str(tmp_path / name) for name in ("local", "offsite", "forever"))
     for repo in (local, offsite, forever):
         for day in range(1, 6):
