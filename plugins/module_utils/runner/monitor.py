@@ -39,7 +39,9 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 STATUS_FAILED = "status_failed"  # the problem of a check that could not run
 MONITORING_FILE = "monitoring.json"  # beside the runner's config: the named configuration's alert channels
 DEFAULTS = {
-    "repository": None, "owner": None, "database": None, "databases": [], "max_age_hours": None, "size_anomaly_factor": None,
+    # the thresholds are the runner config's (config.py owns them; from_runner_config takes a config's own)
+    "max_age_hours": INSTALLED_DEFAULTS["max_age_hours"], "size_anomaly_factor": CONFIG_DEFAULTS["size_anomaly_factor"],
+    "repository": None, "owner": None, "database": None, "databases": [],
     "log_file": None, "textfile": None, "alert_mode": "on_change", "alert_state_file": None,
     "smtp_host": None, "smtp_port": 25, "smtp_from": None, "smtp_to": [], "smtp_starttls": False,
     "smtp_user": None, "smtp_password": None, "webhook_url": None, "webhook_timeout": 10, "json": False,
@@ -79,7 +81,7 @@ def add_status_arguments(parser):
 def from_runner_config(config):
     """The monitoring settings the runner's config owns (thresholds, databases, log, alert state)."""
     if not config:
-        return {"max_age_hours": INSTALLED_DEFAULTS["max_age_hours"], "size_anomaly_factor": CONFIG_DEFAULTS["size_anomaly_factor"]}
+        return {}
     return {"owner": config["owner"], "databases": config["databases"], "log_file": config["log_file"],
             # the check always looks at the age: a config without a limit gets the installed one
             "max_age_hours": config["max_age_hours"] or INSTALLED_DEFAULTS["max_age_hours"],
