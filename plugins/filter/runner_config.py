@@ -17,7 +17,10 @@ description:
     so that the role fails on a value the runner would refuse, with one message naming the variable.
   - Empty values mean "not set" - C('') for an optional path or connection setting, C(0) for
     C(pgbackup_max_age_hours), C({}) for C(pgbackup_retention).
-  - The result never holds a password; only the path of the passfile.
+  - The result never holds a password; only the path of the passfile (and of each remote repository's
+    credentials file).
+  - C(pgbackup_copy_to) and C(pgbackup_s3) are deprecated (a warning says so when C(pgbackup_copy_to) is not empty) -
+    their targets become repositories that keep everything; list them in C(pgbackup_repositories) instead.
 positional: _input
 options:
   _input:
@@ -39,7 +42,8 @@ EXAMPLES = r'''
 - name: Write the runner's config
   ansible.builtin.copy:
     content: >-
-      {{ {'pgbackup_repository': pgbackup_repository, 'pgbackup_databases': pgbackup_databases}
+      {{ {'pgbackup_name': 'main', 'pgbackup_repositories': [{'location': '/var/backups/todoapi'}],
+          'pgbackup_databases': ['TodoDb']}
          | todoapi.pgbackup.runner_config(passfile='/etc/todoapi-pgbackup/pgpass') | ansible.builtin.to_nice_json }}
     dest: /etc/todoapi-pgbackup/config.json
     mode: "0640"
@@ -48,16 +52,19 @@ EXAMPLES = r'''
 RETURN = r'''
 _value:
   description:
-    - The runner's config with every key (C(repository), C(owner), C(databases), C(connection), C(format) ...);
-      see the backup role's README for the keys.
+    - The runner's config with every key (C(name), C(repositories), C(owner), C(databases), C(connection),
+      C(format) ...); see docs/configuration.md for the keys.
   type: dict
 '''
 
 from ansible.errors import AnsibleFilterError
+from ansible.utils.display import Display
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import config
 
 # Role variable -> config key ("section.key" inside a section).
 ROLE_VARIABLES = {
+    "pgbackup_name": "name",
+    "pgbackup_repositories": "repositories",
     "pgbackup_repository": "repository",
     "pgbackup_os_user": "owner",
     "pgbackup_databases": "databases",
@@ -81,10 +88,15 @@ ROLE_VARIABLES = {
     "pgbackup_retention": "retention",
     "pgbackup_verify_level": "verify_level",
     "pgbackup_max_age_hours": "max_age_hours",
+    "pgbackup_size_anomaly_factor": "size_anomaly_factor",
+    "pgbackup_state_dir": "state_dir",
     "pgbackup_copy_to": "copy_to",
     "pgbackup_s3": "s3",
 }
 VARIABLE_OF = dict((key, name) for name, key in ROLE_VARIABLES.items())
+COPY_TO_DEPRECATED = ("pgbackup_copy_to (with pgbackup_s3) is deprecated: list the copies in pgbackup_repositories, each "
+                      "with its own options, credentials_file and retention. Until then its targets are repositories "
+                      "that keep everything.")
 
 
 def raw_config(variables, passfile=None):
@@ -103,14 +115,27 @@ def raw_config(variables, passfile=None):
     return raw
 
 
+def variable_of(key):
+    """The role variable of a config key: 'repositories[1].options' -> 'pgbackup_repositories[1].options'."""
+    top, rest = key, ""
+    for mark in ("[", "."):
+        if mark in top:
+            top, rest = top[:top.index(mark)], top[top.index(mark):] + rest
+    if top == "connection" and rest:
+        return VARIABLE_OF.get(key, "the runner config's '%s'" % key)
+    return VARIABLE_OF[top] + rest if top in VARIABLE_OF else "the runner config's '%s'" % key
+
+
 def runner_config(variables, passfile=None):
     try:
-        return config.check_config(raw_config(variables, passfile), source="the backup role's variables")
+        built = config.check_config(raw_config(variables, passfile), source="the backup role's variables")
     except config.ConfigError as exc:
         if exc.key is None:
             raise AnsibleFilterError(str(exc))
-        where = VARIABLE_OF.get(exc.key, "the runner config's '%s'" % exc.key)
-        raise AnsibleFilterError("%s %s%s" % (where, exc.problem, (" " + exc.hint) if exc.hint else ""))
+        raise AnsibleFilterError("%s %s%s" % (variable_of(exc.key), exc.problem, (" " + exc.hint) if exc.hint else ""))
+    if variables.get("pgbackup_copy_to"):
+        Display().deprecated(COPY_TO_DEPRECATED, version="1.0.0", collection_name="todoapi.pgbackup")
+    return built
 
 
 class FilterModule(object):

@@ -30,61 +30,15 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import fa
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.ansible_run import REPO_ROOT, run_playbook
+from tests.lib.crontab import cron_entries, crontab_text, needs_root_and_cron, remove_cron_entries, roles_play, run_as
 from tests.lib.procscan import ProcScanner
 from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer
 from tests.lib.tododb import create_todo_db, todo_row_counts
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("crontab") or not shutil.which("runuser"),
-                                reason="needs root, crontab and runuser")
+pytestmark = needs_root_and_cron
 
-ROLE_PLAYBOOK = """
-- hosts: localhost
-  gather_facts: false
-  roles:
-    - role: todoapi.pgbackup.backup
-"""
+ROLE_PLAYBOOK = roles_play("todoapi.pgbackup.backup")
 OS_USER = "postgres"
-
-
-def crontab_text():
-    done = subprocess.run(["crontab", "-l", "-u", OS_USER], capture_output=True, text=True, check=False)
-    return done.stdout if done.returncode == 0 else ""
-
-
-def cron_entries(job_name):
-    """{job: (schedule, command)} of the role's entries ('#Ansible: <job_name> <job>' + next line)."""
-    entries = {}
-    lines = crontab_text().splitlines()
-    for index, line in enumerate(lines):
-        prefix = "#Ansible: %s " % job_name
-        if line.startswith(prefix) and index + 1 < len(lines):
-            fields = lines[index + 1].split(None, 5)
-            entries[line[len(prefix):]] = (" ".join(fields[:5]), fields[5])
-    return entries
-
-
-def remove_cron_entries(job_name):
-    lines = crontab_text().splitlines()
-    kept, skip_next = [], False
-    for line in lines:
-        if skip_next:
-            skip_next = False
-            continue
-        if line.startswith("#Ansible: %s " % job_name):
-            skip_next = True
-            continue
-        kept.append(line)
-    if kept == lines:
-        return
-    if any(line.strip() for line in kept):
-        subprocess.run(["crontab", "-u", OS_USER, "-"], input="\n".join(kept) + "\n", text=True, check=True)
-    else:
-        subprocess.run(["crontab", "-r", "-u", OS_USER], check=False)
-
-
-def run_as_postgres(command, **kwargs):
-    return subprocess.run(["runuser", "-u", OS_USER, "--", "sh", "-c", command], capture_output=True, text=True,
-                          timeout=300, check=False, **kwargs)
 
 
 def changed_tasks(result):
@@ -141,6 +95,7 @@ def installed(pg):
     ctx.log_file = os.path.join(base, "var", "log", "todoapi_backup.log")
     ctx.lock_file = os.path.join(base, "run", "lock", "pgbackup.lock")
     ctx.runner = os.path.join(base, "bin", "todoapi-pgbackup")
+    ctx.state_dir = os.path.join(base, "state")
     ctx.password = pg.password
     ctx.extra_vars = {
         "pgbackup_install_packages": False,
@@ -159,6 +114,7 @@ def installed(pg):
         "pgbackup_db_user": pg.user,
         "pgbackup_password": pg.password,
         "pgbackup_lock_wait_seconds": 120,
+        "pgbackup_state_dir": ctx.state_dir,
     }
     os.makedirs(os.path.join(base, "run"))
     os.chmod(os.path.join(base, "run"), 0o770)
@@ -381,12 +337,14 @@ def test_missing_directories_are_created_and_existing_ones_left_alone(installed)
         return info.st_uid, stat.S_IMODE(info.st_mode)
 
     assert owner_and_mode(os.path.dirname(installed.lock_file)) == (postgres.pw_uid, 0o755)
+    assert owner_and_mode(installed.state_dir) == (postgres.pw_uid, 0o700)
     for path in (os.path.dirname(installed.log_file), os.path.dirname(installed.runner)):
         assert owner_and_mode(path) == (0, 0o755), path
     assert owner_and_mode(os.path.join(installed.base, "run")) == (postgres.pw_uid, 0o770)
     with open(installed.config_file) as handle:
         config = json.load(handle)
-    assert (config["log_file"], config["lock_file"]) == (installed.log_file, installed.lock_file)
+    assert (config["log_file"], config["lock_file"], config["state_dir"]) == (
+        installed.log_file, installed.lock_file, installed.state_dir)
 
 
 def test_a_value_the_runner_refuses_fails_the_role_before_any_change(installed):
@@ -456,7 +414,7 @@ def test_cron_command_takes_a_valid_restorable_backup(installed):
 def test_verify_and_prune_cron_commands(installed):
     entries = cron_entries(installed.job_name)
     for job in ("verify", "prune"):
-        done = run_as_postgres(entries[job][1])
+        done = run_as(entries[job][1])
         assert done.returncode == 0, "%s: %s%s" % (job, done.stdout, done.stderr)
     events = log_events(installed.log_file)
     assert any(e["event"] == "verify_ok" for e in events)
@@ -465,7 +423,7 @@ def test_verify_and_prune_cron_commands(installed):
 
 
 def test_list_json_as_postgres(installed):
-    done = run_as_postgres("%s --config %s list --json" % (installed.runner, installed.config_file))
+    done = run_as("%s --config %s list --json" % (installed.runner, installed.config_file))
     assert done.returncode == 0, done.stderr
     listing = json.loads(done.stdout)
     assert [b["database"] for b in listing["backups"]] == [installed.database] * len(listing["backups"])
@@ -496,7 +454,7 @@ def test_lock_busy_exits_75(installed):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         started = time.monotonic()
-        done = run_as_postgres("%s --config %s --lock-wait 1 verify" % (installed.runner, installed.config_file))
+        done = run_as("%s --config %s --lock-wait 1 verify" % (installed.runner, installed.config_file))
         elapsed = time.monotonic() - started
     finally:
         os.close(fd)
@@ -504,7 +462,7 @@ def test_lock_busy_exits_75(installed):
     assert "still holds lock file" in done.stdout and "(pid %d)" % os.getpid() in done.stdout, "names the holder"
     assert 1 <= elapsed < 30
     assert log_events(installed.log_file)[-1]["event"] == "lock_timeout"
-    after = run_as_postgres("%s --config %s --lock-wait 1 verify" % (installed.runner, installed.config_file))
+    after = run_as("%s --config %s --lock-wait 1 verify" % (installed.runner, installed.config_file))
     assert after.returncode == 0, after.stdout + after.stderr
 
 
@@ -563,9 +521,14 @@ def test_cron_backup_is_copied_to_s3_and_restorable_from_there(installed, tmp_pa
         target = "s3://%s/db1" % bucket
         s3_settings = {"endpoint_url": s3.endpoint, "region": S3_REGION, "credentials_file": credentials}
         try:
-            installed.converge(extra_vars={"pgbackup_copy_to": [target], "pgbackup_s3": s3_settings})
+            converged = installed.converge(extra_vars={"pgbackup_copy_to": [target], "pgbackup_s3": s3_settings})
+            assert "pgbackup_copy_to (with pgbackup_s3) is deprecated" in converged.stdout + converged.stderr
             with open(installed.config_file) as handle:
-                assert S3_SECRET_KEY not in handle.read()
+                text = handle.read()
+            assert S3_SECRET_KEY not in text
+            assert [(r["location"], r["retention"]) for r in json.loads(text)["repositories"]] == [
+                (installed.repository, {"daily_days": 30, "weekly_weeks": 13, "monthly_months": 12, "keep_last": 1}),
+                (target, None)], "a copy_to target is a repository that keeps everything"
             _schedule, command = cron_entries(installed.job_name)["backup"]
             done = subprocess.run(["runuser", "-u", OS_USER, "--", "sh", "-c", command], capture_output=True, text=True,
                                   check=False, timeout=300)
@@ -590,3 +553,30 @@ def test_cron_backup_is_copied_to_s3_and_restorable_from_there(installed, tmp_pa
                 assert S3_SECRET_KEY not in handle.read()
         finally:
             installed.converge()
+
+
+def test_every_repository_directory_is_created_and_gets_each_backup(installed):
+    """pgbackup_repositories: the role creates each directory (0700, the backup user's) and schedules prune
+    for a repository's own policy even when pgbackup_retention keeps everything; the cron backup lands in all."""
+    first, second = os.path.join(installed.base, "repos", "first"), os.path.join(installed.base, "repos", "second")
+    repositories = [{"name": "first", "location": first, "retention": {"daily_days": 7, "weekly_weeks": 0,
+                                                                       "monthly_months": 0, "keep_last": 1}},
+                    {"name": "second", "location": second}]
+    try:
+        installed.converge(extra_vars={"pgbackup_repositories": repositories, "pgbackup_retention": {}})
+        postgres = pwd.getpwnam(OS_USER)
+        for path in (first, second):
+            info = os.stat(path)
+            assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (postgres.pw_uid, 0o700), path
+        with open(installed.config_file) as handle:
+            config = json.load(handle)
+        assert [(r["name"], r["location"], r["retention"]) for r in config["repositories"]] == [
+            ("first", first, repositories[0]["retention"]), ("second", second, None)]
+        entries = cron_entries(installed.job_name)
+        assert "prune" in entries, "a repository with its own policy is pruned"
+        done = run_as(entries["backup"][1])
+        assert done.returncode == 0, done.stdout + done.stderr + log_tail(installed.log_file)
+        ids = [[b["id"] for b in LocalRepository(path).list(database=installed.database)] for path in (first, second)]
+        assert len(ids[0]) == 1 and ids[0] == ids[1]
+    finally:
+        installed.converge()

@@ -4,10 +4,14 @@
 from __future__ import absolute_import, division, print_function
 
 import datetime
+import functools
 import io
 import json
 import os
 import re
+import shutil
+import tempfile
+import uuid
 
 import pytest
 
@@ -17,6 +21,8 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import mon
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import manifest as manifests
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
+from tests.lib.ansible_run import run_playbook
+from tests.lib.crontab import cron_entries, needs_root_and_cron, remove_cron_entries, roles_play, run_as
 from tests.lib.sinks import HttpReceiver, SmtpSink
 
 
@@ -210,3 +216,62 @@ def test_backup_info_module_is_read_only(ansible_playbook, todo_db, tmp_repo):
     task = ansible_playbook(playbook, extra_vars={"repo": tmp_repo, "db": todo_db.name}).task("Info")
     assert task["ok"] is False and [p["code"] for p in task["health"]] == ["stale"]
     assert sorted(os.listdir(tmp_repo)) == before
+
+
+@needs_root_and_cron
+def test_monitoring_role_with_every_path_elsewhere_alerts_and_writes_metrics(pg, todo_db, collections_root, receivers):
+    """The check the monitoring role schedules reads the backup role's config wherever it is (it used to run
+    without --config and exit 78 unheard), and still alerts and writes metrics when that config breaks."""
+    smtp, hook = receivers
+    name = "mon%s" % uuid.uuid4().hex[:8]
+    base = tempfile.mkdtemp(prefix="pgbackup-monitoring-")
+    os.chmod(base, 0o755)
+    at = functools.partial(os.path.join, base)
+    os.makedirs(at("run"))
+    shutil.chown(at("run"), "postgres", "postgres")
+    variables = {
+        "pgbackup_name": name, "pgbackup_install_packages": False, "pgbackup_logrotate_enabled": False,
+        "pgbackup_scheduler": "none", "pgbackup_databases": [todo_db.name], "pgbackup_repository": at("repo"),
+        "pgbackup_config_dir": at("etc"), "pgbackup_log_file": at("log", "backup.log"),
+        "pgbackup_lock_file": at("run", "backup.lock"), "pgbackup_state_dir": at("state"),
+        "pgbackup_engine_dir": at("lib"), "pgbackup_runner_path": at("bin", "todoapi-pgbackup"),
+        "pgbackup_systemd_unit_dir": at("systemd"), "pgbackup_db_host": pg.host, "pgbackup_db_port": pg.port,
+        "pgbackup_db_user": pg.user, "pgbackup_password": pg.password,
+        "monitoring_runner_path": at("bin", "todoapi-pgbackup"), "monitoring_textfile_path": at("metrics", "backups.prom"),
+        "monitoring_webhook_url": hook.url, "monitoring_smtp_host": smtp.host, "monitoring_smtp_port": smtp.port,
+        "monitoring_email_to": ["admin@example.com"], "monitoring_email_from": "pgbackup@db1.example",
+    }
+    cron_name = "todoapi-pgbackup-%s" % name
+    try:
+        run_playbook(roles_play("todoapi.pgbackup.backup", "todoapi.pgbackup.monitoring"), extra_vars=variables, collections_root=collections_root)
+        schedule, command = cron_entries(cron_name)["status"]
+        assert schedule == "*/15 * * * *"
+        assert "--config %s status --monitoring-config %s" % (at("etc", "config.json"), at("etc", "monitoring.json")) \
+            in command
+        with open(at("etc", "monitoring.json")) as handle:
+            settings = json.load(handle)
+        assert settings["name"] == name and "max_age_hours" not in settings, "the thresholds are the config's"
+        assert settings["alert_state_file"] == at("state", "alert-state.json")
+
+        done = run_as(command)
+        assert done.returncode == 1, done.stdout + done.stderr
+        post = hook.wait_for(1)[0]["json"]
+        assert post["codes"] == ["no_backup"] and post["repository"] == at("repo")
+        assert todo_db.name in smtp.wait_for(1)[0]["subject"]
+        with open(at("metrics", "backups.prom")) as handle:
+            metrics = handle.read()
+        assert metric(metrics, "backups", database=todo_db.name, config=name) == 0
+        assert metric(metrics, "status_ok", config=name) == 0
+
+        os.rename(at("etc", "config.json"), at("etc", "config.json.moved"))  # what a wrong pgbackup_config_dir looked like
+        done = run_as(command)
+        assert done.returncode == 78 and "does not exist" in done.stderr
+        post = hook.wait_for(2)[1]["json"]
+        assert post["codes"] == ["status_failed"] and post["resolved"] == ["%s:no_backup" % todo_db.name]
+        with open(at("metrics", "backups.prom")) as handle:
+            metrics = handle.read()
+        assert metric(metrics, "problem", code="status_failed", config=name) == 1
+        assert metric(metrics, "status_ok", config=name) == 0
+    finally:
+        remove_cron_entries(cron_name)
+        shutil.rmtree(base, ignore_errors=True)

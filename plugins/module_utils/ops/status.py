@@ -306,24 +306,27 @@ def _number(value):
     return repr(float(value))
 
 
-def metric_lines(name, kind, help_text, samples):
+def metric_lines(name, kind, help_text, samples, labels=None):
     """``# HELP``, ``# TYPE`` and one line per sample of metric ``name``, in the text exposition format.
 
-    ``samples`` is a list of (labels, value); labels a list of (name, value) pairs, empty for none."""
+    ``samples`` is a list of (labels, value); labels a list of (name, value) pairs, empty for none.
+    ``labels`` ({name: value}) go first on every sample (e.g. the runner's config name, so that two
+    setups on one host never collide)."""
+    common = sorted((labels or {}).items())
     lines = ["# HELP %s %s" % (name, help_text), "# TYPE %s %s" % (name, kind)]
-    for labels, value in samples:
-        label_text = ",".join('%s="%s"' % (label, escape_label(text)) for label, text in labels)
+    for sample_labels, value in samples:
+        label_text = ",".join('%s="%s"' % (label, escape_label(text)) for label, text in common + list(sample_labels))
         lines.append("%s%s %s" % (name, "{%s}" % label_text if label_text else "", _number(value)))
     return lines
 
 
-def prometheus_text(status):
-    """The metrics of ``status`` in the Prometheus text exposition format."""
+def prometheus_text(status, labels=None):
+    """The metrics of ``status`` in the Prometheus text exposition format; ``labels`` go on every sample."""
     lines = []
     for name, kind, help_text, key in METRICS:
         lines.extend(metric_lines(METRIC_PREFIX + name, kind, help_text, [
             ([("database", db)], values[key]) for db, values in sorted(status["metrics"].items())
-            if values.get(key) is not None]))
+            if values.get(key) is not None], labels))
     problems, seen = [], set()
     for problem in status["health"]:
         key = (problem["database"] or "", problem["code"])
@@ -332,18 +335,18 @@ def prometheus_text(status):
         seen.add(key)
         problems.append(([("database", key[0]), ("code", key[1]), ("severity", problem["severity"])], 1))
     lines.extend(metric_lines(METRIC_PREFIX + "problem", "gauge", "1 for each problem found, by database and problem code.",
-                              problems))
+                              problems, labels))
     for name, help_text, value in (
             ("status_ok", "1 when the whole repository is healthy.", 1 if status["ok"] else 0),
             ("status_timestamp_seconds", "When this check ran (Unix time).",
              _epoch(manifests.parse_time(status["checked_at"])))):
-        lines.extend(metric_lines(METRIC_PREFIX + name, "gauge", help_text, [([], value)]))
+        lines.extend(metric_lines(METRIC_PREFIX + name, "gauge", help_text, [([], value)], labels))
     return "\n".join(lines) + "\n"
 
 
-def write_prometheus_textfile(path, status, mode=0o644):
+def write_prometheus_textfile(path, status, mode=0o644, labels=None):
     """Write the metrics of ``status`` for node_exporter (see ``write_textfile``)."""
-    return write_textfile(path, prometheus_text(status), mode)
+    return write_textfile(path, prometheus_text(status, labels), mode)
 
 
 def write_textfile(path, text, mode=0o644):

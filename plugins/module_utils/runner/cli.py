@@ -3,18 +3,20 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The on-host runner ``todoapi-pgbackup`` (cron / systemd): a thin adapter over the engine.
 
-    todoapi-pgbackup [--config PATH] backup  [--database DB ...]
-    todoapi-pgbackup [--config PATH] list    [--database DB] [--json]
-    todoapi-pgbackup [--config PATH] verify  [--backup ID] [--database DB] [--level LEVEL] [--identity FILE]
-    todoapi-pgbackup [--config PATH] prune   [--dry-run]
-    todoapi-pgbackup [--config PATH] restore [--backup ID] [--database DB] [--tables T ...] [--force] [--clean] ...
-    todoapi-pgbackup [--config PATH] status  [--monitoring-config PATH] ...   (health check, see monitor.py)
+    todoapi-pgbackup [--name NAME | --config PATH] backup  [--database DB ...]
+    todoapi-pgbackup [--name NAME | --config PATH] list    [--repository R] [--database DB] [--json]
+    todoapi-pgbackup [--name NAME | --config PATH] verify  [--repository R] [--backup ID] [--database DB] [--level LEVEL] ...
+    todoapi-pgbackup [--name NAME | --config PATH] prune   [--dry-run]
+    todoapi-pgbackup [--name NAME | --config PATH] restore [--repository R] [--backup ID] [--database DB] [--tables T ...] ...
+    todoapi-pgbackup [--name NAME | --config PATH] status  [--monitoring-config PATH] ...   (health check, see monitor.py)
     todoapi-pgbackup --version
 
 This file parses the command line and runs one command (commands/<name>.py) under the run lock
 (lock.py) with the event log (eventlog.py). The config is a JSON file written by the
-``todoapi.pgbackup.backup`` role (config.py); it never holds a password: ``connection.passfile``
-names a 0600 libpq passfile that is handed to libpq through PGPASSFILE (connection.py).
+``todoapi.pgbackup.backup`` role (config.py), one per setup: ``--name NAME`` reads the config of
+that name (names.py), ``--config PATH`` any file. It never holds a password: ``connection.passfile``
+names a 0600 libpq passfile that is handed to libpq through PGPASSFILE (connection.py), and each
+remote repository's secrets are in its own 0600 credentials file (repositories.py).
 
 Exit status: 0 success, 1 a backup/verify/prune/restore failed, 2 usage error,
 75 another run held the lock for longer than ``lock_wait_seconds``, 78 bad config.
@@ -28,11 +30,13 @@ import os
 import sys
 
 from ..core.errors import PgBackupError
+from . import monitor, names
 from .commands import backup, listing, prune, restore, status, verify
 from .config import DEFAULT_CONFIG, ConfigError, load_config
 from .connection import passfile_secrets
 from .eventlog import EventLog, as_error
 from .lock import LockBusy, RunLock
+from .repositories import UnknownRepository
 from .program import (EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, PROG,
                       VERSION)
 
@@ -56,8 +60,11 @@ def build_parser():
     parser = _Parser(prog=PROG, description="Scheduled PostgreSQL backups of the Todo API (todoapi.pgbackup runner).",
                      epilog="Exit status: 0 ok, 1 failure, 2 usage, 75 lock busy (another run), 78 bad config.")
     parser.add_argument("--version", action="version", version="%s %s" % (PROG, VERSION))
-    parser.add_argument("--config", default=os.environ.get("TODOAPI_PGBACKUP_CONFIG", DEFAULT_CONFIG),
-                        help="JSON config file (default: %(default)s)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--config", default=os.environ.get("TODOAPI_PGBACKUP_CONFIG", DEFAULT_CONFIG),
+                       help="JSON config file (default: %(default)s)")
+    which.add_argument("--name", help="the config of the setup of this name (%s, the default name: %s; any other adds "
+                                      "-NAME to its directory)" % (names.DEFAULT_NAME, DEFAULT_CONFIG))
     parser.add_argument("--lock-wait", type=float, metavar="SECONDS",
                         help="wait at most this long for another run's lock (default: lock_wait_seconds of the config)")
     parser.add_argument("--quiet", action="store_true", help="no human lines on stdout (the log file still gets events)")
@@ -78,6 +85,13 @@ def parse_args(argv=None):
         parser.print_usage(sys.stderr)
         sys.stderr.write("%s: error: a command is required (%s)\n" % (PROG, ", ".join(sorted(COMMANDS))))
         return EXIT_USAGE
+    if args.name is not None:
+        try:
+            args.config = names.setup_paths(args.name)["config_file"]
+        except names.BadName as exc:
+            parser.print_usage(sys.stderr)
+            sys.stderr.write("%s: error: argument --name: %s\n" % (PROG, exc))
+            return EXIT_USAGE
     return args
 
 
@@ -105,6 +119,9 @@ def run_command(args, config, log, command):
     except ConfigError as exc:
         log.error("config_error", exc)
         status = EXIT_CONFIG
+    except UnknownRepository as exc:
+        log.error("usage_error", exc)
+        status = EXIT_USAGE
     except PgBackupError as exc:
         log.error("%s_failed" % args.command, exc)
         status = EXIT_FAILED
@@ -126,16 +143,21 @@ def main(argv=None):
     args = parse_args(argv)
     if isinstance(args, int):
         return args
+    deprecations = []
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, warn=deprecations.append)
     except PgBackupError as exc:
         sys.stderr.write("%s: error: %s\n" % (PROG, exc))
+        if args.command == status.NAME:  # monitoring must hear of it: cron drops this message
+            monitor.publish_failure(args, exc)
         return EXIT_CONFIG
     command = COMMANDS[args.command]
     log = EventLog(config["log_file"] if command.TAKES_LOCK else None, command=args.command,
                    secrets=passfile_secrets(config), quiet=args.quiet)
     if log.open_error:
         log.warn(log.open_error)
-    status = run_command(args, config, log, command)
+    for message in deprecations:
+        log.warning("config_deprecated", message)
+    code = run_command(args, config, log, command)
     log.close()
-    return status
+    return code

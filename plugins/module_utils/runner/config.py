@@ -1,16 +1,21 @@
 # -*- coding: utf-8 -*-
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The runner's config: one JSON object, written by the backup role or by hand.
+"""The runner's config: one JSON object per setup (a named configuration), written by the backup role
+or by hand, read by every runner command and by the monitoring check.
 
 This module is the one owner of that config: its keys, their defaults and the rules every value
 follows. The backup role builds the config through the ``todoapi.pgbackup.runner_config`` filter,
 which calls check_config, so a value the runner would refuse fails the role instead.
 
-- DEFAULTS: what a key a config leaves out means to the runner.
+- DEFAULTS: what a key a config leaves out means to the runner. ``log_file``, ``lock_file`` and
+  ``state_dir`` left out follow the setup's ``name`` (names.py); ``repositories`` left out is the
+  one repository ``/var/backups/todoapi`` (or the older keys ``repository`` and ``copy_to``, see
+  LEGACY_DEFAULTS; repositories.py owns the entries).
 - INSTALLED_DEFAULTS: what the backup role (and the pg_dump module and playbooks/backup_now.yml,
   for the settings they share) use when not told otherwise: the seed's retention policy, a 26-hour
-  age limit for the verify job and libpq's port 5432 as role postgres. A unit test keeps them in line.
+  age limit for the verify job and the monitoring check, and libpq's port 5432 as role postgres.
+  A unit test keeps them in line.
 
 An empty value means "not set": '' for an optional path or connection setting, 0 for
 ``max_age_hours`` (no age check) and {} for ``retention`` (keep everything).
@@ -28,13 +33,16 @@ from ..core.errors import PgBackupError
 from ..logical import backup as logical_backup
 from ..ops import retention
 from ..ops import verify as verify_engine
-from ..storage.local import LocalRepository
+from . import names
+from . import repositories as repository_entries
 from .program import current_user
 
-DEFAULT_CONFIG = "/etc/todoapi-pgbackup/config.json"
+DEFAULT_CONFIG = names.setup_paths(names.DEFAULT_NAME)["config_file"]
+DEFAULT_REPOSITORY = "/var/backups/todoapi"
 
 DEFAULTS = {
-    "repository": "/var/backups/todoapi",
+    "name": names.DEFAULT_NAME,
+    "repositories": [{"location": DEFAULT_REPOSITORY}],
     "owner": "postgres",
     "databases": ["TodoDb"],
     "connection": {},
@@ -48,21 +56,25 @@ DEFAULTS = {
     "encrypt_recipients": [],
     "identity_file": None,
     "pg_bin_dir": None,
-    "log_file": "/var/log/todoapi_backup.log",
-    "lock_file": "/run/lock/todoapi-pgbackup.lock",
+    "log_file": None,
+    "lock_file": None,
     "lock_wait_seconds": 300,
+    "state_dir": None,
     "retention": None,
-    "copy_to": [],
-    "s3": {},
     "verify_level": "checksum",
     "max_age_hours": None,
+    "size_anomaly_factor": 3.0,
 }
-INSTALLED_DEFAULTS = dict(DEFAULTS, connection={"port": 5432, "user": "postgres"},
-                          retention=dict(retention.DEFAULT_POLICY), max_age_hours=26)
+# Keys whose default follows the setup's name (names.setup_paths).
+NAMED_DEFAULTS = ("log_file", "lock_file", "state_dir")
+# Keys of configs written before ``repositories``; still read, turned into repositories.
+LEGACY_DEFAULTS = {"repository": DEFAULT_REPOSITORY, "copy_to": [], "s3": {}}
 CONNECTION_KEYS = ("host", "port", "user", "passfile", "sslmode", "connect_timeout")
-S3_KEYS = ("endpoint_url", "region", "profile", "sse", "kms_key_id", "chunk_size_mb", "credentials_file")
+S3_KEYS = repository_entries.OPTIONS["s3"] + ("credentials_file",)
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
+COPY_TO_DEPRECATED = ("'copy_to' is deprecated: list the copies in 'repositories' (each with its own options, "
+                      "credentials file and retention). Its targets are read as repositories that keep everything.")
 
 
 class ConfigError(PgBackupError):
@@ -77,23 +89,22 @@ class ConfigError(PgBackupError):
         self.problem = problem or message
 
 
-class _Problem(Exception):
-    def __init__(self, problem, hint=None, key=None):
-        super(_Problem, self).__init__(problem)
-        self.problem = problem
-        self.hint = hint
-        self.key = key
+# A value at fault: its problem, a hint and the key (filled in on the way up); shared with repositories.py.
+_Problem = repository_entries.ValueProblem
 
 
-def load_config(path):
-    """Read and check the JSON config; returns a dict with every key of DEFAULTS."""
+def load_config(path, warn=None):
+    """Read and check the JSON config; returns a dict with every key of DEFAULTS.
+
+    ``warn(message)`` hears about deprecated keys."""
     try:
         with open(path) as handle:
             raw = json.load(handle)
     except IOError as exc:
         if exc.errno == errno.ENOENT:
             raise ConfigError("Config file '%s' does not exist." % path,
-                              hint="Install the runner with the todoapi.pgbackup.backup role, or pass --config PATH.")
+                              hint="Install the runner with the todoapi.pgbackup.backup role, or pass --config PATH "
+                                   "or --name NAME.")
         if exc.errno == errno.EACCES:
             raise ConfigError("Config file '%s' is not readable by OS user '%s'." % (path, current_user()),
                               hint="Run as the backup user (postgres) or root.")
@@ -101,10 +112,10 @@ def load_config(path):
     except ValueError as exc:
         raise ConfigError("Config file '%s' is not valid JSON: %s." % (path, exc),
                           hint="Fix the file (the backup role writes it with to_nice_json).")
-    return check_config(raw, path)
+    return check_config(raw, path, warn=warn)
 
 
-def check_config(raw, source="config"):
+def check_config(raw, source="config", warn=None):
     """The config with every key of DEFAULTS, each value checked and in its normal form."""
     if not isinstance(raw, dict):
         raise ConfigError("%s must hold a JSON object." % source)
@@ -114,25 +125,32 @@ def check_config(raw, source="config"):
             raise ConfigError("%s sets both 'database' and 'databases'." % source, hint="Keep one of them.", key="databases",
                               problem="is set twice (as 'database' and 'databases').")
         raw["databases"] = raw.pop("database")
-    unknown = sorted(set(raw) - set(DEFAULTS))
+    unknown = sorted(set(raw) - set(DEFAULTS) - set(LEGACY_DEFAULTS))
     if unknown:
         raise ConfigError("%s has unknown key(s): %s." % (source, ", ".join(unknown)),
-                          hint="Known keys: %s." % ", ".join(sorted(DEFAULTS)))
+                          hint="Known keys: %s." % ", ".join(sorted(set(DEFAULTS) | set(LEGACY_DEFAULTS))))
     config = dict(DEFAULTS)
-    config.update(raw)
+    config.update((key, value) for key, value in raw.items() if key in DEFAULTS)
     try:
+        config["name"] = _checked("name", _name, config["name"])
+        paths = names.setup_paths(config["name"])
+        for key in NAMED_DEFAULTS:
+            if key not in raw:
+                config[key] = paths[key]
         for key in sorted(config):
-            config[key] = _checked(key, CHECKS[key], config[key])
+            if key != "repositories":
+                config[key] = _checked(key, CHECKS[key], config[key])
         _checked("jobs", _backup_settings, config)
+        config["repositories"] = _checked("repositories", _repositories, (raw, config["retention"], warn))
     except _Problem as problem:
         raise ConfigError("'%s' in %s %s" % (problem.key, source, problem.problem), hint=problem.hint,
                           key=problem.key, problem=problem.problem)
     return config
 
 
-def repository_of(config):
-    """The repository the config names."""
-    return LocalRepository(config["repository"], owner=config["owner"])
+def repository_of(config, selector=None):
+    """The repository object of the entry ``selector`` names (``--repository``; None: the first)."""
+    return repository_entries.open_entry(repository_entries.choose(config["repositories"], selector), owner=config["owner"])
 
 
 def _checked(key, check, value):
@@ -145,11 +163,18 @@ def _checked(key, check, value):
         raise _Problem("is not valid: %s" % exc.message, hint=exc.hint, key=key)
 
 
+def _name(value):
+    try:
+        return names.check_name(value)
+    except names.BadName as exc:
+        raise _Problem(str(exc))
+
+
 def _database_names(value):
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names or not all(isinstance(name, str) and name for name in names):
+    databases = [value] if isinstance(value, str) else value
+    if not isinstance(databases, list) or not databases or not all(isinstance(name, str) and name for name in databases):
         raise _Problem("must be a non-empty list of database names, not %r." % (value,))
-    return list(names)
+    return list(databases)
 
 
 def _strings(value):
@@ -264,6 +289,28 @@ def _s3(value):
     return dict(value)
 
 
+def _repositories(arguments):
+    """``repositories``, or the older ``repository`` + ``copy_to`` + ``s3``, as checked entries."""
+    raw, default_retention, warn = arguments
+    if "repositories" in raw:
+        if "repository" in raw:
+            raise _Problem("is set together with 'repository'.",
+                           hint="Keep 'repositories' (its first entry is where backups are taken).")
+        entries = raw["repositories"]
+    else:
+        entries = [_checked("repository", _required_text, raw.get("repository", DEFAULT_REPOSITORY))]
+    copy_to = _checked("copy_to", _strings, raw.get("copy_to"))
+    s3_settings = _checked("s3", _s3, raw.get("s3"))
+    if copy_to:
+        if warn:
+            warn(COPY_TO_DEPRECATED)
+        if not isinstance(entries, list):
+            raise _Problem("must be a non-empty list of repositories, not %r." % (entries,))
+        entries = entries + repository_entries.copy_to_entries(copy_to, s3_settings)
+    return repository_entries.check_repositories(entries, default_retention,
+                                                 lambda value: _checked("retention", _retention_policy, value))
+
+
 def _backup_settings(config):
     """The rules between settings (parallel jobs need the directory format) are the engine's."""
     logical_backup.LogicalBackupRequest(config["databases"][0], None, None, fmt=config["format"], jobs=config["jobs"],
@@ -272,7 +319,7 @@ def _backup_settings(config):
 
 
 CHECKS = {
-    "repository": _required_text,
+    "name": _name,
     "owner": _optional_text,
     "databases": _database_names,
     "connection": _connection,
@@ -289,9 +336,11 @@ CHECKS = {
     "log_file": _optional_text,
     "lock_file": _required_text,
     "lock_wait_seconds": _number,
+    "state_dir": _required_text,
     "retention": _retention_policy,
-    "copy_to": _strings,
-    "s3": _s3,
     "verify_level": _one_of(verify_engine.LEVELS),
     "max_age_hours": _max_age,
+    "size_anomaly_factor": lambda value: _number(value, minimum=1),
 }
+INSTALLED_DEFAULTS = check_config({"connection": {"port": 5432, "user": "postgres"},
+                                   "retention": dict(retention.DEFAULT_POLICY), "max_age_hours": 26})

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""``todoapi-pgbackup list``: the repository's backups as a table or as JSON. Read-only: no lock, no log."""
+"""``todoapi-pgbackup list``: the backups of one repository (``--repository``; default the first) as a
+table or as JSON. Read-only: no lock, no log."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -9,7 +10,7 @@ __metaclass__ = type
 import json
 import sys
 
-from ..config import repository_of
+from .. import repositories
 from ..eventlog import human_size
 from ..program import EXIT_OK
 
@@ -19,6 +20,7 @@ TAKES_LOCK = False
 
 
 def add_arguments(parser):
+    repositories.add_argument(parser)
     parser.add_argument("--database", metavar="DB", help="only backups of this database")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -54,12 +56,14 @@ def print_table(rows, path):
 
 
 def run(args, config, log):
-    repository = repository_of(config)
+    entry = repositories.choose(config["repositories"], args.repository)
+    repository = repositories.open_entry(entry, owner=config["owner"])
     backups = repository.list(database=args.database)
     problems = list(getattr(repository, "problems", []))
     rows = [summary(m) for m in backups]
     if args.json:
-        json.dump({"repository": repository.path, "backups": rows, "problems": problems}, sys.stdout, indent=2)
+        json.dump({"repository": repository.path, "repository_name": entry["name"], "backups": rows, "problems": problems},
+                  sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print_table(rows, repository.path)

@@ -1,18 +1,21 @@
 # -*- coding: utf-8 -*-
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""``todoapi-pgbackup prune``: delete the runner's own logical backups that the retention policy
-no longer keeps (the newest verified backup always stays)."""
+"""``todoapi-pgbackup prune``: in every repository with a retention policy (its own, e.g. 7 days
+local and monthly for a year in S3), delete the runner's own logical backups that the policy no
+longer keeps (the newest verified backup always stays). ``--dry-run`` reports, per repository, what
+would go. A repository that cannot be pruned does not stop the others; the run then exits 1."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ...ops import retention
-from ..config import repository_of
-from ..program import EXIT_OK
+from .. import repositories
+from ..eventlog import as_error
+from ..program import EXIT_FAILED, EXIT_OK
 
 NAME = "prune"
-HELP = "delete backups the retention policy no longer keeps"
+HELP = "delete backups each repository's retention policy no longer keeps"
 TAKES_LOCK = True
 
 
@@ -20,30 +23,45 @@ def add_arguments(parser):
     parser.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
 
 
-def run(args, config, log):
-    policy = config["retention"]
-    if not policy:
-        log.info("prune_skipped", "no retention policy configured; nothing pruned")
-        return EXIT_OK
-    repository = repository_of(config)
-    verb = "would delete" if args.dry_run else "deleted"
+def prune_repository(config, entry, dry_run, log):
+    repository = repositories.open_entry(entry, owner=config["owner"])
+    verb = "would delete" if dry_run else "deleted"
+    where = {"repository": entry["name"], "dry_run": bool(dry_run)}
     reported = set()
     for database in config["databases"]:
         # Only this runner's own backups: other databases or physical backups in a shared
         # repository are someone else's to prune.
-        result = retention.apply_retention(repository, policy, dry_run=args.dry_run, database=database, kind="logical")
-        for entry in result.get("deleted") or []:
-            log.info("prune_deleted" if not args.dry_run else "prune_would_delete",
-                     "%s %s (%s)" % (verb, entry["id"], entry.get("reason") or "retention"),
-                     database=database, backup_id=entry["id"], reason=entry.get("reason"), dry_run=bool(args.dry_run))
+        result = retention.apply_retention(repository, entry["retention"], dry_run=dry_run, database=database,
+                                           kind="logical")
+        for found in result.get("deleted") or []:
+            log.info("prune_would_delete" if dry_run else "prune_deleted",
+                     "%s %s from %s (%s)" % (verb, found["id"], entry["name"], found.get("reason") or "retention"),
+                     database=database, backup_id=found["id"], reason=found.get("reason"), **where)
         for problem in result.get("problems") or []:
-            log.warning("prune_problem", problem, database=database)
+            log.warning("prune_problem", problem, database=database, repository=entry["name"])
         for temp in result.get("stale_temp") or []:
             name = temp.get("name") if isinstance(temp, dict) else str(temp)
             if name not in reported:
                 reported.add(name)
-                log.warning("stale_temp", "stale work-in-progress file left by an interrupted run: %s" % name)
+                log.warning("stale_temp", "stale work-in-progress file left by an interrupted run: %s" % name,
+                            repository=entry["name"])
         deleted, kept = len(result.get("deleted") or []), len(result.get("kept") or [])
-        log.info("prune_ok", "prune of %s: %s %d, kept %d" % (database, verb, deleted, kept),
-                 database=database, deleted=deleted, kept=kept, dry_run=bool(args.dry_run))
-    return EXIT_OK
+        log.info("prune_ok", "prune of %s in %s: %s %d, kept %d" % (database, entry["name"], verb, deleted, kept),
+                 database=database, deleted=deleted, kept=kept, **where)
+
+
+def run(args, config, log):
+    with_policy = [entry for entry in config["repositories"] if entry["retention"]]
+    for entry in config["repositories"]:
+        if not entry["retention"]:
+            log.info("prune_skipped", "no retention policy for repository %s; nothing pruned there" % entry["name"],
+                     repository=entry["name"])
+    failures = 0
+    for entry in with_policy:
+        try:
+            prune_repository(config, entry, args.dry_run, log)
+        except Exception as exc:  # one repository failing must not keep the others growing
+            failures += 1
+            log.error("prune_failed", as_error(exc), prefix="prune of %s failed: " % repositories.describe(entry),
+                      repository=entry["name"])
+    return EXIT_FAILED if failures else EXIT_OK

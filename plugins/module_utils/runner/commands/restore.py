@@ -1,15 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""``todoapi-pgbackup restore``: restore a backup, the whole database or some tables, or with
-``--dry-run`` only check the backup and the target."""
+"""``todoapi-pgbackup restore``: restore a backup from one repository (``--repository``; default the
+first), the whole database or some tables, or with ``--dry-run`` only check the backup and the
+target. A backup in a remote repository is first downloaded and checked (workspace.py)."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ...core.errors import PgBackupError
 from ...logical import restore as logical_restore
-from ..config import repository_of
+from ...storage.local import LocalRepository
+from .. import repositories, workspace
 from ..connection import connection_spec
 from ..eventlog import as_error
 from ..program import EXIT_FAILED, EXIT_OK
@@ -20,6 +22,7 @@ TAKES_LOCK = True
 
 
 def add_arguments(parser):
+    repositories.add_argument(parser)
     add = parser.add_argument
     add("--backup", metavar="ID", default="latest", help="backup id, or 'latest' (default)")
     add("--database", metavar="DB", help="target database (default: the backup's database)")
@@ -46,10 +49,37 @@ def source_database(args, config, repository, selector):
 
 
 def run(args, config, log):
-    repository = repository_of(config)
-    connection = connection_spec(config)
+    entry = repositories.choose(config["repositories"], args.repository)
+    repository = repositories.open_entry(entry, owner=config["owner"])
     selector = args.backup or "latest"
     source = source_database(args, config, repository, selector)
+    if isinstance(repository, LocalRepository):
+        return restore_from(args, config, log, repository, selector, source)
+    with workspace.scratch_repository(config, "restore") as local:
+        manifest = download(repository, local, selector, source)
+        log.info("download_ok", "downloaded %s from %s and checked it" % (manifest["id"], repositories.describe(entry)),
+                 database=source, backup_id=manifest["id"], repository=entry["name"], size=manifest["size"])
+        return restore_from(args, config, log, local, manifest["id"], source)
+
+
+def download(repository, local, selector, source):
+    """The backup ``selector`` names, downloaded into ``local`` and checked; for 'latest', the newest
+    whose download matches its manifest (as a local restore takes the newest whose checksum verifies)."""
+    if selector != "latest":
+        return repository.download(repository.resolve(selector), local)
+    problems = []
+    for manifest in reversed(repository.list(database=source, kind="logical")):
+        try:
+            return repository.download(manifest, local)
+        except PgBackupError as exc:
+            problems.append(exc.message)
+    raise PgBackupError("No usable backup of database '%s' in '%s'%s." % (
+        source, repository.path, (" (%d failed their checksum)" % len(problems)) if problems else ""),
+        hint="Take a backup first, or restore from another repository (--repository).")
+
+
+def restore_from(args, config, log, repository, selector, source):
+    connection = connection_spec(config)
     request = logical_restore.LogicalRestoreRequest(
         repository, connection, database=args.database or source, backup=selector, source_database=source,
         tables=args.tables, clean=args.clean, force=args.force, jobs=args.jobs or 1, globals_=args.globals,

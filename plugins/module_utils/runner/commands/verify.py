@@ -2,7 +2,12 @@
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """``todoapi-pgbackup verify``: verify the newest backup of each configured database (or one
-backup), and fail when the newest is older than ``max_age_hours``."""
+backup) in one repository (``--repository``; default the first), and fail when the newest is older
+than ``max_age_hours``.
+
+A backup in a remote repository is downloaded into a scratch directory (workspace.py) and verified
+there; its verification record travels with it and goes back to the remote repository, where
+retention and the status check read it."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -12,7 +17,8 @@ import time
 from ...core import manifest as manifests
 from ...core.errors import PgBackupError
 from ...ops import verify as verify_engine
-from ..config import repository_of
+from ...storage.local import LocalRepository
+from .. import repositories, workspace
 from ..connection import connection_spec
 from ..eventlog import as_error
 from ..program import EXIT_FAILED, EXIT_OK
@@ -23,6 +29,7 @@ TAKES_LOCK = True
 
 
 def add_arguments(parser):
+    repositories.add_argument(parser)
     parser.add_argument("--backup", metavar="ID", help="backup id (default: the newest of each configured database)")
     parser.add_argument("--database", action="append", metavar="DB", help="only this database (repeatable)")
     parser.add_argument("--level", help="verification level (default: verify_level of the config, 'checksum')")
@@ -45,8 +52,22 @@ def backups_to_verify(args, config, repository):
 
 
 def verify_one(config, repository, manifest, level, identity_file=None):
-    return verify_engine.verify_backup(repository, manifest, level, connection=connection_spec(config),
-                                       identity_file=identity_file or config["identity_file"], pg_bin_dir=config["pg_bin_dir"])
+    if isinstance(repository, LocalRepository):
+        return verify_engine.verify_backup(repository, manifest, level, connection=connection_spec(config),
+                                           identity_file=identity_file or config["identity_file"],
+                                           pg_bin_dir=config["pg_bin_dir"])
+    with workspace.readable_copy(config, repository, manifest) as (local, copy):
+        carry_record(repository, local, manifest["id"])
+        try:
+            return verify_one(config, local, copy, level, identity_file)
+        finally:
+            carry_record(local, repository, manifest["id"])
+
+
+def carry_record(source, target, backup_id):
+    record = source.read_sidecar(backup_id, verify_engine.SIDECAR)
+    if record:
+        target.write_sidecar(backup_id, verify_engine.SIDECAR, record)
 
 
 def stale_backup_problem(config, manifest):
@@ -61,7 +82,8 @@ def stale_backup_problem(config, manifest):
 
 
 def run(args, config, log):
-    repository = repository_of(config)
+    entry = repositories.choose(config["repositories"], args.repository)
+    repository = repositories.open_entry(entry, owner=config["owner"])
     level = args.level or config["verify_level"]
     failures = 0
     try:
@@ -71,7 +93,8 @@ def run(args, config, log):
         return EXIT_FAILED
     for manifest in manifests_to_check:
         started = time.monotonic()
-        fields = {"database": manifest["database"], "backup_id": manifest["id"], "size": manifest["size"]}
+        fields = {"database": manifest["database"], "backup_id": manifest["id"], "size": manifest["size"],
+                  "repository": entry["name"]}
         try:
             result = verify_one(config, repository, manifest, level, args.identity)
             age_problem = stale_backup_problem(config, manifest)

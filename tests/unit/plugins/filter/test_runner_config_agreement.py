@@ -12,10 +12,14 @@ import subprocess
 import sys
 
 import jinja2
+import jinja2.meta
+import jinja2.nativetypes
 import pytest
 import yaml
 
 from ansible_collections.todoapi.pgbackup.plugins.filter.runner_config import ROLE_VARIABLES, runner_config
+from ansible_collections.todoapi.pgbackup.plugins.filter.setup_paths import setup_paths
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import names
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner.config import INSTALLED_DEFAULTS
 from ansible_collections.todoapi.pgbackup.plugins.modules import pg_dump
 
@@ -34,16 +38,49 @@ def load_yaml(*parts):
         return yaml.safe_load(handle)
 
 
-def role_defaults():
-    """defaults/main.yml with the defaults built from others ("/run/lock/{{ pgbackup_job_name }}.lock") rendered."""
-    defaults = load_yaml(ROLE, "defaults", "main.yml")
-    render = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string
+def role_defaults(role=ROLE):
+    """defaults/main.yml with the defaults built from others ("/run/lock/{{ pgbackup_job_name }}.lock") and from
+    the setup's name (vars/main.yml's paths, through the setup_paths filter) rendered, as Ansible would: a value
+    is rendered once every variable it uses is."""
+    defaults = load_yaml(role, "defaults", "main.yml")
+    environment = jinja2.nativetypes.NativeEnvironment(undefined=jinja2.StrictUndefined)
+    environment.filters["todoapi.pgbackup.setup_paths"] = setup_paths
+    environment.filters["dirname"] = os.path.dirname
 
-    def rendered(value):
-        if isinstance(value, str) and "{{" in value:
-            return render(value).render(defaults)
-        return [rendered(item) for item in value] if isinstance(value, list) else value
-    return dict((name, rendered(value)) for name, value in defaults.items())
+    def templates(value):
+        if isinstance(value, dict):
+            return [text for item in value.values() for text in templates(item)]
+        if isinstance(value, list):
+            return [text for item in value for text in templates(item)]
+        return [value] if isinstance(value, str) and "{{" in value else []
+
+    def rendered(value, known):
+        if isinstance(value, dict):
+            return dict((key, rendered(item, known)) for key, item in value.items())
+        if isinstance(value, list):
+            return [rendered(item, known) for item in value]
+        return environment.from_string(value).render(known) if value in templates(value) else value
+
+    def uses(text):
+        """The variables a template uses; None for one this test cannot render (Ansible's own filters)."""
+        try:
+            return jinja2.meta.find_undeclared_variables(environment.parse(text))
+        except jinja2.TemplateError:
+            return None
+
+    pending = dict(load_yaml(role, "vars", "main.yml") or {}, **defaults)
+    known = {}
+    while True:  # a variable no file defines (another role's, a fact) stays undefined: default() applies
+        ready = [name for name, value in pending.items()
+                 if all(uses(text) is not None and not uses(text) & set(pending) for text in templates(value))]
+        if not ready:
+            break
+        for name in ready:
+            try:
+                known[name] = rendered(pending.pop(name), known)
+            except jinja2.UndefinedError:  # needs a fact
+                pass
+    return dict((name, known[name]) for name in defaults if name in known)
 
 
 def argument_spec_defaults():
@@ -70,6 +107,7 @@ def pg_dump_argument_spec(monkeypatch):
 def as_config(variables):
     """{config key: value in the runner's normal form} for the settings these role variables give."""
     built = runner_config(variables)
+    built["repository"] = built["repositories"][0]["location"]
     return dict((ROLE_VARIABLES[name], value_at(built, ROLE_VARIABLES[name])) for name in variables)
 
 
@@ -79,23 +117,56 @@ def value_at(config, key):
 
 
 def installed(variables):
-    return dict((ROLE_VARIABLES[name], value_at(INSTALLED_DEFAULTS, ROLE_VARIABLES[name])) for name in variables)
+    return dict((ROLE_VARIABLES[name], installed_value(ROLE_VARIABLES[name])) for name in variables)
+
+
+def installed_value(key):
+    if key == "repository":  # now the location of the first of the repositories
+        return INSTALLED_DEFAULTS["repositories"][0]["location"]
+    return value_at(INSTALLED_DEFAULTS, key)
 
 
 def shared(values):
     return dict((name, value) for name, value in values.items() if name in ROLE_VARIABLES)
 
 
+# The role builds pgbackup_repositories' default from it, so it never reaches the config itself.
+ONLY_IN_THE_DEFAULT_REPOSITORIES = {"pgbackup_repository"}
+
+
 def test_role_defaults_are_the_installed_defaults():
     defaults = shared(role_defaults())
     assert set(defaults) == set(ROLE_VARIABLES), "every config setting has a role variable with a default"
-    assert runner_config(defaults) == INSTALLED_DEFAULTS
+    passed = dict((name, value) for name, value in defaults.items() if name not in ONLY_IN_THE_DEFAULT_REPOSITORIES)
+    assert runner_config(passed) == INSTALLED_DEFAULTS
+    assert defaults["pgbackup_repositories"] == [{"location": defaults["pgbackup_repository"]}]
+
+
+def test_the_roles_pass_every_config_setting_to_the_filter():
+    passed = load_yaml(ROLE, "vars", "main.yml")["_pgbackup_config_variables"]
+    assert set(passed) == set(ROLE_VARIABLES) - ONLY_IN_THE_DEFAULT_REPOSITORIES
+    assert all(value == "{{ %s }}" % name for name, value in passed.items())
+
+
+def test_both_roles_default_to_the_default_name_and_its_paths():
+    monitoring = role_defaults(os.path.join(ROOT, "roles", "monitoring"))
+    backup = role_defaults()
+    assert backup["pgbackup_name"] == monitoring["pgbackup_name"] == names.DEFAULT_NAME
+    paths = names.setup_paths(names.DEFAULT_NAME)
+    assert (backup["pgbackup_config_dir"], backup["pgbackup_log_file"], backup["pgbackup_state_dir"]) == (
+        paths["config_dir"], paths["log_file"], paths["state_dir"])
+    assert (backup["pgbackup_job_name"], backup["pgbackup_lock_file"]) == (paths["job_name"], paths["lock_file"])
+    assert (monitoring["monitoring_runner_config"], monitoring["monitoring_config_path"]) == (
+        paths["config_file"], paths["monitoring_file"])
+    assert (monitoring["monitoring_state_dir"], monitoring["monitoring_textfile_path"]) == (
+        paths["state_dir"], paths["textfile"])
 
 
 def test_role_argument_specs_agree_with_the_role_defaults_and_the_config():
     documented, defaults = argument_spec_defaults(), role_defaults()
     assert documented == defaults, "meta/argument_specs.yml and defaults/main.yml differ"
-    assert runner_config(shared(documented)) == INSTALLED_DEFAULTS
+    passed = dict((name, value) for name, value in shared(documented).items() if name not in ONLY_IN_THE_DEFAULT_REPOSITORIES)
+    assert runner_config(passed) == INSTALLED_DEFAULTS
 
 
 def test_pg_dump_module_defaults_agree_with_the_config(monkeypatch):

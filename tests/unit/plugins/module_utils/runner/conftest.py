@@ -16,7 +16,7 @@ def write_config(tmp_path):
     """write_config(**overrides) -> path of a runner config below tmp_path (None drops a key)."""
     def write(**overrides):
         config = {"repository": str(tmp_path / "repo"), "databases": ["TodoDb"], "log_file": str(tmp_path / "backup.log"),
-                  "lock_file": str(tmp_path / "run.lock"), "lock_wait_seconds": 5}
+                  "lock_file": str(tmp_path / "run.lock"), "lock_wait_seconds": 5, "state_dir": str(tmp_path / "state")}
         config.update(overrides)
         config = dict((key, value) for key, value in config.items() if value is not None)
         path = tmp_path / "config.json"

@@ -11,6 +11,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import cli
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner.commands import backup as backup_command
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner.config import check_config
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner.eventlog import EventLog
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 
 
 def test_backup_runs_every_database_and_fails_if_one_failed(monkeypatch, write_config, log_lines):
@@ -44,24 +45,29 @@ def test_backup_request_follows_the_config():
         == ("directory", 4, {"method": "gzip", "level": 6}, ["Logs"], False, "/usr/lib/postgresql/15/bin")
 
 
-def test_copy_to_hook(monkeypatch):
-    manifest = {"id": "x", "database": "TodoDb"}
-    config = check_config({"copy_to": ["/mnt/nfs/backups"]})
-    log = EventLog(None, stream=io.StringIO())
-    assert backup_command.copy_to(check_config({}), None, manifest, log) is None
+def test_a_backup_is_copied_to_every_other_repository_and_one_failing_does_not_stop_the_rest(tmp_path, fake_backup):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    config = check_config({"repositories": [str(tmp_path / "first"), {"name": "broken", "location": str(blocker / "sub")},
+                                            {"name": "second", "location": str(tmp_path / "second")}]})
+    manifest = fake_backup(str(tmp_path / "first"))
+    stream = io.StringIO()
+    log = EventLog(None, stream=stream)
+    first = LocalRepository(str(tmp_path / "first"))
+    assert backup_command.copy_to_repositories(config, first, manifest, config["repositories"][1:], log) == 1
+    copy = LocalRepository(str(tmp_path / "second")).load(manifest["id"])
+    LocalRepository(str(tmp_path / "second")).verify_checksum(copy)
+    text = stream.getvalue()
+    assert "copy of %s to broken (%s) failed" % (manifest["id"], blocker / "sub") in text
+    assert "copied %s to second" % manifest["id"] in text and "copied to 1 of 2 repositories" in text
 
-    class FakeRemote(object):
-        @staticmethod
-        def copy_to_targets(manifest, source, targets, owner=None, s3_options=None):
-            return [{"target": target, "size": 1, "changed": True} for target in targets]
 
-    monkeypatch.setattr(backup_command, "transfer", FakeRemote)
-    assert backup_command.copy_to(config, None, manifest, log)[0]["target"] == "/mnt/nfs/backups"
-
-
-def test_s3_credentials_file_goes_to_boto3_through_the_environment(monkeypatch):
-    monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE", raising=False)
-    config = check_config({"s3": {"region": "eu-west-1", "credentials_file": "/etc/todoapi-pgbackup/aws-credentials"}})
-    assert backup_command.s3_options(config) == {"region": "eu-west-1"}
-    import os
-    assert os.environ["AWS_SHARED_CREDENTIALS_FILE"] == "/etc/todoapi-pgbackup/aws-credentials"
+def test_copy_to_is_sugar_for_repositories_that_keep_everything():
+    warnings = []
+    config = check_config({"repository": "/srv/backups", "retention": {"daily_days": 7}, "copy_to": ["/mnt/nfs", "s3://b/p"],
+                           "s3": {"region": "eu-west-1", "credentials_file": "/etc/aws"}}, warn=warnings.append)
+    assert [(e["name"], e["location"], e["retention"]) for e in config["repositories"]] == [
+        ("repo1", "/srv/backups", {"daily_days": 7}), ("repo2", "/mnt/nfs", None), ("repo3", "s3://b/p", None)]
+    assert config["repositories"][2]["options"] == {"region": "eu-west-1"}
+    assert config["repositories"][2]["credentials_file"] == "/etc/aws"
+    assert len(warnings) == 1 and "'copy_to' is deprecated" in warnings[0]

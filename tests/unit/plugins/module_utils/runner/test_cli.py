@@ -84,3 +84,22 @@ def test_lock_times_out_with_exit_75_naming_the_holder(tmp_path, capsys, write_c
         assert cli.main(["--config", config, "--lock-wait", "5", "verify"]) == 0, "waits long enough on request"
     finally:
         holder.join(10)
+
+
+def test_name_picks_the_config_of_that_setup(capsys):
+    assert cli.parse_args(["--name", "pg18", "list"]).config == "/etc/todoapi-pgbackup-pg18/config.json"
+    assert cli.parse_args(["--name", "main", "list"]).config == DEFAULT_CONFIG
+    assert cli.main(["--name", "../x", "list"]) == program.EXIT_USAGE
+    assert "argument --name: must be 1 to 32 lower-case letters" in capsys.readouterr().err
+    assert cli.main(["--name", "pg18", "--config", "/x.json", "list"]) == program.EXIT_USAGE
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_deprecated_key_is_logged_on_every_run(tmp_path, write_config, log_lines):
+    (tmp_path / "repo").mkdir()
+    config = write_config(copy_to=[str(tmp_path / "copy")], retention={"keep_last": 1})
+    assert cli.main(["--config", config, "prune", "--dry-run"]) == 0
+    deprecated = [e for e in log_lines() if e["event"] == "config_deprecated"]
+    assert len(deprecated) == 1 and "'copy_to' is deprecated" in deprecated[0]["message"]
+    assert [e["repository"] for e in log_lines() if e["event"] == "prune_skipped"] == ["repo2"], \
+        "a copy_to target keeps everything, as it always did"
