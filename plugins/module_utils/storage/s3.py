@@ -107,7 +107,7 @@ class S3Repository(RemoteRepository):
     kind = "s3"
     noun = "object"
     list_by_prefix = True
-    conditional_put = True  # If-None-Match: *, until the service says it does not implement it
+    conditional_put = None  # If-None-Match: * on PUT: known to this botocore and not refused by the service
 
     def __init__(self, url, endpoint_url=None, region=None, profile=None, access_key=None, secret_key=None,
                  session_token=None, sse=None, kms_key_id=None, chunk_size_mb=DEFAULT_CHUNK_MB,
@@ -331,6 +331,9 @@ class S3Repository(RemoteRepository):
         there is), and Content-MD5 so that S3 refuses a body damaged on the way. The ETag S3 answers is
         its MD5 of what it stored; when it is not that MD5 (SSE-KMS, other services) the object is read back."""
         md5, sha256, size = file_digests(path)
+        if self.conditional_put is None:  # botocore learnt it in 1.35 (2024); Debian 12 ships 1.29
+            model = self.client.meta.service_model.operation_model("PutObject")
+            self.conditional_put = "IfNoneMatch" in model.input_shape.members
         args = dict(Bucket=self.bucket, Key=self.key(name), ContentLength=size,
                     ContentMD5=base64.b64encode(md5).decode("ascii"), **self._extra_args(metadata))
         while True:
