@@ -79,10 +79,7 @@ def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=N
     check_wal_name(wal_name)
     compress = check_compression(compress)
     recipients = [r for r in (recipients or []) if r]
-    require_archive_dir(archive_dir)
-    if not os.access(archive_dir, os.W_OK):
-        raise WalArchiveError("WAL archive directory '%s' is not writable by this user." % archive_dir,
-                              hint="It must belong to the user PostgreSQL runs as (postgres).")
+    check_writable_archive_dir(archive_dir)
     source_sha, size = check_source_segment(wal_path, wal_name)
 
     existing = existing_files(archive_dir, wal_name)
@@ -117,6 +114,13 @@ def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=N
             except OSError:
                 pass
     return {"status": "archived", "path": final, "size": size, "sha256": source_sha}
+
+
+def check_writable_archive_dir(archive_dir):
+    require_archive_dir(archive_dir)
+    if not os.access(archive_dir, os.W_OK):
+        raise WalArchiveError("WAL archive directory '%s' is not writable by this user." % archive_dir,
+                              hint="It must belong to the user PostgreSQL runs as (postgres).")
 
 
 def as_archive_error(exc, wal_name):

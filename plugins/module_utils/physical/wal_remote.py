@@ -111,6 +111,10 @@ class RemoteWalArchive(object):
     def entries(self):
         return self.repository.names()
 
+    def check(self):
+        """Raise a clear error unless the archive's storage answers with these settings and credentials."""
+        self.repository.check_access()
+
     def url_of(self, name):
         return self.repository.url_of(name)
 

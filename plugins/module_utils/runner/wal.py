@@ -84,6 +84,7 @@ def build_parser():
     check.add_argument("--timeline", type=int, required=True)
     check.add_argument("--start", required=True, help="segment name or LSN")
     check.add_argument("--end", help="segment name or LSN (default: newest archived)")
+    sub.add_parser("check", parents=[common], help="check that the archive can be reached (settings, credentials)")
     prune = sub.add_parser("prune", parents=[common], help="delete WAL older than a segment")
     prune.add_argument("--oldest-needed", required=True, help="wal_start_segment of the oldest kept base backup")
     prune.add_argument("--dry-run", action="store_true")
@@ -212,6 +213,16 @@ def cmd_check_range(args, config):
     return EXIT_OK if result["complete"] else EXIT_FAILED
 
 
+def cmd_check(args, config):
+    archive = open_archive(args, config)
+    if isinstance(archive, str) or archive is None:
+        wal_archive.check_writable_archive_dir(archive)
+    else:
+        archive.check()
+    sys.stdout.write(json.dumps({"archive": _location(args, config), "reachable": True}, sort_keys=True) + "\n")
+    return EXIT_OK
+
+
 def cmd_prune(args, config):
     result = wal_archive.prune_wal(open_archive(args, config), args.oldest_needed, dry_run=args.dry_run)
     sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -219,7 +230,7 @@ def cmd_prune(args, config):
 
 
 COMMANDS = {"archive-wal": cmd_archive, "push-queue": cmd_push_queue, "restore-wal": cmd_restore,
-            "check-range": cmd_check_range, "prune": cmd_prune}
+            "check-range": cmd_check_range, "check": cmd_check, "prune": cmd_prune}
 
 
 def _report(error):
