@@ -24,7 +24,7 @@ import traceback
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
-from .base import (RemoteRepository, causes, check_private_file, delta_progress, file_digests, interrupted_upload,
+from .base import (RemoteRepository, causes, check_private_file, delta_progress, file_md5, interrupted_upload,
                    open_local_source, open_local_target, options_from_params, pick_options, split_bucket_url, upload_error)
 
 try:
@@ -326,7 +326,7 @@ class AzureRepository(RemoteRepository):
         """Upload with overwrite=False (Azure refuses to replace a blob, atomically) and validate_content
         (an MD5 per request that the service checks). The blob's Content-MD5 the service answers is
         compared with the file's; without one (block uploads of large files) the blob is read back."""
-        md5, sha256, size = file_digests(path)
+        md5, size = file_md5(path)
         with open_local_source(path) as handle:
             try:
                 result = self._blob(name).upload_blob(handle, length=size, overwrite=False, metadata=metadata or None,
@@ -336,7 +336,7 @@ class AzureRepository(RemoteRepository):
                     return False
                 raise upload_error(self._error(exc, "upload to", name), path)
         if bytes(result.get("content_md5") or b"") != md5:
-            self._confirm_upload(name, sha256, size)
+            self._confirm_upload(name, size, fsutil.sha256_file(path))
         return True
 
     def _get_file(self, name, path, progress=None):

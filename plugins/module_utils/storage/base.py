@@ -127,14 +127,13 @@ def split_bucket_url(url, scheme):
     return bucket, prefix, not any(part in ("", ".", "..") for part in prefix.split("/") if prefix)
 
 
-def file_digests(path):
-    """(md5 as bytes, sha256 hex, size) of a local file, read once."""
-    md5, sha256, size = hashlib.md5(), hashlib.sha256(), 0
+def file_md5(path):
+    """(md5 as bytes, size) of a local file: what S3 and Azure check an upload against."""
+    md5, size = hashlib.md5(), 0
     for chunk in fsutil.file_chunks(path):
         md5.update(chunk)
-        sha256.update(chunk)
         size += len(chunk)
-    return md5.digest(), sha256.hexdigest(), size
+    return md5.digest(), size
 
 
 def damaged_upload(url, noun):
@@ -440,9 +439,9 @@ class RemoteRepository(object):
         """Delete files (missing ones are fine)."""
         self._remove(names)
 
-    def _confirm_upload(self, name, sha256, size):
-        """Read an uploaded file back (when the service's checksum could not vouch for it); a copy that
-        differs is removed, then refused."""
+    def _confirm_upload(self, name, size, sha256):
+        """Read an uploaded file back (when the service's checksum could not vouch for it) and compare it with
+        what was sent; a copy that differs is removed, then refused."""
         if self._sha256(name) != (size, sha256):
             self._remove_quietly([name])
             raise damaged_upload(self.url_of(name), self.noun)

@@ -20,7 +20,7 @@ import traceback
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
-from .base import (READ_CHUNK, RemoteRepository, causes, file_digests, interrupted_upload, open_local_source,
+from .base import (READ_CHUNK, RemoteRepository, causes, file_md5, interrupted_upload, open_local_source,
                    split_bucket_url, upload_error)
 
 try:
@@ -330,7 +330,7 @@ class S3Repository(RemoteRepository):
         to replace an object (services without conditional writes: the caller's existence check is all
         there is), and Content-MD5 so that S3 refuses a body damaged on the way. The ETag S3 answers is
         its MD5 of what it stored; when it is not that MD5 (SSE-KMS, other services) the object is read back."""
-        md5, sha256, size = file_digests(path)
+        md5, size = file_md5(path)
         if self.conditional_put is None:  # botocore learnt it in 1.35 (2024); Debian 12 ships 1.29
             model = self.client.meta.service_model.operation_model("PutObject")
             self.conditional_put = "IfNoneMatch" in model.input_shape.members
@@ -353,7 +353,7 @@ class S3Repository(RemoteRepository):
                     continue
                 raise upload_error(self._error(exc, "upload to", name), path)
         if etag.strip('"') != binascii.hexlify(md5).decode("ascii"):
-            self._confirm_upload(name, sha256, size)
+            self._confirm_upload(name, size, fsutil.sha256_file(path))
         return True
 
     def _get_file(self, name, path, progress=None):
