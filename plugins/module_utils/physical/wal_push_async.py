@@ -10,14 +10,15 @@ A background pusher (one per spool directory, known by its lock) watches
 synchronous mode uses (same checks, same durability). It leaves one acknowledgement per file in
 the spool:
 
-    <spool>/<wal name>.ok       "<sha256> <size> <archive>": stored durably in that archive
+    <spool>/<wal name>.ok       "<sha256> <size> <inode> <mtime ns> <archive>": that file stored durably there
     <spool>/<wal name>.error    why storing it failed
     <spool>/pusher.lock         flock-ed by the running pusher
     <spool>/pusher.log          its output
 
 The foreground (``archive_async``, what PostgreSQL runs) returns once the ``.ok`` of its file names
-the same content and the same archive; an ``.error`` is its failure (PostgreSQL keeps the segment and
-retries, and the pusher tries again). It starts the pusher when none runs and waits at most
+the same file (size, inode and modification time: PostgreSQL never changes a segment while it is
+``.ready``, so a file with other content is another file) and the same archive; an ``.error`` is its
+failure (PostgreSQL keeps the segment and retries, and the pusher tries again). It starts the pusher when none runs and waits at most
 ``wait_seconds``. Losing the spool loses nothing: a file without acknowledgement is stored again,
 and an archive that holds the same content answers that with success.
 """
@@ -33,7 +34,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from ..core import fsutil
-from .wal_archive import WAL_NAME, check_source_segment, check_wal_name
+from .wal_archive import WAL_NAME, check_wal_name
 from .wal_archive_layout import WalArchiveError
 
 OK_SUFFIX = ".ok"
@@ -86,8 +87,8 @@ class Spool(object):
             handle.write(text + "\n")
         os.rename(temp, self._file(wal_name, suffix))
 
-    def acknowledge(self, wal_name, sha256, size, location):
-        self._write(wal_name, OK_SUFFIX, "%s %d %s" % (sha256, size, location))
+    def acknowledge(self, wal_name, sha256, identity, location):
+        self._write(wal_name, OK_SUFFIX, "%s %s %s" % (sha256, identity, location))
 
     def fail(self, wal_name, message):
         self._write(wal_name, ERROR_SUFFIX, message)
@@ -143,22 +144,30 @@ class Spool(object):
             return ""
 
 
+def file_identity(path):
+    """'<size> <inode> <mtime ns>' of a file: tells it from another file of the same name."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise WalArchiveError("Cannot read WAL file '%s': %s." % (path, exc.strerror))
+    return "%d %d %d" % (info.st_size, info.st_ino, info.st_mtime_ns)
+
+
 def archive_async(wal_path, wal_name, spool, location, start_pusher, wait_seconds=60):
     """archive_command in asynchronous mode. ``location``: the archive (URL or directory) that an
     acknowledgement must name; ``start_pusher()`` starts the background pusher and returns its
     process (a ``subprocess.Popen``)."""
     check_wal_name(wal_name)
     deadline = time.monotonic() + wait_seconds
-    plain = None
+    expected = " %s %s" % (file_identity(wal_path), location)
     pusher, started_at = None, None
     while True:
         status = spool.read(wal_name)
         if status and status[0] == "ok":
-            plain = plain or check_source_segment(wal_path, wal_name)
             spool.clear(wal_name)
-            if status[1] == "%s %d %s" % (plain[0], plain[1], location):
-                return {"status": "archived", "sha256": plain[0], "size": plain[1], "async": True}
-            continue  # about other content or another archive: store it again
+            if status[1].endswith(expected):
+                return {"status": "archived", "sha256": status[1].split()[0], "async": True}
+            continue  # about another file or another archive: store it again
         if status:
             spool.clear(wal_name)
             raise WalArchiveError("The background pusher could not store '%s': %s" % (wal_name, status[1]))
@@ -186,7 +195,7 @@ def ready_files(pg_wal):
 def run_pusher(pg_wal, spool, make_push, location, process_max=4, idle_seconds=10):
     """The background pusher: stores ``.ready`` files until none came for ``idle_seconds``. ``make_push()``
     returns a ``push(wal_path, wal_name)`` (one per thread: each keeps its own connection) that stores
-    one file and returns a dict with its sha256 and size. Returns False when another pusher runs."""
+    one file and returns a dict with its sha256. Returns False when another pusher runs."""
     lock = spool.lock()
     if lock is None:
         return False
@@ -195,7 +204,9 @@ def run_pusher(pg_wal, spool, make_push, location, process_max=4, idle_seconds=1
     def push(name):
         if getattr(local, "push", None) is None:
             local.push = make_push()
-        return local.push(os.path.join(pg_wal, name), name)
+        path = os.path.join(pg_wal, name)
+        identity = file_identity(path)  # before reading it: a file changed meanwhile is not acknowledged
+        return local.push(path, name)["sha256"], identity
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, int(process_max))) as pool:
@@ -229,8 +240,8 @@ def _push_until_idle(pg_wal, spool, pool, push, location, process_max, idle_seco
 
 def _acknowledge(spool, name, future, location):
     try:
-        result = future.result()
+        sha256, identity = future.result()
     except Exception as exc:  # every failure becomes the foreground's, which reports it to PostgreSQL
         spool.fail(name, str(exc) or type(exc).__name__)
         return
-    spool.acknowledge(name, result["sha256"], result["size"], location)
+    spool.acknowledge(name, sha256, identity, location)
