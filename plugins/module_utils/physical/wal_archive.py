@@ -25,12 +25,12 @@ __metaclass__ = type
 
 import errno
 import os
-import re
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
 from .wal_archive_contents import prune_wal, wal_range_present
-from .wal_archive_layout import CHECKSUM_SUFFIX, TMP_PREFIX, WalArchiveError, existing_files, require_archive_dir
+from .wal_archive_layout import CHECKSUM_SUFFIX, TMP_PREFIX, WalArchiveError, check_wal_name, existing_files
+from .wal_archive_layout import require_archive_dir
 from .wal_codec import COMPRESSION_CHOICES, check_compression, decode_to, decoded_sha256, encode_to, read_checksum_sidecar
 from .wal_codec import suffix_for
 from .wal_names import SEGMENT, is_valid_segment_size
@@ -40,20 +40,9 @@ from .wal_names import SEGMENT, is_valid_segment_size
 __all__ = ["COMPRESSION_CHOICES", "SEGMENT", "TMP_PREFIX", "WalArchiveError", "WalSegmentMissing", "archive_segment",
            "check_wal_name", "find_in_stream_dirs", "prune_wal", "restore_segment", "wal_range_present"]
 
-WAL_NAME = re.compile(r"^(?:[0-9A-F]{24}(?:\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
-
 
 class WalSegmentMissing(PgBackupError):
     """The archive is readable and does not hold the requested file."""
-
-
-# -- names ---------------------------------------------------------------------------------------
-
-def check_wal_name(name):
-    if not name or not WAL_NAME.match(name):
-        raise WalArchiveError("'%s' is not a WAL file name." % name,
-                              hint="PostgreSQL passes names like 000000010000000000000002 or 00000002.history (%f).")
-    return name
 
 
 # -- archive ---------------------------------------------------------------------------------

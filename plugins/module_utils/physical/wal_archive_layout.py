@@ -23,10 +23,12 @@ __metaclass__ = type
 import os
 
 from ..core.errors import PgBackupError
-from ..storage.base import META_SUFFIX
+from ..storage import META_SUFFIX
+from .wal_names import WAL_NAME
 
 # Suffixes in lookup order; a file is stored under exactly one of them.
 ENCODINGS = ("", ".zst", ".age", ".zst.age")
+COMPRESSION_CHOICES = ("none", "zstd")
 CHECKSUM_SUFFIX = ".sha256"
 SIDECAR_SUFFIXES = (CHECKSUM_SUFFIX, META_SUFFIX)  # files that describe another one, deleted with it
 TMP_PREFIX = ".tmp-"
@@ -34,6 +36,14 @@ TMP_PREFIX = ".tmp-"
 
 class WalArchiveError(PgBackupError):
     """The archive cannot be trusted for this request (damaged, unreadable, conflicting)."""
+
+
+def check_wal_name(name):
+    """``name`` when it is the name of a file PostgreSQL archives (also a guard: names become paths)."""
+    if not name or not WAL_NAME.match(name):
+        raise WalArchiveError("'%s' is not a WAL file name." % name,
+                              hint="PostgreSQL passes names like 000000010000000000000002 or 00000002.history (%f).")
+    return name
 
 
 def existing_files(archive_dir, wal_name):

@@ -18,9 +18,7 @@ import re
 from ..core import fsutil
 from ..core.errors import PgBackupError
 from ..core.pipeline import Pipeline, Stage, require_tool
-from .wal_archive_layout import CHECKSUM_SUFFIX, WalArchiveError
-
-COMPRESSION_CHOICES = ("none", "zstd")
+from .wal_archive_layout import CHECKSUM_SUFFIX, COMPRESSION_CHOICES, WalArchiveError
 
 
 def check_compression(compress):

@@ -27,12 +27,15 @@ __metaclass__ = type
 import argparse
 import json
 import os
-import subprocess
 import sys
 
-from ..physical import wal_archive
-from ..physical import wal_push_async
 from ..core.errors import PgBackupError
+from ..physical import wal_spool
+from ..physical.wal_archive_layout import COMPRESSION_CHOICES
+
+# PostgreSQL starts this program once per WAL file, one after the other, and in asynchronous mode that
+# start is most of the work: the archive engines (``wal_archive``, ``wal_remote`` and the back-ends'
+# libraries, ``wal_push_async``) are imported by the commands that use them, not here.
 
 PROG = "todoapi-pgbackup-wal"
 DEFAULT_CONFIG = "/etc/todoapi-pgbackup/wal.json"
@@ -60,7 +63,7 @@ def build_parser():
     common.add_argument("--archive-dir", help="WAL archive directory")
     common.add_argument("--archive-url", help="remote WAL archive: s3://, azure:// or sftp:// URL (settings in --config)")
     pushing = argparse.ArgumentParser(add_help=False)
-    pushing.add_argument("--compress", choices=wal_archive.COMPRESSION_CHOICES)
+    pushing.add_argument("--compress", choices=COMPRESSION_CHOICES)
     pushing.add_argument("--compress-level", type=int)
     pushing.add_argument("--recipient", action="append", dest="recipients", help="age public key (repeatable)")
     pushing.add_argument("--spool-dir", help="local directory of the asynchronous mode's acknowledgements")
@@ -131,8 +134,6 @@ def open_archive(args, config):
     location = _location(args, config)
     if "://" not in (location or ""):
         return location
-    # Imported here: the back-ends' libraries (boto3 ...) would slow down every archive_command of a
-    # directory archive and every asynchronous one, which never open the archive themselves.
     from ..physical import wal_remote
     return wal_remote.open_remote_archive(location, config.get("storage_options") or {}, config.get("credentials_file"))
 
@@ -143,8 +144,9 @@ def _store(args, config):
     options = dict(compress=_setting(args, config, "compress", "none"), recipients=_setting(args, config, "recipients", []),
                    level=int(_setting(args, config, "compress_level", 3)))
     if isinstance(archive, str) or archive is None:
+        from ..physical import wal_archive
         return lambda wal_path, wal_name: wal_archive.archive_segment(wal_path, wal_name, archive, **options)
-    from ..physical import wal_remote  # see open_archive
+    from ..physical import wal_remote
     work_dir = _setting(args, config, "spool_dir")
     return lambda wal_path, wal_name: wal_remote.archive_segment(wal_path, wal_name, archive, work_dir=work_dir, **options)
 
@@ -156,9 +158,9 @@ def cmd_archive(args, config):
     location = _location(args, config)
     if not location:
         raise PgBackupError("No WAL archive given.", hint="Pass --archive-dir/--archive-url or set them in the config.")
-    spool = wal_push_async.Spool(_setting(args, config, "spool_dir"))
+    spool = wal_spool.Spool(_setting(args, config, "spool_dir"))
     pg_wal = os.path.abspath(os.path.dirname(args.wal_path))
-    wal_push_async.archive_async(args.wal_path, args.wal_name, spool, location,
+    wal_spool.archive_async(args.wal_path, args.wal_name, spool, location,
                                  lambda: start_pusher(args, spool, pg_wal), wait_seconds=ASYNC_WAIT_SECONDS)
     return EXIT_OK
 
@@ -177,13 +179,15 @@ def pusher_argv(args, pg_wal):
 
 
 def start_pusher(args, spool, pg_wal):
+    import subprocess
     with open(spool.log_path, "ab") as log:
         return subprocess.Popen(pusher_argv(args, pg_wal), stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
                                 close_fds=True, start_new_session=True)
 
 
 def cmd_push_queue(args, config):
-    spool = wal_push_async.Spool(_setting(args, config, "spool_dir"))
+    from ..physical import wal_push_async
+    spool = wal_spool.Spool(_setting(args, config, "spool_dir"))
     wal_push_async.run_pusher(args.pg_wal, spool, lambda: _store(args, config), _location(args, config),
                               process_max=int(_setting(args, config, "process_max", DEFAULT_PROCESS_MAX)),
                               idle_seconds=PUSHER_IDLE_SECONDS)
@@ -191,6 +195,7 @@ def cmd_push_queue(args, config):
 
 
 def cmd_restore(args, config):
+    from ..physical import wal_archive
     archive = open_archive(args, config)
     identity_file = _setting(args, config, "identity_file")
     stream_dirs = _setting(args, config, "stream_dirs", [])
@@ -199,7 +204,7 @@ def cmd_restore(args, config):
             wal_archive.restore_segment(args.wal_name, args.target_path, archive, identity_file=identity_file,
                                         stream_dirs=stream_dirs)
         else:
-            from ..physical import wal_remote  # see open_archive
+            from ..physical import wal_remote
             wal_remote.restore_segment(args.wal_name, args.target_path, archive, identity_file=identity_file,
                                        stream_dirs=stream_dirs)
     except wal_archive.WalSegmentMissing:
@@ -208,12 +213,14 @@ def cmd_restore(args, config):
 
 
 def cmd_check_range(args, config):
+    from ..physical import wal_archive
     result = wal_archive.wal_range_present(open_archive(args, config), args.timeline, args.start, args.end)
     sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return EXIT_OK if result["complete"] else EXIT_FAILED
 
 
 def cmd_check(args, config):
+    from ..physical import wal_archive
     archive = open_archive(args, config)
     if isinstance(archive, str) or archive is None:
         wal_archive.check_writable_archive_dir(archive)
@@ -224,6 +231,7 @@ def cmd_check(args, config):
 
 
 def cmd_prune(args, config):
+    from ..physical import wal_archive
     result = wal_archive.prune_wal(open_archive(args, config), args.oldest_needed, dry_run=args.dry_run)
     sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return EXIT_OK

@@ -45,7 +45,6 @@ from .local import TMP_PREFIX, check_stored_file, files_of, select as select_man
 
 DIRECTORY_SUFFIX = ".dir"
 READ_CHUNK = 1024 * 1024
-META_SUFFIX = ".meta"  # metadata beside a file, where the storage has none of its own (SFTP)
 
 
 def refuse_different_backup(location, backup_id):

@@ -30,7 +30,8 @@ import uuid
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
-from .base import (META_SUFFIX, READ_CHUNK, RemoteRepository, causes, check_private_file, interrupted_upload,
+from . import META_SUFFIX
+from .base import (READ_CHUNK, RemoteRepository, causes, check_private_file, interrupted_upload,
                    open_local_source, open_local_target, options_from_params, pick_options, upload_error)
 from .local import TMP_PREFIX
 

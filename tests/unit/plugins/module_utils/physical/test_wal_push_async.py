@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_archive
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_push_async
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_spool
 
 MB = 1024 * 1024
 NAMES = ["00000001000000000000000%d" % n for n in range(2, 7)]
@@ -30,7 +31,7 @@ def cluster_dirs(tmp_path):
         (pg_wal / "archive_status" / (name + ".ready")).touch()
     archive = tmp_path / "archive"
     archive.mkdir(mode=0o700)
-    return str(pg_wal), str(archive), wal_push_async.Spool(str(tmp_path / "spool"))
+    return str(pg_wal), str(archive), wal_spool.Spool(str(tmp_path / "spool"))
 
 
 def store_into(archive):
@@ -50,7 +51,7 @@ def test_the_pusher_stores_every_ready_file_and_acknowledges_it(cluster_dirs):
     assert sorted(os.listdir(archive)) == sorted(name + ".zst" for name in NAMES + ["00000002.history"])
     assert spool.acknowledged() == set(NAMES + ["00000002.history"])
     # the foreground: its segment's acknowledgement names the same content and archive -> success, consumed
-    result = wal_push_async.archive_async(os.path.join(pg_wal, NAMES[0]), NAMES[0], spool, archive,
+    result = wal_spool.archive_async(os.path.join(pg_wal, NAMES[0]), NAMES[0], spool, archive,
                                          start_pusher=pytest.fail, wait_seconds=5)
     assert result["status"] == "archived" and result["async"]
     assert spool.read(NAMES[0]) is None
@@ -62,11 +63,11 @@ def test_an_acknowledgement_of_other_content_or_another_archive_is_not_trusted(c
     with open(os.path.join(pg_wal, NAMES[1]), "r+b") as handle:
         handle.write(b"\xff" * 16)  # the file PostgreSQL asks about now is not the one that was stored
     with pytest.raises(wal_archive.WalArchiveError, match="not stored within"):
-        wal_push_async.archive_async(os.path.join(pg_wal, NAMES[1]), NAMES[1], spool, archive,
+        wal_spool.archive_async(os.path.join(pg_wal, NAMES[1]), NAMES[1], spool, archive,
                                      start_pusher=lambda: None, wait_seconds=0.5)
     assert spool.read(NAMES[1]) is None
     with pytest.raises(wal_archive.WalArchiveError, match="not stored within"):
-        wal_push_async.archive_async(os.path.join(pg_wal, NAMES[2]), NAMES[2], spool, str(tmp_path / "other"),
+        wal_spool.archive_async(os.path.join(pg_wal, NAMES[2]), NAMES[2], spool, str(tmp_path / "other"),
                                      start_pusher=lambda: None, wait_seconds=0.5)
 
 
@@ -76,7 +77,7 @@ def test_a_failure_is_the_foregrounds_and_the_next_push_tries_again(cluster_dirs
     wal_push_async.run_pusher(pg_wal, spool, store_into(unmounted), unmounted, idle_seconds=0.2)
     assert spool.read(NAMES[0])[0] == "error"
     with pytest.raises(wal_archive.WalArchiveError, match="could not store .*does not exist"):
-        wal_push_async.archive_async(os.path.join(pg_wal, NAMES[0]), NAMES[0], spool, unmounted,
+        wal_spool.archive_async(os.path.join(pg_wal, NAMES[0]), NAMES[0], spool, unmounted,
                                      start_pusher=pytest.fail, wait_seconds=5)
     assert spool.read(NAMES[0]) is None  # consumed: PostgreSQL retries, and the pusher stores it again
     os.mkdir(unmounted, 0o700)
@@ -104,6 +105,6 @@ def test_the_foreground_starts_the_pusher_and_reports_its_crash(cluster_dirs):
         started.append(True)
         return subprocess.Popen([sys.executable, "-c", "import sys; sys.stderr.write('no module'); sys.exit(3)"])
     with pytest.raises(wal_archive.WalArchiveError, match="exited with status 3"):
-        wal_push_async.archive_async(os.path.join(pg_wal, NAMES[0]), NAMES[0], spool, archive, crashing_pusher,
+        wal_spool.archive_async(os.path.join(pg_wal, NAMES[0]), NAMES[0], spool, archive, crashing_pusher,
                                      wait_seconds=10)
     assert started == [True]
