@@ -49,6 +49,12 @@ class WalSegmentMissing(PgBackupError):
 
 def check_source_segment(wal_path, wal_name):
     """(sha256, size) of the WAL file PostgreSQL asks to archive; refuses bad names and truncated segments."""
+    size = check_source_size(wal_path, wal_name)
+    return fsutil.sha256_file(wal_path), size
+
+
+def check_source_size(wal_path, wal_name):
+    """The size of the WAL file PostgreSQL asks to archive; refuses bad names and truncated segments."""
     check_wal_name(wal_name)
     try:
         size = os.path.getsize(wal_path)
@@ -57,7 +63,7 @@ def check_source_segment(wal_path, wal_name):
     if SEGMENT.match(wal_name) and not is_valid_segment_size(size):
         raise WalArchiveError("WAL segment '%s' has an impossible size of %d bytes." % (wal_path, size),
                               hint="Refusing to archive a truncated segment; check the disk holding pg_wal.")
-    return fsutil.sha256_file(wal_path), size
+    return size
 
 
 def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=None, level=3):
@@ -69,18 +75,21 @@ def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=N
     compress = check_compression(compress)
     recipients = [r for r in (recipients or []) if r]
     check_writable_archive_dir(archive_dir)
-    source_sha, size = check_source_segment(wal_path, wal_name)
+    size = check_source_size(wal_path, wal_name)
+    # The segment's sha256 only where it is needed (a comparison, the sidecar of an encrypted file): hashing
+    # 16 MB is a good part of the work, and a zstd copy is checked against the segment's bytes anyway.
+    source_sha = fsutil.sha256_file(wal_path) if recipients else None
 
     existing = existing_files(archive_dir, wal_name)
     if existing:
-        return _already_archived(existing, source_sha, size, wal_name)
+        return _already_archived(existing, source_sha or fsutil.sha256_file(wal_path), size, wal_name)
 
     suffix = suffix_for(compress, recipients)
     final = os.path.join(archive_dir, wal_name + suffix)
     temp = os.path.join(archive_dir, "%s%s%s.%d" % (TMP_PREFIX, wal_name, suffix, os.getpid()))
     temp_sidecar = temp + CHECKSUM_SUFFIX
     try:
-        if not encode_to(wal_path, temp, final, compress, level, recipients, (source_sha, size)):
+        if not encode_to(wal_path, temp, final, compress, level, recipients, size):
             _copy_file(wal_path, temp)
             fsutil.fsync_path(temp)
         if recipients:
@@ -88,7 +97,8 @@ def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=N
             _publish(temp_sidecar, final + CHECKSUM_SUFFIX, replace=True)
         if not _publish(temp, final, replace=False):
             fsutil.remove_quietly(temp)
-            return _already_archived(existing_files(archive_dir, wal_name), source_sha, size, wal_name)
+            return _already_archived(existing_files(archive_dir, wal_name), source_sha or fsutil.sha256_file(wal_path),
+                                     size, wal_name)
         fsutil.fsync_path(archive_dir)
     except OSError as exc:
         raise WalArchiveError("Cannot write WAL file '%s' to the archive: %s." % (wal_name, exc.strerror or exc),

@@ -4,7 +4,7 @@
 """The asynchronous archive_command's side (the background pusher is ``wal_push_async``): the spool
 of acknowledgements, one local directory per cluster,
 
-    <spool>/<wal name>.ok       "<sha256> <size> <inode> <mtime ns> <archive>": that file stored durably there
+    <spool>/<wal name>.ok       "<sha256 or -> <size> <inode> <mtime ns> <archive>": that file stored durably there
     <spool>/<wal name>.error    why storing it failed
     <spool>/pusher.lock         flock-ed by the running pusher
     <spool>/pusher.log          its output
@@ -78,7 +78,8 @@ class Spool(object):
         os.rename(temp, self._file(wal_name, suffix))
 
     def acknowledge(self, wal_name, sha256, identity, location):
-        self._write(wal_name, OK_SUFFIX, "%s %s %s" % (sha256, identity, location))
+        """``sha256``: None when the archive did not need it (a new file in a directory archive)."""
+        self._write(wal_name, OK_SUFFIX, "%s %s %s" % (sha256 or "-", identity, location))
 
     def fail(self, wal_name, message):
         self._write(wal_name, ERROR_SUFFIX, message)
