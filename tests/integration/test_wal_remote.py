@@ -481,3 +481,40 @@ def test_role_archives_to_s3_with_the_secret_in_a_private_file(helper, moto, col
         assert [item["Key"] for item in listed if item["Key"].endswith(".zst")]
         again = run_playbook(ROLE_PLAY, extra_vars=extra, collections_root=collections_root, env=PIPELINING)
         assert again.stats["changed"] == 0, [t["task"] for t in again.tasks if t.get("changed")]
+
+
+def test_role_pushes_asynchronously_into_a_directory_when_asked(helper, collections_root):
+    base, _wrapper = helper
+    archive = postgres_dir(base, "role-archive-%s" % uuid.uuid4().hex[:8])
+    etc = os.path.join(base, "etc-%s" % uuid.uuid4().hex[:8])
+    with PgCluster.create() as cluster:
+        instance = "15-%s" % cluster.name
+        extra = {
+            "ansible_python_interpreter": "/usr/bin/python3",  # see the S3 role test
+            "wal_archiving_pg_version": 15, "wal_archiving_cluster_name": cluster.name,
+            "wal_archiving_login_host": "127.0.0.1", "wal_archiving_port": cluster.port,
+            "wal_archiving_login_password": cluster.password, "wal_archiving_archive_dir": archive,
+            "wal_archiving_async": True, "wal_archiving_config_dir": etc,
+            "wal_archiving_spool_dir": os.path.join(base, "role-spool-%s" % instance),
+            "wal_archiving_engine_dir": os.path.join(base, "role-lib"),
+            "wal_archiving_wrapper_path": os.path.join(base, "role-bin", "todoapi-pgbackup-wal"),
+        }
+        os.makedirs(os.path.join(base, "role-bin"), 0o755, exist_ok=True)
+        run_playbook(ROLE_PLAY, extra_vars=extra, collections_root=collections_root, env=PIPELINING)
+        config = os.path.join(etc, "wal-%s.json" % instance)
+        assert cluster.scalar("SHOW archive_command") == "%s archive-wal %%p %%f --config %s" % (
+            extra["wal_archiving_wrapper_path"], config)
+        with open(config) as handle:
+            settings = json.load(handle)
+        assert settings["archive_dir"] == archive and settings["async"] is True and "archive_url" not in settings
+        fill_segments_into(cluster, 4)
+        last = wait_archived(cluster, timeout=120)
+        assert last + ".zst" in os.listdir(archive)
+        assert os.path.exists(os.path.join(extra["wal_archiving_spool_dir"], "pusher.lock"))
+
+
+def fill_segments_into(cluster, count):
+    cluster.sql("CREATE TABLE IF NOT EXISTS filler (id int, payload text)")
+    for _ in range(count):
+        cluster.sql("INSERT INTO filler SELECT g, md5(random()::text) FROM generate_series(1, 20000) g")
+        cluster.sql("SELECT pg_switch_wal()")
