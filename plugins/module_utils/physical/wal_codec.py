@@ -85,20 +85,21 @@ def encode_to(source, destination, stored_name, compress, level, recipients, siz
 def _decodes_to(encoded, stored_name, source, size):
     """Whether ``encoded`` decodes to exactly the bytes of ``source`` (compared, not hashed: a second
     sha256 of the whole segment would cost more than the compression it checks)."""
-    pipeline = Pipeline(decode_stages(encoded, None, stored_name), stdin=encoded, capture_stdout=True).start()
-    seen = 0
-    try:
+    def compare(chunks):
+        seen = 0
         with open(source, "rb") as original:
-            for chunk in pipeline.stdout_chunks():
+            for chunk in chunks:
                 if original.read(len(chunk)) != chunk:
-                    pipeline.kill()
-                    pipeline.wait_quietly()
-                    return False
+                    return None
                 seen += len(chunk)
-    except BaseException:
+        return seen
+
+    pipeline = Pipeline(decode_stages(encoded, None, stored_name), stdin=encoded, capture_stdout=True).start()
+    seen = _consume(pipeline, compare)
+    if seen is None:
         pipeline.kill()
         pipeline.wait_quietly()
-        raise
+        return False
     try:
         pipeline.wait()
     except PgBackupError:
@@ -125,12 +126,18 @@ def decoded_sha256(path, identity_file=None, name=None):
 
 
 def _drain(pipeline, write=None):
-    """(sha256, size) of a started pipeline's output, read to the end (and handed to ``write``);
-    the pipeline is killed when reading fails. Its exit status is the caller's to check."""
+    """(sha256, size) of a started pipeline's output, read to the end (and handed to ``write``).
+    Its exit status is the caller's to check."""
+    return _consume(pipeline, lambda chunks: fsutil.sha256_chunks(chunks, write))
+
+
+def _consume(pipeline, reader):
+    """``reader(chunks)`` over a started pipeline's output; the pipeline is killed and reaped when reading fails."""
     try:
-        return fsutil.sha256_chunks(pipeline.stdout_chunks(), write)
+        return reader(pipeline.stdout_chunks())
     except BaseException:
         pipeline.kill()
+        pipeline.wait_quietly()  # reaped: the asynchronous pusher lives on after a failure
         raise
 
 
