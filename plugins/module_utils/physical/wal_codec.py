@@ -64,18 +64,19 @@ def suffix_for(compress, recipients):
     return (".zst" if compress == "zstd" else "") + (".age" if recipients else "")
 
 
-def encode_to(source, destination, stored_name, compress, level, recipients, size):
+def encode_to(source, destination, stored_name, compress, level, recipients, size, durable=True):
     """Write ``source`` (``size`` bytes) encoded for ``stored_name`` (its suffix) to the new private file
-    ``destination``, fsynced. A zstd copy (not encrypted) is proven to decompress to the bytes of
-    ``source``, so a broken compressor is never trusted. Returns False (nothing written) when there is
-    nothing to encode."""
+    ``destination``, fsynced when ``durable`` (not for a copy that is uploaded, then deleted). A zstd copy
+    (not encrypted) is proven to decompress to the bytes of ``source``, so a broken compressor is never
+    trusted. Returns False (nothing written) when there is nothing to encode."""
     stages = encode_stages(compress, level, recipients)
     if not stages:
         return False
     fsutil.remove_quietly(destination)
     Pipeline(stages, stdin=source, stdout_path=destination).run()
     os.chmod(destination, fsutil.FILE_MODE)
-    fsutil.fsync_path(destination)
+    if durable:
+        fsutil.fsync_path(destination)
     if compress == "zstd" and not recipients and not _decodes_to(destination, stored_name, source, size):
         raise WalArchiveError("The compressed copy of '%s' does not decompress to the original." % stored_name,
                               hint="Check the zstd installation and the disk holding '%s'." % destination)

@@ -152,7 +152,7 @@ def archive_segment(wal_path, wal_name, archive, compress=None, recipients=None,
         if not stored:
             encoded = _work_file(work_dir, name)
             try:
-                upload = encoded if encode_to(wal_path, encoded, name, compress, level, recipients, size) \
+                upload = encoded if encode_to(wal_path, encoded, name, compress, level, recipients, size, durable=False) \
                     else wal_path
                 if archive.repository.put_new(upload, name, {SHA256_KEY: source_sha}):
                     return {"status": "archived", "path": archive.url_of(name), "size": size, "sha256": source_sha}
