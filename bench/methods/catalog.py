@@ -8,9 +8,11 @@ from harness.rounds import Method
 from methods.collection import CollectionMethods
 from methods.pgbackrest import PgBackRest
 from methods.seed import SeedMethods
+from methods.wal_push import WalPush
 
 LOGICAL_BACKUP, LOGICAL_RESTORE = "logical backup", "logical restore"
 PHYSICAL_BACKUP, PHYSICAL_RESTORE = "physical backup", "physical restore"
+WAL_PUSH_DIR, WAL_PUSH_S3 = "WAL push, directory", "WAL push, S3"
 
 
 class Catalog(object):
@@ -18,9 +20,10 @@ class Catalog(object):
         self.seed = SeedMethods(workspace)
         self.collection = CollectionMethods(workspace)
         self.pgbackrest = PgBackRest(workspace)
+        self.wal_push = WalPush(workspace, self.pgbackrest)
 
     def sections(self):
-        return (("main", self.main()), ("scale", self.scale()), ("explore", self.explore()))
+        return (("main", self.main()), ("scale", self.scale()), ("wal", self.wal()), ("explore", self.explore()))
 
     # -- shared by the sections ---------------------------------------------------------------
 
@@ -73,6 +76,23 @@ class Catalog(object):
 
     def scale(self):
         return [self._coll_dump(), self._coll_restore()]
+
+    def wal(self):
+        """archive_command throughput: the collection against pgBackRest, with its defaults and tuned like the collection."""
+        def push(key, group, label, comparator=False):
+            return Method(key, group, label, lambda db, tag: self.wal_push.push(db, tag, key), comparator=comparator)
+        methods = []
+        for target, group, where in (("dir", WAL_PUSH_DIR, "directory"), ("s3", WAL_PUSH_S3, "S3")):
+            methods += [
+                push("wal_coll_%s" % target, group, "collection archive-wal, %s, synchronous" % where),
+                push("wal_coll_%s_async" % target, group, "collection archive-wal, %s, asynchronous" % where),
+                push("wal_pgbr_%s" % target, group, "pgBackRest archive-push, %s (defaults: gz)" % where, comparator=True),
+                push("wal_pgbr_%s_async" % target, group, "pgBackRest archive-push --archive-async, %s (defaults: gz, "
+                     "process-max 1)" % where, comparator=True),
+                push("wal_pgbr_%s_async_zst" % target, group, "pgBackRest archive-push --archive-async, %s, zst, "
+                     "process-max 4" % where, comparator=True),
+            ]
+        return methods
 
     def explore(self):
         return [self._seed_dump(), self._floor_dump()] + self._explore_dumps() + [self._seed_restore()] + \

@@ -5,7 +5,7 @@ from __future__ import absolute_import, division, print_function
 
 import math
 
-from harness.common import MIB
+from harness.common import MIB, median
 from report.summary import summarize
 
 
@@ -31,6 +31,34 @@ def method_table(rows):
             fmt(row["rss_max"] and row["rss_max"] / 1024.0, "%.0f"),
             fmt(row["tree_rss_max"] and row["tree_rss_max"] / 1024.0, "%.0f"),
             fmt(row["peak_disk_max"] and row["peak_disk_max"] / MIB, "%.0f")))
+    return lines
+
+
+def wal_lines(report):
+    """WAL push: segments/s per method (median over the rounds), against pgBackRest's fastest mode on the same target."""
+    runs = {}
+    for record in report["results"]:
+        if record["section"] == "wal":
+            runs.setdefault(record["method"], []).append(record)
+    if not runs:
+        return []
+    rates = dict((key, median([r["segments_per_second"] for r in records if not r.get("error")]))
+                 for key, records in runs.items())
+    lines = ["| Target | Method | Segments | Time s (median; all runs) | Segments/s | ÷ pgBackRest's fastest | Failures |",
+             "|---|---|---|---|---|---|---|"]
+    for key, records in runs.items():
+        first, done = records[0], [r for r in records if not r.get("error")]
+        if not done:
+            lines.append("| %s | %s | failed: %s | | | | |" % (first["group"], first["label"],
+                                                              first["error"].replace("|", "/").replace("\n", " ")[:200]))
+            continue
+        target = key.split("_")[2]
+        fastest = max([rate for other, rate in rates.items() if other.startswith("wal_pgbr_%s" % target) and rate] or [0])
+        times = [r["seconds"] for r in done]
+        label = first["label"] if first["comparator"] else "**%s**" % first["label"]
+        lines.append("| %s | %s | %d | %.1f (%s) | %.2f | %s | %d |" % (
+            first["group"], label, done[0]["segments"], median(times), ", ".join("%.1f" % t for t in times), rates[key],
+            fmt(fastest and rates[key] / fastest, "%.2f"), sum(r.get("archive_failures") or 0 for r in done)))
     return lines
 
 
