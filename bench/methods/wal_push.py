@@ -198,8 +198,8 @@ class WalPush(object):
             if done:
                 return
             if failed - failed_before >= 3 or time.monotonic() > deadline:
-                raise StepFailed("segment %s not archived (%d failures): %s" % (last, failed - failed_before,
-                                                                             cluster.log_tail(6)))
+                raise StepFailed("segment %s not archived (%d failures): %s" % (
+                    last, failed - failed_before, cluster.log_tail(6)))
             time.sleep(0.05)
 
     def _wait_for_pusher(self, key, timeout=60):

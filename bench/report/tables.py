@@ -49,8 +49,8 @@ def wal_lines(report):
     for key, records in runs.items():
         first, done = records[0], [r for r in records if not r.get("error")]
         if not done:
-            lines.append("| %s | %s | failed: %s | | | | |" % (first["group"], first["label"],
-                                                              first["error"].replace("|", "/").replace("\n", " ")[:200]))
+            error = first["error"].replace("|", "/").replace("\n", " ")[:200]
+            lines.append("| %s | %s | failed: %s | | | | |" % (first["group"], first["label"], error))
             continue
         target = key.split("_")[2]
         fastest = max([rate for other, rate in rates.items() if other.startswith("wal_pgbr_%s" % target) and rate] or [0])

@@ -160,8 +160,8 @@ def cmd_archive(args, config):
         raise PgBackupError("No WAL archive given.", hint="Pass --archive-dir/--archive-url or set them in the config.")
     spool = wal_spool.Spool(_setting(args, config, "spool_dir"))
     pg_wal = os.path.abspath(os.path.dirname(args.wal_path))
-    wal_spool.archive_async(args.wal_path, args.wal_name, spool, location,
-                                 lambda: start_pusher(args, spool, pg_wal), wait_seconds=ASYNC_WAIT_SECONDS)
+    wal_spool.archive_async(args.wal_path, args.wal_name, spool, location, lambda: start_pusher(args, spool, pg_wal),
+                            wait_seconds=ASYNC_WAIT_SECONDS)
     return EXIT_OK
 
 

@@ -52,7 +52,7 @@ def test_the_pusher_stores_every_ready_file_and_acknowledges_it(cluster_dirs):
     assert spool.acknowledged() == set(NAMES + ["00000002.history"])
     # the foreground: its segment's acknowledgement names the same content and archive -> success, consumed
     result = wal_spool.archive_async(os.path.join(pg_wal, NAMES[0]), NAMES[0], spool, archive,
-                                         start_pusher=pytest.fail, wait_seconds=5)
+                                     start_pusher=pytest.fail, wait_seconds=5)
     assert result["status"] == "archived" and result["async"]
     assert spool.read(NAMES[0]) is None
 
@@ -64,11 +64,11 @@ def test_an_acknowledgement_of_other_content_or_another_archive_is_not_trusted(c
         handle.write(b"\xff" * 16)  # the file PostgreSQL asks about now is not the one that was stored
     with pytest.raises(wal_archive.WalArchiveError, match="not stored within"):
         wal_spool.archive_async(os.path.join(pg_wal, NAMES[1]), NAMES[1], spool, archive,
-                                     start_pusher=lambda: None, wait_seconds=0.5)
+                                start_pusher=lambda: None, wait_seconds=0.5)
     assert spool.read(NAMES[1]) is None
     with pytest.raises(wal_archive.WalArchiveError, match="not stored within"):
         wal_spool.archive_async(os.path.join(pg_wal, NAMES[2]), NAMES[2], spool, str(tmp_path / "other"),
-                                     start_pusher=lambda: None, wait_seconds=0.5)
+                                start_pusher=lambda: None, wait_seconds=0.5)
 
 
 def test_a_failure_is_the_foregrounds_and_the_next_push_tries_again(cluster_dirs):
@@ -78,7 +78,7 @@ def test_a_failure_is_the_foregrounds_and_the_next_push_tries_again(cluster_dirs
     assert spool.read(NAMES[0])[0] == "error"
     with pytest.raises(wal_archive.WalArchiveError, match="could not store .*does not exist"):
         wal_spool.archive_async(os.path.join(pg_wal, NAMES[0]), NAMES[0], spool, unmounted,
-                                     start_pusher=pytest.fail, wait_seconds=5)
+                                start_pusher=pytest.fail, wait_seconds=5)
     assert spool.read(NAMES[0]) is None  # consumed: PostgreSQL retries, and the pusher stores it again
     os.mkdir(unmounted, 0o700)
     wal_push_async.run_pusher(pg_wal, spool, store_into(unmounted), unmounted, idle_seconds=0.2)
@@ -106,5 +106,5 @@ def test_the_foreground_starts_the_pusher_and_reports_its_crash(cluster_dirs):
         return subprocess.Popen([sys.executable, "-c", "import sys; sys.stderr.write('no module'); sys.exit(3)"])
     with pytest.raises(wal_archive.WalArchiveError, match="exited with status 3"):
         wal_spool.archive_async(os.path.join(pg_wal, NAMES[0]), NAMES[0], spool, archive, crashing_pusher,
-                                     wait_seconds=10)
+                                wait_seconds=10)
     assert started == [True]
