@@ -448,7 +448,7 @@ class SftpRepository(RemoteRepository):
             with open_local_source(path) as handle:
                 temp, size, digest = self._upload_temp(name, handle, durable=True)
             try:
-                self._confirm_upload(temp, digest, size)
+                self._confirm_upload(temp, size, digest)
                 if metadata:
                     self._write(name + META_SUFFIX, json.dumps(metadata, sort_keys=True).encode("utf-8"))
                 self._connect().rename(self.remote_path(temp), self.remote_path(name))
