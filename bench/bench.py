@@ -14,12 +14,15 @@ Run through ``make bench`` (bench/run.sh). One run:
    then the default logical backup and restore at several sizes (``--sizes``);
 4. runs ``playbooks/dr_restore.yml`` once per method (logical, PITR) onto a new local cluster, recording the
    DR report's RTO and per-step durations (methods/dr_playbook.py);
+5. measures WAL push: segments per second through archive_command, the collection's helper
+   against pgBackRest's archive-push, into a directory and into S3 (methods/wal_push.py);
 5. times a second, no-change converge of the backup role through ansible-playbook;
 6. writes raw JSON to bench/results/ and the tables to docs/performance.md (only between
    the ``bench:*`` markers; the prose around them is kept).
 
 ``--explore`` instead measures candidate defaults (compression levels, formats, jobs,
-pg_basebackup variants) and writes the ``explore`` section.
+pg_basebackup variants) and writes the ``explore`` section; ``--wal`` measures only WAL push and
+writes only the ``wal`` section.
 
 The collection's methods run the engine exactly as its modules do: the request is built from
 the defaults in the module's DOCUMENTATION (which ansible-test keeps equal to its
@@ -68,6 +71,8 @@ def parse_args(argv):
                         help="scale study sizes in MB, comma separated (env BENCH_SIZES; default 100,300 plus "
                              "--size-mb; 'none' skips it)")
     parser.add_argument("--explore", action="store_true", help="measure candidate defaults instead")
+    parser.add_argument("--wal", action="store_true", default=env.get("BENCH_WAL") == "1",
+                        help="measure only the WAL push section (env BENCH_WAL=1; BENCH_WAL_SEGMENTS, default 32)")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     parser.add_argument("--no-ansible", action="store_true", help="skip the role converge timing")
     parser.add_argument("--no-dr", action="store_true", default=env.get("BENCH_NO_DR") == "1",

@@ -29,16 +29,18 @@ def run(args):
     workspace = Workspace(args.work_dir, args.nice)
     workspace.create_dirs()
     report = {"started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-              "mode": "explore" if args.explore else "main", "size_mb": args.size_mb, "rounds": args.rounds,
+              "mode": "explore" if args.explore else ("wal" if args.wal else "main"), "size_mb": args.size_mb, "rounds": args.rounds,
               "nice": args.nice,
               "machine": machine_facts(workspace.work), "work_dir": workspace.work}
     results = []
     workspace.setup_cluster()
+    catalog = Catalog(workspace)
     try:
-        catalog = Catalog(workspace)
         main_db = _prepare(workspace, catalog, args.size_mb, report)
         if args.explore:
             _measure(workspace, catalog.explore(), main_db, args, "explore", results)
+        elif args.wal:
+            _measure(workspace, catalog.wal(), main_db, args, "wal", results)
         else:
             _measure(workspace, catalog.main(), main_db, args, "main", results)
             report["incremental"] = _incremental(catalog, args, results)
@@ -46,9 +48,11 @@ def run(args):
             _scale_study(workspace, catalog, main_db, args, report["scale_databases"], results)
             if not args.no_dr:
                 _measure(workspace, catalog.dr(), main_db, _one_round(args), "dr", results)
+            _measure(workspace, catalog.wal(), main_db, args, "wal", results)
             if not args.no_ansible:
                 report["ansible"] = _ansible(workspace, main_db)
     finally:
+        catalog.wal_push.stop()
         report["caches_dropped"] = workspace.cold_start.caches_dropped
         report["results"] = results
         report["total_seconds"] = round(time.monotonic() - started, 1)

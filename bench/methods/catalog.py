@@ -11,11 +11,13 @@ from methods.incremental import IncrementalMethods
 from methods.dr_playbook import DrPlaybook
 from methods.pgbackrest import PgBackRest
 from methods.seed import SeedMethods
+from methods.wal_push import WalPush
 
 LOGICAL_BACKUP, LOGICAL_RESTORE = "logical backup", "logical restore"
 PHYSICAL_BACKUP, PHYSICAL_RESTORE = "physical backup", "physical restore"
 PG18_BACKUP, PG18_RESTORE = "physical backup, PostgreSQL 18", "physical restore, PostgreSQL 18"
 DISASTER_RECOVERY = "disaster recovery"
+WAL_PUSH_DIR, WAL_PUSH_S3 = "WAL push, directory", "WAL push, S3"
 
 
 class Catalog(object):
@@ -25,10 +27,11 @@ class Catalog(object):
         self.pgbackrest = PgBackRest(workspace)
         self.incremental_methods = IncrementalMethods(Pg18Workspace(workspace.work, workspace.nice))
         self.dr_playbook = DrPlaybook(workspace, self.collection)
+        self.wal_push = WalPush(workspace, self.pgbackrest)
 
     def sections(self):
-        return (("main", self.main()), ("scale", self.scale()), ("dr", self.dr()), ("explore", self.explore()),
-                ("incremental", self.incremental()))
+        return (("main", self.main()), ("scale", self.scale()), ("dr", self.dr()), ("wal", self.wal()),
+                ("explore", self.explore()), ("incremental", self.incremental()))
 
     # -- shared by the sections ---------------------------------------------------------------
 
@@ -103,6 +106,23 @@ class Catalog(object):
                        self.dr_playbook.logical),
                 Method("dr_pitr", DISASTER_RECOVERY, "dr_restore.yml, dr_method=pitr (all archived WAL)",
                        self.dr_playbook.pitr)]
+
+    def wal(self):
+        """archive_command throughput: the collection against pgBackRest, with its defaults and tuned like the collection."""
+        def push(key, group, label, comparator=False):
+            return Method(key, group, label, lambda db, tag: self.wal_push.push(db, tag, key), comparator=comparator)
+        methods = []
+        for target, group, where in (("dir", WAL_PUSH_DIR, "directory"), ("s3", WAL_PUSH_S3, "S3")):
+            methods += [
+                push("wal_coll_%s" % target, group, "collection archive-wal, %s, synchronous" % where),
+                push("wal_coll_%s_async" % target, group, "collection archive-wal, %s, asynchronous" % where),
+                push("wal_pgbr_%s" % target, group, "pgBackRest archive-push, %s (defaults: gz)" % where, comparator=True),
+                push("wal_pgbr_%s_async" % target, group, "pgBackRest archive-push --archive-async, %s (defaults: gz, "
+                     "process-max 1)" % where, comparator=True),
+                push("wal_pgbr_%s_async_zst" % target, group, "pgBackRest archive-push --archive-async, %s, zst, "
+                     "process-max 4" % where, comparator=True),
+            ]
+        return methods
 
     def explore(self):
         return [self._seed_dump(), self._floor_dump()] + self._explore_dumps() + [self._seed_restore()] + \

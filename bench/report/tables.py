@@ -5,7 +5,7 @@ from __future__ import absolute_import, division, print_function
 
 import math
 
-from harness.common import MIB
+from harness.common import MIB, median
 from report.summary import summarize
 
 
@@ -44,6 +44,34 @@ def incremental_lines(report):
             "server-gzip:1), its own cluster with `summarize_wal = on` and a %.0f MiB TodoDb. \"Time ÷ seed\" and "
             "\"Size ÷ seed\" compare here with the full backup and with its restore." % (db.get("size_bytes", 0) / MIB),
             ""] + method_table(rows)
+
+
+def wal_lines(report):
+    """WAL push: segments/s per method (median over the rounds), against pgBackRest's fastest mode on the same target."""
+    runs = {}
+    for record in report["results"]:
+        if record["section"] == "wal":
+            runs.setdefault(record["method"], []).append(record)
+    if not runs:
+        return []
+    rates = dict((key, median([r["segments_per_second"] for r in records if not r.get("error")]))
+                 for key, records in runs.items())
+    lines = ["| Target | Method | Segments | Time s (median; all runs) | Segments/s | ÷ pgBackRest's fastest | Failures |",
+             "|---|---|---|---|---|---|---|"]
+    for key, records in runs.items():
+        first, done = records[0], [r for r in records if not r.get("error")]
+        if not done:
+            error = first["error"].replace("|", "/").replace("\n", " ")[:200]
+            lines.append("| %s | %s | failed: %s | | | | |" % (first["group"], first["label"], error))
+            continue
+        target = key.split("_")[2]
+        fastest = max([rate for other, rate in rates.items() if other.startswith("wal_pgbr_%s" % target) and rate] or [0])
+        times = [r["seconds"] for r in done]
+        label = first["label"] if first["comparator"] else "**%s**" % first["label"]
+        lines.append("| %s | %s | %d | %.1f (%s) | %.2f | %s | %d |" % (
+            first["group"], label, done[0]["segments"], median(times), ", ".join("%.1f" % t for t in times), rates[key],
+            fmt(fastest and rates[key] / fastest, "%.2f"), sum(r.get("archive_failures") or 0 for r in done)))
+    return lines
 
 
 def scale_lines(report):

@@ -25,13 +25,14 @@ __metaclass__ = type
 
 import errno
 import os
-import re
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
-from ..core.pipeline import Pipeline, Stage, require_tool
 from .wal_archive_contents import prune_wal, wal_range_present
-from .wal_archive_layout import CHECKSUM_SUFFIX, TMP_PREFIX, WalArchiveError, existing_files, require_archive_dir
+from .wal_archive_layout import CHECKSUM_SUFFIX, TMP_PREFIX, WalArchiveError, check_wal_name, existing_files
+from .wal_archive_layout import require_archive_dir
+from .wal_codec import COMPRESSION_CHOICES, check_compression, decode_to, decoded_sha256, encode_to, read_checksum_sidecar
+from .wal_codec import suffix_for
 from .wal_names import SEGMENT, is_valid_segment_size
 
 # What callers use from here (runner/wal.py, ops/dr.py, PITR and the tests); prune_wal and
@@ -39,121 +40,22 @@ from .wal_names import SEGMENT, is_valid_segment_size
 __all__ = ["COMPRESSION_CHOICES", "SEGMENT", "TMP_PREFIX", "WalArchiveError", "WalSegmentMissing", "archive_segment",
            "check_wal_name", "find_in_stream_dirs", "prune_wal", "restore_segment", "wal_range_present"]
 
-WAL_NAME = re.compile(r"^(?:[0-9A-F]{24}(?:\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
-COMPRESSION_CHOICES = ("none", "zstd")
-
 
 class WalSegmentMissing(PgBackupError):
     """The archive is readable and does not hold the requested file."""
 
 
-# -- names ---------------------------------------------------------------------------------------
-
-def check_wal_name(name):
-    if not name or not WAL_NAME.match(name):
-        raise WalArchiveError("'%s' is not a WAL file name." % name,
-                              hint="PostgreSQL passes names like 000000010000000000000002 or 00000002.history (%f).")
-    return name
-
-
-# -- stages --------------------------------------------------------------------------------------
-
-def _zstd(*args):
-    return Stage([require_tool("zstd", "the zstd package"), "-q"] + list(args), name="zstd")
-
-
-def _encode_stages(compress, level, recipients):
-    stages = []
-    if compress == "zstd":
-        stages.append(_zstd("-%d" % level, "--check", "-c"))
-    if recipients:
-        argv = [require_tool("age", "the age package")]
-        for recipient in recipients:
-            argv += ["-r", recipient]
-        stages.append(Stage(argv, name="age"))
-    return stages
-
-
-def _decode_stages(path, identity_file, name=None):
-    """Stages that turn a stored file back into the WAL; ``name`` (default ``path``) tells the encoding."""
-    name = name or path
-    stages = []
-    if name.endswith(".age"):
-        if not identity_file:
-            raise WalArchiveError("WAL file '%s' is encrypted and no age identity file was given." % path,
-                                  hint="Configure identity_file (restore-wal --identity) with a key of one of its recipients.")
-        if not os.path.isfile(identity_file):
-            raise WalArchiveError("Identity file '%s' does not exist." % identity_file)
-        stages.append(Stage([require_tool("age", "the age package"), "-d", "-i", identity_file], name="age"))
-    if name.endswith(".zst") or name.endswith(".zst.age"):
-        stages.append(_zstd("-d", "-c"))
-    return stages
-
-
-def _suffix(compress, recipients):
-    return (".zst" if compress == "zstd" else "") + (".age" if recipients else "")
-
-
-def _sha256_of_file(path):
-    return fsutil.sha256_file(path)
-
-
-def _decoded_sha256(path, identity_file=None, name=None):
-    """sha256 and size of what PostgreSQL wrote, for a stored (maybe encoded) archive file."""
-    name = name or path
-    if not (name.endswith(".zst") or name.endswith(".age")):
-        return _sha256_of_file(path), os.path.getsize(path)
-    if name.endswith(".age") and not identity_file:
-        return _read_checksum_sidecar(path), None
-    pipeline = Pipeline(_decode_stages(path, identity_file, name), stdin=path, capture_stdout=True).start()
-    digest, size = _drain(pipeline)
-    try:
-        pipeline.wait()
-    except PgBackupError as exc:
-        raise WalArchiveError("Archived WAL file '%s' cannot be decoded: %s" % (path, exc.message),
-                              hint="It is damaged; the WAL it held is lost unless another copy exists.")
-    return digest, size
-
-
-def _drain(pipeline, write=None):
-    """(sha256, size) of a started pipeline's output, read to the end (and handed to ``write``);
-    the pipeline is killed when reading fails. Its exit status is the caller's to check."""
-    try:
-        return fsutil.sha256_chunks(pipeline.stdout_chunks(), write)
-    except BaseException:
-        pipeline.kill()
-        raise
-
-
-def _read_checksum_sidecar(path):
-    sidecar = path + CHECKSUM_SUFFIX
-    try:
-        with open(sidecar) as handle:
-            value = handle.read().split()[0]
-    except (OSError, IndexError):
-        raise WalArchiveError("The checksum file of encrypted WAL file '%s' is missing or unreadable." % path,
-                              hint="Without it the archived content cannot be compared; check the archive by hand.")
-    if not re.match(r"^[0-9a-f]{64}$", value):
-        raise WalArchiveError("The checksum file '%s' is damaged." % sidecar)
-    return value
-
-
 # -- archive ---------------------------------------------------------------------------------
 
-def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=None, level=3):
-    """Copy one WAL file into the archive durably (archive_command). Returns what happened.
+def check_source_segment(wal_path, wal_name):
+    """(sha256, size) of the WAL file PostgreSQL asks to archive; refuses bad names and truncated segments."""
+    size = check_source_size(wal_path, wal_name)
+    return fsutil.sha256_file(wal_path), size
 
-    ``compress``: None/'none' or 'zstd'; ``recipients``: age public keys (encrypts).
-    """
+
+def check_source_size(wal_path, wal_name):
+    """The size of the WAL file PostgreSQL asks to archive; refuses bad names and truncated segments."""
     check_wal_name(wal_name)
-    compress = compress or "none"
-    if compress not in COMPRESSION_CHOICES:
-        raise WalArchiveError("Unknown WAL compression '%s'." % compress, hint="Use none or zstd.")
-    recipients = [r for r in (recipients or []) if r]
-    require_archive_dir(archive_dir)
-    if not os.access(archive_dir, os.W_OK):
-        raise WalArchiveError("WAL archive directory '%s' is not writable by this user." % archive_dir,
-                              hint="It must belong to the user PostgreSQL runs as (postgres).")
     try:
         size = os.path.getsize(wal_path)
     except OSError as exc:
@@ -161,45 +63,49 @@ def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=N
     if SEGMENT.match(wal_name) and not is_valid_segment_size(size):
         raise WalArchiveError("WAL segment '%s' has an impossible size of %d bytes." % (wal_path, size),
                               hint="Refusing to archive a truncated segment; check the disk holding pg_wal.")
-    source_sha = _sha256_of_file(wal_path)
+    return size
+
+
+def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=None, level=3):
+    """Copy one WAL file into the archive durably (archive_command). Returns what happened.
+
+    ``compress``: None/'none' or 'zstd'; ``recipients``: age public keys (encrypts).
+    """
+    check_wal_name(wal_name)
+    compress = check_compression(compress)
+    recipients = [r for r in (recipients or []) if r]
+    check_writable_archive_dir(archive_dir)
+    size = check_source_size(wal_path, wal_name)
+    # The segment's sha256 only where it is needed (a comparison, the sidecar of an encrypted file): hashing
+    # 16 MB is a good part of the work, and a zstd copy is checked against the segment's bytes anyway.
+    source_sha = fsutil.sha256_file(wal_path) if recipients else None
 
     existing = existing_files(archive_dir, wal_name)
     if existing:
-        return _already_archived(existing, source_sha, size, wal_name)
+        return _already_archived(existing, source_sha or fsutil.sha256_file(wal_path), size, wal_name)
 
-    suffix = _suffix(compress, recipients)
+    suffix = suffix_for(compress, recipients)
     final = os.path.join(archive_dir, wal_name + suffix)
     temp = os.path.join(archive_dir, "%s%s%s.%d" % (TMP_PREFIX, wal_name, suffix, os.getpid()))
     temp_sidecar = temp + CHECKSUM_SUFFIX
     try:
-        stages = _encode_stages(compress, level, recipients)
-        if stages:
-            fsutil.remove_quietly(temp)
-            Pipeline(stages, stdin=wal_path, stdout_path=temp).run()
-            os.chmod(temp, fsutil.FILE_MODE)
-        else:
+        if not encode_to(wal_path, temp, final, compress, level, recipients, size):
             _copy_file(wal_path, temp)
-        fsutil.fsync_path(temp)
-        if compress == "zstd" and not recipients:
-            written_sha, written_size = _decoded_sha256(temp, name=final)
-            if written_sha != source_sha or written_size != size:
-                raise WalArchiveError("The compressed copy of '%s' does not decompress to the original." % wal_name,
-                                      hint="Check the zstd installation and the archive disk.")
+            fsutil.fsync_path(temp)
         if recipients:
             _write_small_file(temp_sidecar, source_sha + "  " + wal_name + "\n")
             _publish(temp_sidecar, final + CHECKSUM_SUFFIX, replace=True)
         if not _publish(temp, final, replace=False):
             fsutil.remove_quietly(temp)
-            return _already_archived(existing_files(archive_dir, wal_name), source_sha, size, wal_name)
+            return _already_archived(existing_files(archive_dir, wal_name), source_sha or fsutil.sha256_file(wal_path),
+                                     size, wal_name)
         fsutil.fsync_path(archive_dir)
     except OSError as exc:
         raise WalArchiveError("Cannot write WAL file '%s' to the archive: %s." % (wal_name, exc.strerror or exc),
                               hint="Check free space and permissions of '%s'; PostgreSQL keeps the segment and "
                                    "retries." % archive_dir)
     except PgBackupError as exc:
-        if isinstance(exc, WalArchiveError):
-            raise
-        raise WalArchiveError("Archiving '%s' failed: %s" % (wal_name, exc.message), hint=exc.hint)
+        raise as_archive_error(exc, wal_name)
     finally:
         for path in (temp, temp_sidecar):
             try:
@@ -209,14 +115,32 @@ def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=N
     return {"status": "archived", "path": final, "size": size, "sha256": source_sha}
 
 
+def check_writable_archive_dir(archive_dir):
+    require_archive_dir(archive_dir)
+    if not os.access(archive_dir, os.W_OK):
+        raise WalArchiveError("WAL archive directory '%s' is not writable by this user." % archive_dir,
+                              hint="It must belong to the user PostgreSQL runs as (postgres).")
+
+
+def as_archive_error(exc, wal_name):
+    """A WalArchiveError for any PgBackupError raised while archiving ``wal_name``."""
+    if isinstance(exc, WalArchiveError):
+        return exc
+    return WalArchiveError("Archiving '%s' failed: %s" % (wal_name, exc.message), hint=exc.hint)
+
+
+def refuse_different(wal_name, stored):
+    return WalArchiveError("WAL file '%s' is already archived as '%s' with different content; refusing to "
+                           "overwrite it." % (wal_name, stored),
+                           hint="Two clusters may be archiving into the same archive, or the archive was "
+                                "restored from elsewhere. Investigate before moving or deleting anything.")
+
+
 def _already_archived(existing, source_sha, size, wal_name):
     for path in existing:
-        stored_sha, stored_size = _decoded_sha256(path)
+        stored_sha, stored_size = decoded_sha256(path)
         if stored_sha != source_sha or (stored_size is not None and stored_size != size):
-            raise WalArchiveError("WAL file '%s' is already archived as '%s' with different content; refusing to "
-                                  "overwrite it." % (wal_name, path),
-                                  hint="Two clusters may be archiving into the same directory, or the archive was "
-                                       "restored from elsewhere. Investigate before moving or deleting anything.")
+            raise refuse_different(wal_name, path)
     # Same content: maybe an earlier attempt crashed before its fsyncs. Make it durable now.
     for path in existing:
         fsutil.fsync_path(path)
@@ -229,8 +153,6 @@ def _copy_file(source, destination):
     with os.fdopen(fd, "wb") as out:
         for chunk in fsutil.file_chunks(source):
             out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
 
 
 def _write_small_file(path, text):
@@ -289,16 +211,26 @@ def restore_segment(wal_name, target_path, archive_dir, identity_file=None, stre
             raise WalSegmentMissing("WAL file '%s' is not in the archive." % wal_name)
         found = [streamed]
     source = found[0]
+    expected = None
+    if source.endswith(".age") and os.path.exists(source + CHECKSUM_SUFFIX):
+        expected = read_checksum_sidecar(source)
+    return install_wal_file(source, wal_name, target_path, identity_file, expected)
+
+
+def install_wal_file(source, wal_name, target_path, identity_file=None, expected_sha256=None, stored_name=None):
+    """Decode the local file ``source`` (stored as ``stored_name``, default ``source``) to ``target_path``:
+    through a temp file beside it, renamed into place only once its size is possible and its sha256
+    is ``expected_sha256`` (when known). PostgreSQL never sees a partial or damaged file there."""
+    stored_name = stored_name or source
     temp = "%s.todoapi-restore-%d" % (target_path, os.getpid())
     try:
-        digest, size = _decode_to(source, temp, identity_file)
+        digest, size = decode_to(source, temp, identity_file, stored_name)
         if SEGMENT.match(wal_name) and not is_valid_segment_size(size):
-            raise WalArchiveError("Archived WAL segment '%s' is truncated (%d bytes)." % (source, size),
+            raise WalArchiveError("Archived WAL segment '%s' is truncated (%d bytes)." % (stored_name, size),
                                   hint="The archive is damaged; recovery cannot continue past this segment.")
-        if source.endswith(".age") and os.path.exists(source + CHECKSUM_SUFFIX):
-            if _read_checksum_sidecar(source) != digest:
-                raise WalArchiveError("Archived WAL file '%s' does not match its checksum." % source,
-                                      hint="The archive is damaged; recovery cannot continue past this segment.")
+        if expected_sha256 and expected_sha256 != digest:
+            raise WalArchiveError("Archived WAL file '%s' does not match its checksum." % stored_name,
+                                  hint="The archive is damaged; recovery cannot continue past this segment.")
         os.rename(temp, target_path)
     except OSError as exc:
         raise WalArchiveError("Cannot restore WAL file '%s' to '%s': %s." % (wal_name, target_path, exc.strerror or exc))
@@ -307,24 +239,4 @@ def restore_segment(wal_name, target_path, archive_dir, identity_file=None, stre
             fsutil.remove_quietly(temp)
         except OSError:
             pass
-    return {"status": "restored", "source": source, "size": size, "sha256": digest}
-
-
-def _decode_to(source, destination, identity_file):
-    stages = _decode_stages(source, identity_file)
-    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, fsutil.FILE_MODE)
-    with os.fdopen(fd, "wb") as out:
-        if not stages:
-            return fsutil.sha256_chunks(fsutil.file_chunks(source), out.write)
-        pipeline = Pipeline(stages, stdin=source, capture_stdout=True).start()
-        digest, size = _drain(pipeline, out.write)
-        try:
-            pipeline.wait()
-        except PgBackupError as exc:
-            text = exc.message.lower()
-            if "no identity matched" in text:
-                raise WalArchiveError("The age identity does not match archived WAL file '%s' (wrong key)." % source,
-                                      hint="Use the private key of one of the archive's recipients.")
-            raise WalArchiveError("Archived WAL file '%s' is damaged: %s" % (source, exc.message),
-                                  hint="Recovery cannot continue past this segment.")
-    return digest, size
+    return {"status": "restored", "source": stored_name, "size": size, "sha256": digest}

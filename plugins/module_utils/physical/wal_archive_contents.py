@@ -4,6 +4,8 @@
 """What the WAL archive holds as a whole: which segments of a timeline are there and where the first
 hole is (before a PITR, and ``todoapi-pgbackup-wal check-range``), which timelines have history
 files, and pruning what the oldest kept base backup no longer needs.
+
+``archive`` is a directory path or a remote archive (``wal_remote.open_remote_archive``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,18 +17,17 @@ import time
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
-from .wal_archive_layout import CHECKSUM_SUFFIX, TMP_PREFIX, require_archive_dir, strip_encoding
+from .wal_archive_layout import TMP_PREFIX, archive_entries, described_by, strip_encoding
 from .wal_names import DEFAULT_SEGMENT_SIZE, SEGMENT, parse_lsn, parse_segment, segment_file_name
 
 STALE_TMP_SECONDS = 3600
 
 
-def list_segments(archive_dir, timeline=None, segment_size=DEFAULT_SEGMENT_SIZE, stream_dirs=None):
+def list_segments(archive, timeline=None, segment_size=DEFAULT_SEGMENT_SIZE, stream_dirs=None):
     """{segment number: name} of the archived segments (of one timeline, when given); with
     ``stream_dirs`` also pg_receivewal's complete and ``.partial`` segments."""
-    require_archive_dir(archive_dir)
     found = {}
-    entries = list(os.listdir(archive_dir))
+    entries = archive_entries(archive)
     for directory in stream_dirs or []:
         if os.path.isdir(directory):
             entries += [e[:-len(".partial")] if e.endswith(".partial") else e for e in os.listdir(directory)]
@@ -49,7 +50,7 @@ def _segno_of(value, timeline, segment_size):
     return parse_lsn(value) // segment_size
 
 
-def wal_range_present(archive_dir, timeline, start, end=None, segment_size=DEFAULT_SEGMENT_SIZE, stream_dirs=None,
+def wal_range_present(archive, timeline, start, end=None, segment_size=DEFAULT_SEGMENT_SIZE, stream_dirs=None,
                       also_present=None):
     """Check that every segment of ``timeline`` from ``start`` to ``end`` is archived.
 
@@ -61,7 +62,7 @@ def wal_range_present(archive_dir, timeline, start, end=None, segment_size=DEFAU
     (newest segment reachable from ``start`` without a hole, or None).
     """
     timeline = int(timeline, 16) if isinstance(timeline, str) else int(timeline)
-    present = list_segments(archive_dir, timeline, segment_size, stream_dirs)
+    present = list_segments(archive, timeline, segment_size, stream_dirs)
     for segno in also_present or ():  # e.g. the segments a base backup carries itself
         present.setdefault(segno, segment_file_name(timeline, segno, segment_size))
     first = _segno_of(start, timeline, segment_size)
@@ -87,58 +88,67 @@ def wal_range_present(archive_dir, timeline, start, end=None, segment_size=DEFAU
     }
 
 
-def history_timelines(archive_dir):
+def history_timelines(archive):
     """Timelines that have a history file in the archive (timeline switches after a PITR/failover)."""
     found = []
-    for entry in os.listdir(archive_dir):
+    for entry in archive_entries(archive):
         name = strip_encoding(entry)
         if name and re.match(r"^[0-9A-F]{8}\.history$", name):
             found.append(int(name[:8], 16))
     return sorted(found)
 
 
-def prune_wal(archive_dir, oldest_needed_segment, dry_run=False, segment_size=DEFAULT_SEGMENT_SIZE):
+def prune_wal(archive, oldest_needed_segment, dry_run=False, segment_size=DEFAULT_SEGMENT_SIZE):
     """Delete archived WAL older than ``oldest_needed_segment`` (pg_archivecleanup semantics).
 
     ``oldest_needed_segment`` is the ``wal_start_segment`` of the oldest base backup that is
     kept. Segments (any timeline) and ``.backup``/``.partial`` files whose position is older
-    are removed with their checksum files; timeline history files are always kept. Refuses
+    are removed with their sidecar files; timeline history files are always kept. Refuses
     to run when the archive holds nothing at or after that segment (a typo would otherwise
     empty the archive). Returns {"removed": [...], "kept": n, "dry_run": bool}.
     """
     if not SEGMENT.match(oldest_needed_segment or ""):
         raise PgBackupError("'%s' is not a WAL segment name." % oldest_needed_segment,
                             hint="Pass the wal_start_segment of the oldest kept physical backup.")
-    require_archive_dir(archive_dir)
     _tli, oldest = parse_segment(oldest_needed_segment, segment_size)
-    entries = os.listdir(archive_dir)
     doomed, kept = [], 0
-    for entry in entries:
+    for entry in archive_entries(archive):
         if entry.startswith(TMP_PREFIX):
-            path = os.path.join(archive_dir, entry)
-            try:
-                if time.time() - os.path.getmtime(path) > STALE_TMP_SECONDS:
-                    doomed.append(entry)
-            except OSError:
-                pass
+            if _stale_local_work_file(archive, entry):
+                doomed.append(entry)
             continue
-        base = entry[:-len(CHECKSUM_SUFFIX)] if entry.endswith(CHECKSUM_SUFFIX) else entry
-        name = strip_encoding(base)
+        name = strip_encoding(described_by(entry) or entry)
         if name is None or not re.match(r"^[0-9A-F]{24}", name):
             continue  # history files and anything unknown stay
         _tli, segno = parse_segment(name[:24], segment_size)
         if segno < oldest:
             doomed.append(entry)
-        elif SEGMENT.match(name) and not entry.endswith(CHECKSUM_SUFFIX):
+        elif SEGMENT.match(name) and described_by(entry) is None:
             kept += 1
     if not kept:
         raise PgBackupError("The WAL archive '%s' holds no segment at or after %s; refusing to prune."
-                            % (archive_dir, oldest_needed_segment),
+                            % (getattr(archive, "url", archive), oldest_needed_segment),
                             hint="Check the segment name (it should be the oldest kept base backup's wal_start_segment).")
     removed = sorted(doomed)
-    if not dry_run:
-        for entry in removed:
-            fsutil.remove_quietly(os.path.join(archive_dir, entry))
-        if removed:
-            fsutil.fsync_path(archive_dir)
+    if not dry_run and removed:
+        _remove(archive, removed)
     return {"removed": removed, "kept": kept, "dry_run": bool(dry_run)}
+
+
+def _stale_local_work_file(archive, entry):
+    """A directory archive's work file left by a crash (a remote archive's are left alone: no age is known)."""
+    if hasattr(archive, "entries"):
+        return False
+    try:
+        return time.time() - os.path.getmtime(os.path.join(archive, entry)) > STALE_TMP_SECONDS
+    except OSError:
+        return False
+
+
+def _remove(archive, entries):
+    if hasattr(archive, "remove"):
+        archive.remove(entries)
+        return
+    for entry in entries:
+        fsutil.remove_quietly(os.path.join(archive, entry))
+    fsutil.fsync_path(archive)

@@ -10,8 +10,11 @@
     <archive>/00000002.history                  timeline history files (same encodings)
     <archive>/.tmp-*                            work in progress, never read by restore
 
-Both the archive/restore commands (``wal_archive``) and the range checks and pruning
-(``wal_archive_contents``) read the archive through these names.
+A remote archive (``wal_remote``: s3://, azure://, sftp://) uses the same names under its URL; the
+plaintext's sha256 travels as the object's metadata (SFTP: a ``<name>.meta`` file beside it).
+
+The archive/restore commands (``wal_archive``, ``wal_remote``) and the range checks and pruning
+(``wal_archive_contents``) read the archive through these names; ``archive_entries`` lists either kind.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,15 +23,27 @@ __metaclass__ = type
 import os
 
 from ..core.errors import PgBackupError
+from ..storage import META_SUFFIX
+from .wal_names import WAL_NAME
 
 # Suffixes in lookup order; a file is stored under exactly one of them.
 ENCODINGS = ("", ".zst", ".age", ".zst.age")
+COMPRESSION_CHOICES = ("none", "zstd")
 CHECKSUM_SUFFIX = ".sha256"
+SIDECAR_SUFFIXES = (CHECKSUM_SUFFIX, META_SUFFIX)  # files that describe another one, deleted with it
 TMP_PREFIX = ".tmp-"
 
 
 class WalArchiveError(PgBackupError):
     """The archive cannot be trusted for this request (damaged, unreadable, conflicting)."""
+
+
+def check_wal_name(name):
+    """``name`` when it is the name of a file PostgreSQL archives (also a guard: names become paths)."""
+    if not name or not WAL_NAME.match(name):
+        raise WalArchiveError("'%s' is not a WAL file name." % name,
+                              hint="PostgreSQL passes names like 000000010000000000000002 or 00000002.history (%f).")
+    return name
 
 
 def existing_files(archive_dir, wal_name):
@@ -48,9 +63,25 @@ def require_archive_dir(archive_dir):
                               hint="It must belong to the user PostgreSQL runs as (postgres).")
 
 
+def archive_entries(archive):
+    """The names directly in an archive: a directory path, or a remote archive (``wal_remote.RemoteWalArchive``)."""
+    if hasattr(archive, "entries"):
+        return list(archive.entries())
+    require_archive_dir(archive)
+    return os.listdir(archive)
+
+
+def described_by(entry):
+    """The entry a sidecar describes (``X.zst`` for ``X.zst.meta``); None for anything else."""
+    for suffix in SIDECAR_SUFFIXES:
+        if entry.endswith(suffix):
+            return entry[:-len(suffix)]
+    return None
+
+
 def strip_encoding(entry):
-    """The WAL file name an archive entry stores (None for work files and checksum sidecars)."""
-    if entry.startswith(".") or entry.endswith(CHECKSUM_SUFFIX):
+    """The WAL file name an archive entry stores (None for work files and sidecars)."""
+    if entry.startswith(".") or described_by(entry) is not None:
         return None
     for suffix in sorted(ENCODINGS, key=len, reverse=True):
         if suffix and entry.endswith(suffix):

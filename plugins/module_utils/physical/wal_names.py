@@ -16,6 +16,8 @@ from ..core.errors import PgBackupError
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
+# Any file PostgreSQL hands to archive_command: a segment, a partial one, a backup history or a timeline history file.
+WAL_NAME = re.compile(r"^(?:[0-9A-F]{24}(?:\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
 
 
 def parse_lsn(text):

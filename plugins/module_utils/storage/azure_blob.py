@@ -24,8 +24,8 @@ import traceback
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
-from .base import (RemoteRepository, causes, check_private_file, delta_progress, interrupted_upload, open_local_source,
-                   open_local_target, options_from_params, pick_options, split_bucket_url, upload_error)
+from .base import (RemoteRepository, causes, check_private_file, delta_progress, file_md5, interrupted_upload,
+                   open_local_source, open_local_target, options_from_params, pick_options, split_bucket_url, upload_error)
 
 try:
     from azure.core import exceptions as azure_exceptions
@@ -108,6 +108,7 @@ class AzureRepository(RemoteRepository):
     """Backups in an Azure Blob container under a prefix, laid out like a LocalRepository."""
 
     kind = "azure"
+    list_by_prefix = True
 
     def __init__(self, url, connection_string=None, account_name=None, account_url=None, account_key=None,
                  sas_token=None, credentials_file=None, chunk_size_mb=DEFAULT_CHUNK_MB,
@@ -312,6 +313,31 @@ class AzureRepository(RemoteRepository):
                                                             for cause in causes(exc)):
                     raise interrupted_upload(path, self.url_of(name), _first_line(exc) or type(exc).__name__)
                 raise upload_error(self._error(exc, "upload to", name), path)
+
+    def metadata(self, name):
+        try:
+            return dict(self._blob(name).get_blob_properties().metadata or {})
+        except Exception as exc:
+            if self._not_found(exc):
+                return None
+            raise self._error(exc, "inspect", name)
+
+    def put_new(self, path, name, metadata=None):
+        """Upload with overwrite=False (Azure refuses to replace a blob, atomically) and validate_content
+        (an MD5 per request that the service checks). The blob's Content-MD5 the service answers is
+        compared with the file's; without one (block uploads of large files) the blob is read back."""
+        md5, size = file_md5(path)
+        with open_local_source(path) as handle:
+            try:
+                result = self._blob(name).upload_blob(handle, length=size, overwrite=False, metadata=metadata or None,
+                                                      validate_content=True, max_concurrency=self.max_concurrency)
+            except Exception as exc:
+                if isinstance(exc, azure_exceptions.ResourceExistsError):
+                    return False
+                raise upload_error(self._error(exc, "upload to", name), path)
+        if bytes(result.get("content_md5") or b"") != md5:
+            self._confirm_upload(name, size, fsutil.sha256_file(path))
+        return True
 
     def _get_file(self, name, path, progress=None):
         with open_local_target(path) as handle:

@@ -18,6 +18,13 @@ primitives that each back-end implements:
     check_access()                    raise a clear PgBackupError unless the storage is usable
     url_of(name)                      URL of a file, for messages and results
 
+and, for the WAL archive (physical/wal_remote.py), which keeps single files directly under the root:
+
+    put_new(path, name, metadata)     upload a local file under a name that does not exist yet; False (and
+                                      nothing written) when it exists. True only once the file is durable
+                                      and the service confirmed its checksum (or it was read back)
+    metadata(name)                    the metadata dict stored with a file ({} if none), None if it is absent
+
 The layout is the local repository's (see docs/architecture.md): a backup is listed only
 through its manifest, which is written last, after every other file was uploaded and proven
 by reading it back (size + streamed sha256). A failed upload removes what it wrote, writes no
@@ -122,6 +129,21 @@ def split_bucket_url(url, scheme):
     bucket, prefix = (rest.split("/", 1) + [""])[:2]
     prefix = prefix.strip("/")
     return bucket, prefix, not any(part in ("", ".", "..") for part in prefix.split("/") if prefix)
+
+
+def file_md5(path):
+    """(md5 as bytes, size) of a local file: what S3 and Azure check an upload against."""
+    md5, size = hashlib.md5(), 0
+    for chunk in fsutil.file_chunks(path):
+        md5.update(chunk)
+        size += len(chunk)
+    return md5.digest(), size
+
+
+def damaged_upload(url, noun):
+    return PgBackupError("The %s uploaded to '%s' does not match the local file (checksum); it was removed." % (noun, url),
+                         hint="Something between this host and the storage damages data; nothing was kept. Retry.",
+                         reason="damaged")
 
 
 def interrupted_upload(path, url, reason):
@@ -422,6 +444,38 @@ class RemoteRepository(object):
         finally:
             local_repository.discard(*temp_files)
         return manifest
+
+    # Single files (the WAL archive)
+
+    list_by_prefix = False  # True where listing the names that start with a prefix is one request (S3, Azure)
+
+    def names(self):
+        """Names of the files directly under the repository root."""
+        return self._top_names()
+
+    def existing(self, names):
+        """{name: size} of those of ``names`` that are stored (one listing where that is cheap)."""
+        names = list(names)
+        if self.list_by_prefix:
+            tree = self._tree(os.path.commonprefix(names))
+            return dict((name, tree[name]) for name in names if name in tree)
+        sizes = [(name, self._size(name)) for name in names]
+        return dict((name, size) for name, size in sizes if size is not None)
+
+    def fetch(self, name, path):
+        """Streamed download of one file to the new private local file ``path``, fsynced."""
+        self._get_file(name, path)
+
+    def remove_files(self, names):
+        """Delete files (missing ones are fine)."""
+        self._remove(names)
+
+    def _confirm_upload(self, name, size, sha256):
+        """Read an uploaded file back (when the service's checksum could not vouch for it) and compare it with
+        what was sent; a copy that differs is removed, then refused."""
+        if self._sha256(name) != (size, sha256):
+            self._remove_quietly([name])
+            raise damaged_upload(self.url_of(name), self.noun)
 
     def close(self):
         """Release connections (no-op unless the back-end keeps one)."""

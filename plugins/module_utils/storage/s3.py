@@ -14,11 +14,14 @@ listed, and a failed upload removes what it uploaded.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import base64
+import binascii
 import traceback
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
-from .base import READ_CHUNK, RemoteRepository, causes, interrupted_upload, split_bucket_url, upload_error
+from .base import (READ_CHUNK, RemoteRepository, causes, file_md5, interrupted_upload, open_local_source,
+                   split_bucket_url, upload_error)
 
 try:
     import boto3
@@ -41,6 +44,8 @@ ACCESS_DENIED_CODES = ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId",
                        "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled",
                        "AccountProblem", "KMS.AccessDeniedException")
 NOT_FOUND_CODES = ("NoSuchKey", "404", "NotFound")
+EXISTS_CODES = ("PreconditionFailed", "412")
+UNSUPPORTED_CODES = ("NotImplemented", "501")
 
 # Options for modules (and the runner) that talk to S3; the names match S3Repository's keywords
 # through s3_options_from_params().
@@ -101,6 +106,8 @@ class S3Repository(RemoteRepository):
 
     kind = "s3"
     noun = "object"
+    list_by_prefix = True
+    conditional_put = None  # If-None-Match: * on PUT: known to this botocore and not refused by the service
 
     def __init__(self, url, endpoint_url=None, region=None, profile=None, access_key=None, secret_key=None,
                  session_token=None, sse=None, kms_key_id=None, chunk_size_mb=DEFAULT_CHUNK_MB,
@@ -310,6 +317,45 @@ class S3Repository(RemoteRepository):
                        for cause in causes(exc)):
                 raise interrupted_upload(path, self.url_of(name), str(exc).rstrip(".") or type(exc).__name__)
             raise upload_error(self._error(exc, "upload to", name), path)
+
+    def metadata(self, name):
+        try:
+            return dict(self.client.head_object(Bucket=self.bucket, Key=self.key(name)).get("Metadata") or {})
+        except Exception as exc:
+            if self._missing(exc):
+                return None
+            raise self._error(exc, "inspect", name)
+
+    def put_new(self, path, name, metadata=None):
+        """One PUT (up to 5 GiB; a WAL file has at most 1 GiB) with If-None-Match: * so that S3 itself refuses
+        to replace an object (services without conditional writes: the caller's existence check is all
+        there is), and Content-MD5 so that S3 refuses a body damaged on the way. The ETag S3 answers is
+        its MD5 of what it stored; when it is not that MD5 (SSE-KMS, other services) the object is read back."""
+        md5, size = file_md5(path)
+        if self.conditional_put is None:  # botocore learnt it in 1.35 (2024); Debian 12 ships 1.29
+            model = self.client.meta.service_model.operation_model("PutObject")
+            self.conditional_put = "IfNoneMatch" in model.input_shape.members
+        args = dict(Bucket=self.bucket, Key=self.key(name), ContentLength=size,
+                    ContentMD5=base64.b64encode(md5).decode("ascii"), **self._extra_args(metadata))
+        while True:
+            if self.conditional_put:
+                args["IfNoneMatch"] = "*"
+            try:
+                with open_local_source(path) as body:
+                    etag = self.client.put_object(Body=body, **args).get("ETag") or ""
+                break
+            except Exception as exc:
+                code = _error_code(exc)[0] if isinstance(exc, botocore_exceptions.ClientError) else ""
+                if code in EXISTS_CODES:
+                    return False
+                if code in UNSUPPORTED_CODES and self.conditional_put:
+                    self.conditional_put = False
+                    args.pop("IfNoneMatch")
+                    continue
+                raise upload_error(self._error(exc, "upload to", name), path)
+        if etag.strip('"') != binascii.hexlify(md5).decode("ascii"):
+            self._confirm_upload(name, size, fsutil.sha256_file(path))
+        return True
 
     def _get_file(self, name, path, progress=None):
         try:

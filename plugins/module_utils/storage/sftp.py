@@ -20,6 +20,7 @@ __metaclass__ = type
 import errno
 import hashlib
 import io
+import json
 import os
 import posixpath
 import socket
@@ -29,8 +30,9 @@ import uuid
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
-from .base import (READ_CHUNK, RemoteRepository, causes, check_private_file, interrupted_upload, open_local_source,
-                   open_local_target, options_from_params, pick_options)
+from . import META_SUFFIX
+from .base import (READ_CHUNK, RemoteRepository, causes, check_private_file, interrupted_upload,
+                   open_local_source, open_local_target, options_from_params, pick_options, upload_error)
 from .local import TMP_PREFIX
 
 try:
@@ -41,9 +43,11 @@ except ImportError:  # Python 2 (ansible-test compile only)
 
 try:
     import paramiko
+    from paramiko.sftp import CMD_EXTENDED
     PARAMIKO_IMPORT_ERROR = None
 except ImportError:
     paramiko = None
+    CMD_EXTENDED = None
     PARAMIKO_IMPORT_ERROR = traceback.format_exc()
 
 SFTP_SCHEME = "sftp://"
@@ -131,6 +135,7 @@ class SftpRepository(RemoteRepository):
         self.ssh = None
         self._sftp = None
         self.posix_rename = None
+        self.server_fsync = None
 
     # Connection
 
@@ -387,6 +392,17 @@ class SftpRepository(RemoteRepository):
     def _write_stream(self, name, reader, progress=None):
         """Stream ``reader`` into ``.tmp-<name>.<random>`` (0600, exclusive), rename it to ``name``.
         Returns (size, sha256) of what was sent."""
+        temp, size, digest = self._upload_temp(name, reader, progress)
+        try:
+            self._rename_into_place(temp, name)
+        except BaseException:
+            self._remove_quietly([temp])
+            raise
+        return size, digest
+
+    def _upload_temp(self, name, reader, progress=None, durable=False):
+        """Stream ``reader`` into a new temp file beside ``name`` (0600, exclusive); with ``durable`` the
+        server fsyncs it (fsync@openssh.com) before it is closed. Returns (temp name, size, sha256)."""
         sftp = self._connect()
         self._ensure_parent(name)
         temp = self._temp_name(name)
@@ -405,11 +421,65 @@ class SftpRepository(RemoteRepository):
                     size += len(chunk)
                     if progress:
                         progress(len(chunk))
-            self._rename_into_place(temp, name)
+                if durable:
+                    self._fsync(handle)
         except BaseException:
             self._remove_quietly([temp])
             raise
-        return size, digest.hexdigest()
+        return temp, size, digest.hexdigest()
+
+    def _fsync(self, handle):
+        """Make an open remote file durable where the server offers fsync@openssh.com (OpenSSH does since
+        6.5; paramiko has no call for it, hence its request API)."""
+        if self.server_fsync is False:
+            return
+        handle.flush()
+        try:
+            self._sftp._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)
+            self.server_fsync = True
+        except IOError as exc:
+            if "unsupported" not in str(exc).lower():
+                raise
+            self.server_fsync = False
+
+    def metadata(self, name):
+        """Kept in a ``<name>.meta`` JSON file beside it: SFTP files carry no metadata."""
+        if self._size(name) is None:
+            return None
+        body = self._read(name + META_SUFFIX)
+        try:
+            data = json.loads(body.decode("utf-8")) if body else {}
+        except ValueError:
+            data = {}
+        return data if isinstance(data, dict) else {}
+
+    def put_new(self, path, name, metadata=None):
+        """Upload to a temp file the server fsyncs, read it back, then give it its name with a plain SFTP
+        rename, which never replaces a file (OpenSSH links, then unlinks). The metadata file is written
+        just before: it may outlive a crash, never miss for a published file."""
+        try:
+            if self._size(name) is not None:
+                return False
+            with open_local_source(path) as handle:
+                temp, size, digest = self._upload_temp(name, handle, durable=True)
+            try:
+                self._confirm_upload(temp, size, digest)
+                if metadata:
+                    self._write(name + META_SUFFIX, json.dumps(metadata, sort_keys=True).encode("utf-8"))
+                self._connect().rename(self.remote_path(temp), self.remote_path(name))
+            except IOError:
+                self._remove_quietly([temp])
+                if self._size(name) is not None:
+                    return False
+                raise
+            except BaseException:
+                self._remove_quietly([temp])
+                raise
+        except PgBackupError:
+            raise
+        except Exception as exc:
+            raise upload_error(self._error(exc, "upload to", name), path)
+        return True
 
     def _write(self, name, data):
         try:
