@@ -144,9 +144,6 @@ def test_a_remote_first_repository_gets_its_backups_through_the_state_directory(
     assert os.listdir(str(runner.state / "work")) == [], "nothing stays in the scratch repository"
 
 
-@pytest.mark.xfail(strict=True, reason="ops/status.backup_status sizes artifacts as local files, so every backup of a "
-                                       "remote repository reads as 'empty'; the 'remote' helper's change 'ops: retention, "
-                                       "verification, status and DR assessment work on any repository' fixes that")
 def test_status_of_a_remote_first_repository(runner, moto, todo_db, tmp_path):
     entry, _secret = s3_repository(moto, tmp_path)
     entries = [dict(entry, name="s3")]

@@ -38,7 +38,8 @@ from tests.lib.ansible_run import run_playbook
 from tests.lib.archiving import install_wal_tool, postgres_dir, shared_dir, wait_archived
 from tests.lib.engine import spec_of
 from tests.lib.pgcluster import PgCluster
-from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer, azurite, moto, sshd  # noqa: F401
+from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer
+from tests.lib.servers import azurite, moto, sshd  # noqa: F401  # pylint: disable=unused-import
 from tests.lib.tododb import create_todo_db
 
 BACKENDS = ["s3", "azure", "sftp"]
@@ -182,7 +183,7 @@ def phases(cluster):
 
 def fill_segments(cluster, count):
     """About ``count`` segments of real WAL (rows, then a switch after each)."""
-    for _ in range(count):
+    for _round in range(count):
         cluster.sql("INSERT INTO filler SELECT g, md5(random()::text) || repeat('x', 200) FROM generate_series(1, 40000) g",
                     dbname="TodoDb")
         cluster.sql("SELECT pg_switch_wal()")
@@ -294,7 +295,7 @@ def segment_file(base, name, size=SEGMENT_MB * MB, seed=None):
     os.makedirs(os.path.dirname(path))
     block = os.urandom(64 * 1024) if seed is None else bytes([seed]) * 64 * 1024
     with open(path, "wb") as handle:
-        for _ in range(size // len(block)):
+        for _block in range(size // len(block)):
             handle.write(block)
     shutil.chown(os.path.dirname(path), "postgres", "postgres")
     shutil.chown(path, "postgres", "postgres")
@@ -515,6 +516,6 @@ def test_role_pushes_asynchronously_into_a_directory_when_asked(helper, collecti
 
 def fill_segments_into(cluster, count):
     cluster.sql("CREATE TABLE IF NOT EXISTS filler (id int, payload text)")
-    for _ in range(count):
+    for _round in range(count):
         cluster.sql("INSERT INTO filler SELECT g, md5(random()::text) FROM generate_series(1, 20000) g")
         cluster.sql("SELECT pg_switch_wal()")
