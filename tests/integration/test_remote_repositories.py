@@ -24,7 +24,8 @@ import pytest
 import requests
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
-from tests.integration.test_wal_remote import Backend as WalBackend, install_helper
+from tests.integration.test_wal_remote import Backend as WalBackend
+from tests.integration.test_wal_remote import helper  # noqa: F401  # pylint: disable=unused-import
 from tests.lib.ansible_run import REPO_ROOT
 from tests.lib.archiving import postgres_dir, shared_dir, wait_archived
 from tests.lib.cutting_proxy import CuttingProxy
@@ -286,16 +287,6 @@ def test_wrong_credentials_fail_naming_the_cause(backend, ansible_playbook, work
 # Physical backups and point-in-time recovery, the base backups and the WAL archive on one back-end
 
 
-@pytest.fixture(scope="module")
-def wal_helper():
-    """The todoapi-pgbackup-wal helper as role wal_archiving installs it, run by PostgreSQL as OS user postgres."""
-    base = shared_dir("pgbackup-pitrremote-")
-    try:
-        yield base, install_helper(base)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def archiving_into(backend, base, wrapper):
     """(archive location for pitr_recovery's archive_dir, archive_command) of a fresh WAL archive on ``backend``'s
     storage: a directory for the local back-end, else a URL with the helper's config (what role wal_archiving
@@ -312,10 +303,10 @@ def marks(cluster):
 
 
 @pytest.mark.parametrize("backend", ["local"] + BACKENDS, indirect=True)
-def test_physical_backup_and_pitr_from_the_back_end_alone(backend, wal_helper, ansible_playbook, workdir):
+def test_physical_backup_and_pitr_from_the_back_end_alone(backend, helper, ansible_playbook, workdir):
     """pg_basebackup to the back-end, the WAL archived there, then a fresh cluster recovered to a restore point
     from there alone (no local copy of either) by pitr_recovery - by playbooks/pitr_restore.yml for S3."""
-    base, wrapper = wal_helper
+    base, wrapper = helper  # todoapi-pgbackup-wal as role wal_archiving installs it, run by PostgreSQL as postgres
     scratch = shared_dir("pgbackup-pitr-work-")  # the recovering server reads the downloaded WAL there
     archive, command = archiving_into(backend, base, wrapper)
     source = PgCluster.create(extra_conf={"archive_mode": "on", "archive_command": command})
