@@ -288,14 +288,14 @@ def test_wrong_credentials_fail_naming_the_cause(backend, ansible_playbook, work
 
 
 def archiving_into(backend, base, wrapper):
-    """(archive location for pitr_recovery's archive_dir, archive_command) of a fresh WAL archive on ``backend``'s
-    storage: a directory for the local back-end, else a URL with the helper's config (what role wal_archiving
-    writes for wal_archiving_archive_url)."""
+    """(archive location for pitr_recovery's archive_dir, archive_command, test_wal_remote.Backend or None) of a fresh
+    WAL archive on ``backend``'s storage: a directory for the local back-end, else a URL with the helper's config
+    (what role wal_archiving writes for wal_archiving_archive_url)."""
     if backend.name == "local":
         archive = postgres_dir(base, "archive-%s" % uuid.uuid4().hex[:8])
-        return archive, "%s archive-wal %%p %%f --archive-dir %s --compress zstd" % (wrapper, archive)
+        return archive, "%s archive-wal %%p %%f --archive-dir %s --compress zstd" % (wrapper, archive), None
     wal = WalBackend(backend.name, backend.server, base)
-    return wal.url, "%s archive-wal %%p %%f --config %s" % (wrapper, wal.config("archive-%s.json" % wal.prefix))
+    return wal.url, "%s archive-wal %%p %%f --config %s" % (wrapper, wal.config("archive-%s.json" % wal.prefix)), wal
 
 
 def marks(cluster):
@@ -308,7 +308,7 @@ def test_physical_backup_and_pitr_from_the_back_end_alone(backend, helper, ansib
     from there alone (no local copy of either) by pitr_recovery - by playbooks/pitr_restore.yml for S3."""
     base, wrapper = helper  # todoapi-pgbackup-wal as role wal_archiving installs it, run by PostgreSQL as postgres
     scratch = shared_dir("pgbackup-pitr-work-")  # the recovering server reads the downloaded WAL there
-    archive, command = archiving_into(backend, base, wrapper)
+    archive, command, wal = archiving_into(backend, base, wrapper)
     source = PgCluster.create(extra_conf={"archive_mode": "on", "archive_command": command})
     target = None
     try:
@@ -356,6 +356,12 @@ def test_physical_backup_and_pitr_from_the_back_end_alone(backend, helper, ansib
         assert marks(target) == {"before_backup", "before_point"}
         assert target.scalar('SELECT count(*) FROM "Users"', dbname="TodoDb") == users
         assert target.scalar('SELECT count(*) FROM "Todos"', dbname="TodoDb") > 0
+        if wal is not None:  # a damaged segment in the remote archive: refused while downloading, nothing used
+            wal.damage(sorted(n for n in wal.names() if len(n) == 28 and n.endswith(".zst"))[-1])
+            refused = ansible_playbook(playbook(("plan", "todoapi.pgbackup.pitr_recovery", recovery)), check=True,
+                                       expect_failure=True).task("plan")
+            assert refused["failed"] and refused["msg"].startswith("Download of the WAL archive '%s' failed" % archive)
+            assert "nothing was changed" in refused["hint"] and os.listdir(scratch) == []
     finally:
         source.drop()
         shutil.rmtree(scratch, ignore_errors=True)
