@@ -316,9 +316,16 @@ def test_physical_backup_and_pitr_from_the_back_end_alone(backend, helper, ansib
         source.sql("CREATE TABLE marks (phase text NOT NULL); INSERT INTO marks VALUES ('before_backup')",
                    dbname="TodoDb")
         taken = ansible_playbook(playbook(
-            ("base backup", "todoapi.pgbackup.pg_basebackup", backend.args(connection_args(source), work_dir=scratch))))
+            ("base backup", "todoapi.pgbackup.pg_basebackup", backend.args(connection_args(source), work_dir=scratch,
+                                                                           cluster_name="pitr-source")),
+            ("info", "todoapi.pgbackup.backup_info", backend.args(database="pitr-source")),
+            ("verify", "todoapi.pgbackup.backup_verify", backend.args(connection_args(source), database="pitr-source",
+                                                                      level="structure", work_dir=scratch))))
         backup = taken.task("base backup")["backup"]
         assert backup["path"] == backend.open().artifact_path(backup)
+        assert [(b["id"], b["file_state"]) for b in taken.task("info")["backups"]] == [(backup["id"], "ok")]
+        verified = taken.task("verify")
+        assert verified["verified"] and verified["backup_id"] == backup["id"] and verified["level"] == "structure"
         assert os.listdir(scratch) == [], "the local copy of the base backup was not removed"
         assert_secret_not_shown(taken, backend.secret)
         users = source.scalar('SELECT count(*) FROM "Users"', dbname="TodoDb")
