@@ -304,8 +304,9 @@ def marks(cluster):
 
 @pytest.mark.parametrize("backend", ["local"] + BACKENDS, indirect=True)
 def test_physical_backup_and_pitr_from_the_back_end_alone(backend, helper, ansible_playbook, workdir):
-    """pg_basebackup to the back-end, the WAL archived there, then a fresh cluster recovered to a restore point
-    from there alone (no local copy of either) by pitr_recovery - by playbooks/pitr_restore.yml for S3."""
+    """pg_basebackup to the back-end (listed by backup_info, verified by backup_verify), the WAL archived there, the
+    primary stopped, then a fresh cluster recovered to a restore point from there alone (no local copy of either:
+    S3's kept local copy is deleted first) by pitr_recovery - by playbooks/pitr_restore.yml for S3."""
     base, wrapper = helper  # todoapi-pgbackup-wal as role wal_archiving installs it, run by PostgreSQL as postgres
     scratch = shared_dir("pgbackup-pitr-work-")  # the recovering server reads the downloaded WAL there
     archive, command, wal = archiving_into(backend, base, wrapper)
@@ -315,9 +316,12 @@ def test_physical_backup_and_pitr_from_the_back_end_alone(backend, helper, ansib
         create_todo_db(source, dbname="TodoDb", size_mb=1)
         source.sql("CREATE TABLE marks (phase text NOT NULL); INSERT INTO marks VALUES ('before_backup')",
                    dbname="TodoDb")
+        # S3 keeps a local copy (keep_local_copy), deleted before the recovery; the others keep none
+        kept = os.path.join(workdir, "kept") if backend.name == "s3" else None
         taken = ansible_playbook(playbook(
-            ("base backup", "todoapi.pgbackup.pg_basebackup", backend.args(connection_args(source), work_dir=scratch,
-                                                                           cluster_name="pitr-source")),
+            ("base backup", "todoapi.pgbackup.pg_basebackup", backend.args(
+                connection_args(source), cluster_name="pitr-source", work_dir=kept or scratch,
+                keep_local_copy=bool(kept))),
             ("info", "todoapi.pgbackup.backup_info", backend.args(database="pitr-source")),
             ("verify", "todoapi.pgbackup.backup_verify", backend.args(connection_args(source), database="pitr-source",
                                                                       level="structure", work_dir=scratch))))
@@ -327,6 +331,10 @@ def test_physical_backup_and_pitr_from_the_back_end_alone(backend, helper, ansib
         verified = taken.task("verify")
         assert verified["verified"] and verified["backup_id"] == backup["id"] and verified["level"] == "structure"
         assert os.listdir(scratch) == [], "the local copy of the base backup was not removed"
+        if kept:
+            assert backup["local_path"] == os.path.join(kept, backup["artifact"])
+            assert os.path.isfile(os.path.join(backup["local_path"], "backup_manifest"))
+            shutil.rmtree(kept)  # the local repository deleted: from here on, the back-end alone
         assert_secret_not_shown(taken, backend.secret)
         users = source.scalar('SELECT count(*) FROM "Users"', dbname="TodoDb")
         source.sql("INSERT INTO marks VALUES ('before_point')", dbname="TodoDb")
