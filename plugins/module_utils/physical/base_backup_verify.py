@@ -44,11 +44,12 @@ def data_directory_major(data_dir):
     return int(match.group(1))
 
 
-def verify_data_directory(data_dir, manifest_path, bin_dir):
+def verify_data_directory(data_dir, manifest_path, bin_dir, skip_checksums=False):
     """pg_verifybackup of the data directory's major version on an extracted/plain data directory (checksums
-    of every file, WAL range)."""
+    of every file, WAL range); ``skip_checksums``: presence and size of every file and the WAL range only, for
+    a directory whose data was checked while it was written (``base_backup_extract``)."""
     verifier = find_tool("pg_verifybackup", data_directory_major(data_dir), bin_dir)[0]
-    argv = [verifier, "-q", "-m", manifest_path]
+    argv = [verifier, "-q", "-m", manifest_path] + (["--skip-checksums"] if skip_checksums else [])
     wal_dir = os.path.join(data_dir, "pg_wal")
     waldump = os.path.join(os.path.dirname(verifier), "pg_waldump")
     if not os.path.exists(waldump):
