@@ -78,7 +78,7 @@ class Catalog(object):
             Method("coll_base", PHYSICAL_BACKUP, "collection pg_basebackup (defaults)", coll.basebackup),
         ] + self._pgbr_backups() + [
             Method("seed_extract", PHYSICAL_RESTORE, "seed backup: tar -xzf + sync", self.seed.extract, baseline=True),
-            Method("coll_extract", PHYSICAL_RESTORE, "collection extract_backup + sync", coll.extract),
+            Method("coll_extract", PHYSICAL_RESTORE, "collection restore_into + syncfs (as pitr_recovery)", coll.extract),
             Method("pgbr_restore_gz", PHYSICAL_RESTORE, "pgBackRest restore, gz",
                    lambda db, tag: pgbr.restore(db, tag, "gz"), comparator=True),
             Method("pgbr_restore_zst", PHYSICAL_RESTORE, "pgBackRest restore, zst",
