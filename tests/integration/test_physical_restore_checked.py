@@ -148,3 +148,15 @@ def test_sync_filesystem_uses_syncfs_and_falls_back_to_fsync(scratch, monkeypatc
         fsutil.sync_filesystem(os.path.join(scratch, "missing"))
     monkeypatch.setattr(fsutil, "_libc_syncfs", lambda: None)
     assert fsutil.sync_filesystem(scratch) == "fsync"
+
+
+def test_backup_checksum_computed_while_verifying_equals_a_fresh_read(backup):
+    """The repository manifest's sha256 of a new backup comes from the bytes the check read (no second read)."""
+    repo, manifest = backup
+    artifact = repo.artifact_path(manifest)
+    assert manifest["sha256"] == fsutil.sha256_tree(artifact)
+    digests = {}
+    base_backup.verify_tar_backup(artifact, digests=digests)
+    tars = sorted(name for name in os.listdir(artifact) if ".tar" in name)
+    assert sorted(digests) == tars
+    assert all(digests[name] == fsutil.sha256_file(os.path.join(artifact, name)) for name in tars)

@@ -105,14 +105,27 @@ def sha256_chunks(chunks, write=None):
     return digest.hexdigest(), size
 
 
-def sha256_tree(path):
-    """Checksum of a directory: sha256 over the sorted ``name sha256`` lines of its files."""
+def hashing_chunks(path, digests, key):
+    """``file_chunks(path)``; once the file was read to its end, its sha256 is put into ``digests[key]`` (a
+    reader that stops early leaves no entry)."""
+    digest = hashlib.sha256()
+    for chunk in file_chunks(path):
+        digest.update(chunk)
+        yield chunk
+    digests[key] = digest.hexdigest()
+
+
+def sha256_tree(path, known=None):
+    """Checksum of a directory: sha256 over the sorted ``name sha256`` lines of its files. ``known``: the sha256
+    of some files (relative path -> hex), computed while they were read for something else."""
     lines = []
+    known = known or {}
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(files):
             full = os.path.join(root, name)
-            lines.append("%s %s\n" % (os.path.relpath(full, path), sha256_file(full)))
+            rel = os.path.relpath(full, path)
+            lines.append("%s %s\n" % (rel, known.get(rel) or sha256_file(full)))
     return hashlib.sha256("".join(sorted(lines)).encode("utf-8")).hexdigest()
 
 

@@ -18,10 +18,11 @@ symbolic link the archive itself made, hard links and device files are refused.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import functools
 import os
 
 from . import backup_manifest
-from .base_backup_tar import TarStream, member_prefix, tar_members
+from .base_backup_tar import checked_members, member_prefix, read_tar_checked, tar_members
 from ..core import fsutil
 from ..core.errors import PgBackupError
 
@@ -50,7 +51,8 @@ def extract_and_check(artifact_dir, destination, manifest, wal=True):
     check = backup_manifest.ManifestCheck(manifest)
     writer = _Writer(destination)
     for name in ordered:
-        _extract_one(os.path.join(artifact_dir, name), member_prefix(name), check, writer)
+        read_tar_checked(os.path.join(artifact_dir, name), check, functools.partial(
+            _write_members, prefix=member_prefix(name), check=check, writer=writer))
     check.finish()
     if check.problem_count:
         raise PgBackupError("The base backup in %s does not match its backup_manifest (%d problem%s): %s." % (
@@ -59,53 +61,21 @@ def extract_and_check(artifact_dir, destination, manifest, wal=True):
     return {"files": check.files_checked, "bytes": check.bytes_checked, "tars": ordered}
 
 
-def _extract_one(path, prefix, check, writer):
-    stream = TarStream(path)
-    try:
-        try:
-            _write_members(stream, prefix, check, writer)
-        except backup_manifest.TarDamaged as exc:
-            stream.drain()  # a decompressor that failed says why better than "truncated"
-            _finish(stream, check, exc)
-            return
-        _finish(stream, check, None)
-    finally:
-        stream.abort()
-
-
-def _finish(stream, check, damage):
-    try:
-        stream.finish()
-    except PgBackupError as failure:
-        check.problem(stream.name, "cannot be decompressed: %s" % failure.message)
-        return
-    if damage is not None:
-        check.problem(None, damage.message)
-
-
-def _write_members(stream, prefix, check, writer):
-    reader = backup_manifest.TarReader(stream.chunks, stream.name)
-    for info in reader:
-        path = backup_manifest.member_path(info.name, prefix)
-        if path is None:
-            check.problem(stream.name, "'%s' has a path outside the data directory" % info.name)
-            continue
-        if not path:
-            continue
-        kind = backup_manifest.member_kind(info)
+def _write_members(reader, prefix, check, writer):
+    for info, path, kind in checked_members(reader, prefix, check):
         if kind == "dir":
             writer.directory(path, info.mode)
             continue
         if kind == "symlink":
             writer.symlink(path, info.linkname)
             continue
-        file_check = check.member(stream.name, path, kind, info.size)
+        file_check = check.member(reader.name, path, kind, info.size)
         if kind != "file":
             continue  # ManifestCheck said what it is
         try:
             writer.file(path, info, reader.data(), file_check)
         except FileExistsError:
-            check.problem(stream.name, "'%s' is in the backup twice" % path)
+            check.problem(reader.name, "'%s' is in the backup twice" % path)
 
 
 class _Writer(object):
