@@ -16,6 +16,7 @@ parts live in files of their own:
 - ``base_backup_wal``: the WAL range the backup needs, picked from the stream and parsed;
 - ``base_backup_chain``: incremental backups (PostgreSQL 17+): the parent of a new one, the chain of a backup;
 - ``base_backup_restore``: a backup, or a chain combined with pg_combinebackup, made into a data directory;
+- ``base_backup_extract``: a full tar backup extracted and checked against backup_manifest in one pass;
 - ``wal_names``: LSNs and WAL segment names.
 
 Defaults, as measured in docs/performance.md:
