@@ -160,3 +160,23 @@ def test_backup_checksum_computed_while_verifying_equals_a_fresh_read(backup):
     tars = sorted(name for name in os.listdir(artifact) if ".tar" in name)
     assert sorted(digests) == tars
     assert all(digests[name] == fsutil.sha256_file(os.path.join(artifact, name)) for name in tars)
+
+
+def test_member_replacing_a_link_of_the_archive_is_refused(backup, scratch):
+    """A directory entry with the name of a link the archive made must not chmod (or fill) the link's target."""
+    repo = damaged_copy(*backup, parent=scratch)
+    manifest = repo.load(backup[1]["id"])
+    outside = new_dir(scratch, "outside")
+    os.chmod(outside, 0o700)
+
+    def add(members):
+        link = tarfile.TarInfo("escape")
+        link.type, link.linkname, link.mode = tarfile.SYMTYPE, outside, 0o777
+        again = tarfile.TarInfo("escape")
+        again.type, again.mode = tarfile.DIRTYPE, 0o777
+        return members[:1] + [(link, None), (again, None)] + members[1:]
+
+    rebuild(repo.artifact_path(manifest), "base.tar.zst", add)
+    with pytest.raises(PgBackupError, match="through the symbolic link 'escape'"):
+        base_backup.restore_into(repo, [manifest], new_dir(scratch, "restored"))
+    assert stat.S_IMODE(os.stat(outside).st_mode) == 0o700

@@ -87,7 +87,7 @@ class _Writer(object):
 
     def _target(self, path):
         parts = path.split("/")
-        for depth in range(1, len(parts)):
+        for depth in range(1, len(parts) + 1):
             if "/".join(parts[:depth]) in self.links:
                 raise PgBackupError("Base backup member '%s' would be written through the symbolic link '%s'." % (
                     path, "/".join(parts[:depth])), hint=backup_manifest.DAMAGED_HINT)
@@ -114,9 +114,10 @@ class _Writer(object):
     def file(self, path, info, pieces, file_check):
         target = self._target(path)
         self._parent(target)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     info.mode & 0o7777 or fsutil.FILE_MODE)
+        mode = info.mode & 0o7777 or fsutil.FILE_MODE
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
         try:
+            os.fchmod(fd, mode)  # the archive's mode, as tar -x gives it, whatever the umask
             for piece in pieces:
                 if file_check is not None:
                     file_check.update(piece)
