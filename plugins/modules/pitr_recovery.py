@@ -23,7 +23,8 @@ description:
     backup - or, for an incremental backup, extracts every backup of its chain into a scratch directory beside the
     data directory and combines them into it with C(pg_combinebackup) (hard links with PostgreSQL 18, so the scratch
     space is about the size of the chain) -, checks it (a full tar backup against its C(backup_manifest) while it is
-    extracted, then with C(pg_verifybackup --skip-checksums); a chain with C(pg_verifybackup)), writes C(restore_command) (the C(todoapi-pgbackup-wal restore-wal) helper
+    extracted, then with C(pg_verifybackup --skip-checksums); a chain with C(pg_verifybackup)), writes C(restore_command)
+    (the C(todoapi-pgbackup-wal restore-wal) helper
     of role C(todoapi.pgbackup.wal_archiving)), the recovery target and C(recovery_target_action=promote) into
     C(postgresql.auto.conf), and creates C(recovery.signal), without which PostgreSQL ignores all recovery settings;
     then makes the data directory durable with one C(syncfs) of its file system (an fsync per file where there is none).
