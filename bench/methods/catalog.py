@@ -95,7 +95,7 @@ class Catalog(object):
         return [
             Method("pg18_full", PG18_BACKUP, "full base backup (defaults)", inc.full, baseline=True),
             Method("pg18_incr", PG18_BACKUP, "incremental base backup after 1 % of the rows changed", inc.incremental),
-            Method("pg18_full_restore", PG18_RESTORE, "restore the full backup (extract, pg_verifybackup)",
+            Method("pg18_full_restore", PG18_RESTORE, "restore the full backup (extracted and checked, pg_verifybackup -s)",
                    inc.restore_full, baseline=True),
             Method("pg18_chain_restore", PG18_RESTORE,
                    "restore full + 6 incrementals (extract, pg_combinebackup --link, pg_verifybackup)", inc.restore_chain),
