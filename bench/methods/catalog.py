@@ -78,7 +78,7 @@ class Catalog(object):
             Method("coll_base", PHYSICAL_BACKUP, "collection pg_basebackup (defaults)", coll.basebackup),
         ] + self._pgbr_backups() + [
             Method("seed_extract", PHYSICAL_RESTORE, "seed backup: tar -xzf + sync", self.seed.extract, baseline=True),
-            Method("coll_extract", PHYSICAL_RESTORE, "collection extract_backup + sync", coll.extract),
+            Method("coll_extract", PHYSICAL_RESTORE, "collection restore_into + syncfs (as pitr_recovery)", coll.extract),
             Method("pgbr_restore_gz", PHYSICAL_RESTORE, "pgBackRest restore, gz",
                    lambda db, tag: pgbr.restore(db, tag, "gz"), comparator=True),
             Method("pgbr_restore_zst", PHYSICAL_RESTORE, "pgBackRest restore, zst",
@@ -95,7 +95,7 @@ class Catalog(object):
         return [
             Method("pg18_full", PG18_BACKUP, "full base backup (defaults)", inc.full, baseline=True),
             Method("pg18_incr", PG18_BACKUP, "incremental base backup after 1 % of the rows changed", inc.incremental),
-            Method("pg18_full_restore", PG18_RESTORE, "restore the full backup (extract, pg_verifybackup)",
+            Method("pg18_full_restore", PG18_RESTORE, "restore the full backup (extracted and checked, pg_verifybackup -s)",
                    inc.restore_full, baseline=True),
             Method("pg18_chain_restore", PG18_RESTORE,
                    "restore full + 6 incrementals (extract, pg_combinebackup --link, pg_verifybackup)", inc.restore_chain),

@@ -75,21 +75,26 @@ class CollectionMethods(object):
     def basebackup(self, db, tag, overrides=None, key="coll_base"):
         repo, timed, output, tree_rss = self._backup("physical_backup", "repo-physical", key, tag,
                                                      overrides=overrides or {})
-        self.ws.replace_latest((key, None), {"dir": repo, "artifact_dir": os.path.join(repo, output["artifact"])})
+        self.ws.replace_latest((key, None), {"dir": repo, "artifact_dir": os.path.join(repo, output["artifact"]),
+                                             "id": output["id"]})
         return dict(timed.fields(), size_bytes=output["size"], engine_seconds=output.get("engine_seconds"),
                     rss_kb=output["maxrss_self_kb"], tree_rss_kb=tree_rss, settings=output["settings"],
                     verified=output.get("verified"))
 
     def extract(self, db, tag):
+        """What pitr_recovery does with the backup before it starts the server (restore_into: extracted and
+        checked against backup_manifest, pg_verifybackup; then one syncfs), as pgBackRest's restore checks and
+        syncs what it writes."""
         ws = self.ws
-        source = ws.latest_artifact(("coll_base", None), "collection base backup to extract")
+        source = ws.latest_artifact(("coll_base", None), "collection base backup to restore")
         dest = ws.restore_dir("coll-%s" % tag)
         name = "coll-extract-%s" % tag
         with Timed(ws, [dest, ws.tmp_dir(name)]) as timed:
-            output, tree_rss = self.engine("physical_extract", name, artifact_dir=source["artifact_dir"],
+            output, tree_rss = self.engine("physical_restore", name, repository=source["dir"], backup=source["id"],
                                            destination=dest)
         rmtree(dest)
-        return dict(timed.fields(), rss_kb=output["maxrss_self_kb"], tree_rss_kb=tree_rss, settings=output["settings"])
+        return dict(timed.fields(), rss_kb=output["maxrss_self_kb"], tree_rss_kb=tree_rss, settings=output["settings"],
+                    checked_while_extracting=output.get("checked_while_extracting"), synced_by=output.get("synced_by"))
 
 
 def time_to_usable(wall_seconds, output):

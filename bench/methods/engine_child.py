@@ -20,13 +20,13 @@ from methods.engine_request import request_kwargs
 def _load_engine():
     import_collection()
     importlib.import_module("ansible.module_utils.basic")  # an AnsiballZ module process imports it too
-    from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import pgconn
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsutil, pgconn
     from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
     from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
     from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
     from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import local as repository
     return {"pgconn": pgconn, "logical_backup": logical_backup, "logical_restore": logical_restore,
-            "base_backup": base_backup, "repository": repository}
+            "base_backup": base_backup, "repository": repository, "fsutil": fsutil}
 
 
 def _logical_backup(engine, spec, repo, connection):
@@ -60,22 +60,18 @@ def _physical_backup(engine, spec, repo, connection):
                 verified=manifest.get("verified"), backup_type=manifest.get("backup_type"), chain=manifest.get("chain"))
 
 
-def _physical_extract(engine, spec, repo, connection):
-    engine["base_backup"].extract_backup(spec["artifact_dir"], spec["destination"])
-    os.sync()
-    return dict(settings={"function": "base_backup.extract_backup"})
-
-
 def _physical_restore(engine, spec, repo, connection):
-    """What pitr_recovery does before it starts the server: the backup's chain into a data directory, verified."""
+    """What pitr_recovery does before it starts the server: the backup's chain into a data directory, verified,
+    made durable (one syncfs of its file system, fsutil.sync_filesystem)."""
     chain = engine["base_backup"].chain_of(repo, repo.load(spec["backup"]))
     result = engine["base_backup"].restore_into(repo, chain, spec["destination"], spec.get("pg_bin_dir"))
-    os.sync()
-    return dict(result, settings={"function": "base_backup_restore.restore_into", "chain": len(chain)})
+    result["synced_by"] = engine["fsutil"].sync_filesystem(spec["destination"])
+    return dict(result, settings={"function": "base_backup_restore.restore_into + fsutil.sync_filesystem",
+                                  "chain": len(chain)})
 
 
 ACTIONS = {"logical_backup": _logical_backup, "logical_restore": _logical_restore,
-           "physical_backup": _physical_backup, "physical_extract": _physical_extract,
+           "physical_backup": _physical_backup,
            "physical_restore": _physical_restore}
 
 

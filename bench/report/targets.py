@@ -16,6 +16,10 @@ TARGETS = {
     "ansible_converge_seconds": 15.0,
     "incremental_backup_ratio": 0.10,
     "chain_restore_ratio": 1.3,
+    # issue 19: against pgBackRest with zst, in the same run
+    "physical_backup_zst_ratio": 0.5,
+    "physical_backup_zst_size_ratio": 1.1,
+    "physical_restore_zst_ratio": 1.0,
 }
 
 
@@ -82,6 +86,25 @@ def _physical_backup(rows):
         if base and other and base["time"] and other["time"]:
             out.append(("default physical backup no slower than %s" % other["label"], "%.1f s vs %.1f s (%.2f ×)" % (
                 base["time"], other["time"], base["time"] / other["time"]), base["time"] <= other["time"]))
+    return out + _against_pgbackrest_zst(rows)
+
+
+def _against_pgbackrest_zst(rows):
+    """Backup ≤ 0.5 × pgBackRest full zst's time at ≤ 1.1 × its size; restore ≤ 1.0 × its restore."""
+    out = []
+    base, other = find_row(rows, "coll_base"), find_row(rows, "pgbr_backup_zst")
+    if base and other and base["time"] and other["time"] and base["size"] and other["size"]:
+        time_ratio, size_ratio = base["time"] / other["time"], base["size"] / float(other["size"])
+        out.append(("default physical backup ≤ %g × pgBackRest full zst's time at ≤ %g × its size" % (
+            TARGETS["physical_backup_zst_ratio"], TARGETS["physical_backup_zst_size_ratio"]),
+            "%.2f × the time, %.2f × the size (%.1f s vs %.1f s)" % (time_ratio, size_ratio, base["time"], other["time"]),
+            time_ratio <= TARGETS["physical_backup_zst_ratio"] and size_ratio <= TARGETS["physical_backup_zst_size_ratio"]))
+    restore, other = find_row(rows, "coll_extract"), find_row(rows, "pgbr_restore_zst")
+    if restore and other and restore["time"] and other["time"]:
+        ratio = restore["time"] / other["time"]
+        out.append(("%s ≤ %g × pgBackRest restore, zst" % (restore["label"], TARGETS["physical_restore_zst_ratio"]),
+                    "%.2f × (%.1f s vs %.1f s)" % (ratio, restore["time"], other["time"]),
+                    ratio <= TARGETS["physical_restore_zst_ratio"]))
     return out
 
 

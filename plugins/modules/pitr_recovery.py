@@ -22,9 +22,12 @@ description:
   - Moves an existing data directory aside to C(<data_dir>.pre-pitr-<UTC time>) (it is never deleted), extracts the
     backup - or, for an incremental backup, extracts every backup of its chain into a scratch directory beside the
     data directory and combines them into it with C(pg_combinebackup) (hard links with PostgreSQL 18, so the scratch
-    space is about the size of the chain) -, checks it with C(pg_verifybackup), writes C(restore_command) (the C(todoapi-pgbackup-wal restore-wal) helper
+    space is about the size of the chain) -, checks it (a full tar backup against its C(backup_manifest) while it is
+    extracted, then with C(pg_verifybackup --skip-checksums); a chain with C(pg_verifybackup)), writes C(restore_command)
+    (the C(todoapi-pgbackup-wal restore-wal) helper
     of role C(todoapi.pgbackup.wal_archiving)), the recovery target and C(recovery_target_action=promote) into
-    C(postgresql.auto.conf), and creates C(recovery.signal), without which PostgreSQL ignores all recovery settings.
+    C(postgresql.auto.conf), and creates C(recovery.signal), without which PostgreSQL ignores all recovery settings;
+    then makes the data directory durable with one C(syncfs) of its file system (an fsync per file where there is none).
   - Starts the server, waits until it has reached the target and is promoted (C(pg_is_in_recovery()) false), and
     reports the new timeline and the last replayed transaction. Recovery that ends before the target is an error.
   - The target server is a Debian cluster (O(cluster_version) and O(cluster_name), started with C(pg_ctlcluster); its

@@ -16,6 +16,7 @@ parts live in files of their own:
 - ``base_backup_wal``: the WAL range the backup needs, picked from the stream and parsed;
 - ``base_backup_chain``: incremental backups (PostgreSQL 17+): the parent of a new one, the chain of a backup;
 - ``base_backup_restore``: a backup, or a chain combined with pg_combinebackup, made into a data directory;
+- ``base_backup_extract``: a full tar backup extracted and checked against backup_manifest in one pass;
 - ``wal_names``: LSNs and WAL segment names.
 
 Defaults, as measured in docs/performance.md:
@@ -245,8 +246,10 @@ def backup(request):
         taken["next_xid_at_end"] = _next_xid(conn)
         taken["finished"] = manifests.utcnow()
         taken["pg_manifest"], taken["wal_ranges"] = read_backup_manifest(os.path.join(temp_dir, "backup_manifest"))
+        taken["digests"] = {}  # sha256 of the tars, computed while the check reads them
         taken["verified"], taken["backup_label"] = _check_before_publishing(
-            request, temp_dir, backup_id, request.pg_bin_dir or os.path.dirname(tool), major, facts["wal_segment_size"])
+            request, temp_dir, backup_id, request.pg_bin_dir or os.path.dirname(tool), major, facts["wal_segment_size"],
+            taken["digests"])
         manifest = _repository_manifest(request, facts, temp_dir, taken)
         repo.commit(manifest, {temp_dir: manifest["artifact"]})
         temp_dir = None
@@ -279,7 +282,7 @@ def _remove_leftover(path):
         pass
 
 
-def _check_before_publishing(request, temp_dir, backup_id, bin_dir, major, segment_size):
+def _check_before_publishing(request, temp_dir, backup_id, bin_dir, major, segment_size, digests=None):
     """Verify the backup just taken (when asked) and read its backup_label: (verification result or None, label).
 
     A tar backup is checked in a scratch directory of the repository, removed afterwards."""
@@ -294,7 +297,7 @@ def _check_before_publishing(request, temp_dir, backup_id, bin_dir, major, segme
     verify_dir = request.repository.temp_path(backup_id, ".verify")
     os.mkdir(verify_dir, fsutil.DIR_MODE)
     try:
-        verified = _verify_new_tar_backup(temp_dir, verify_dir, bin_dir, major, segment_size)
+        verified = _verify_new_tar_backup(temp_dir, verify_dir, bin_dir, major, segment_size, digests)
     except BaseException:
         _remove_leftover(verify_dir)
         raise
@@ -303,10 +306,10 @@ def _check_before_publishing(request, temp_dir, backup_id, bin_dir, major, segme
     return verified, label
 
 
-def _verify_new_tar_backup(temp_dir, verify_dir, bin_dir, major, segment_size):
+def _verify_new_tar_backup(temp_dir, verify_dir, bin_dir, major, segment_size, digests=None):
     try:
         return verify_tar_backup(temp_dir, work_dir=verify_dir, bin_dir=bin_dir, server_major=major,
-                                 segment_size=segment_size)
+                                 segment_size=segment_size, digests=digests)
     except PgBackupError as exc:
         if not (exc.details.get("problems") or isinstance(exc, backup_manifest.ManifestError)):
             raise  # not a verdict on the backup (e.g. zstd is not installed): as it is
@@ -326,7 +329,7 @@ def _repository_manifest(request, facts, temp_dir, taken):
     manifest.update({
         "artifact": taken["id"] + ARTIFACT_SUFFIX,
         "size": fsutil.artifact_size(temp_dir),
-        "sha256": fsutil.sha256_tree(temp_dir),
+        "sha256": fsutil.sha256_tree(temp_dir, taken.get("digests")),
         "finished_at": manifests.isoformat(taken["finished"]),
         "duration_seconds": round(time.monotonic() - taken["clock"], 3),
         "format": request.format,

@@ -19,10 +19,12 @@ import os
 import shutil
 import tempfile
 
+from . import backup_manifest
 from ..core import fsutil
 from ..core.errors import PgBackupError
 from ..core.pgtools import find_tool
 from ..core.pipeline import Pipeline, Stage
+from .base_backup_extract import can_check_while_extracting, extract_and_check
 from .base_backup_tar import extract_backup, tar_members
 from .base_backup_verify import verify_data_directory
 
@@ -37,13 +39,13 @@ def backup_major(manifest):
 def restore_into(repository, chain, data_dir, bin_dir=None):
     """Fill the empty directory ``data_dir`` from ``chain`` (manifests, full first) and verify it.
 
-    Returns {method: extract|pg_combinebackup, chain: [ids], linked: bool}."""
+    Returns {method: extract|pg_combinebackup, chain: [ids], linked: bool, checked_while_extracting: bool}."""
     last = chain[-1]
     if len(chain) == 1:
         artifact = repository.artifact_path(last)
-        extract_backup(artifact, data_dir)
-        verify_data_directory(data_dir, os.path.join(artifact, "backup_manifest"), bin_dir)
-        return {"method": "extract", "chain": [last["id"]], "linked": False}
+        checked = _extract_full(artifact, data_dir)
+        verify_data_directory(data_dir, os.path.join(artifact, "backup_manifest"), bin_dir, skip_checksums=checked)
+        return {"method": "extract", "chain": [last["id"]], "linked": False, "checked_while_extracting": checked}
     combine, version = find_tool("pg_combinebackup", backup_major(last), bin_dir)
     scratch = tempfile.mkdtemp(prefix=".pgbackup-combine-", dir=os.path.dirname(data_dir.rstrip("/")))
     try:
@@ -61,7 +63,20 @@ def restore_into(repository, chain, data_dir, bin_dir=None):
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     verify_data_directory(data_dir, os.path.join(data_dir, "backup_manifest"), bin_dir)
-    return {"method": "pg_combinebackup", "chain": [member["id"] for member in chain], "linked": link}
+    return {"method": "pg_combinebackup", "chain": [member["id"] for member in chain], "linked": link,
+            "checked_while_extracting": False}
+
+
+def _extract_full(artifact, data_dir):
+    """Extract a full backup into ``data_dir``; True when its checksums were checked on the way (a tar-format
+    backup whose checksum algorithm this host can compute), so pg_verifybackup need not read the files again."""
+    if tar_members(artifact):
+        manifest = backup_manifest.BackupManifest.load(os.path.join(artifact, "backup_manifest"))
+        if can_check_while_extracting(manifest):
+            extract_and_check(artifact, data_dir, manifest)
+            return True
+    extract_backup(artifact, data_dir)
+    return False
 
 
 def _readable_directory(repository, member, scratch, last):

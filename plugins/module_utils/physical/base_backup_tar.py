@@ -103,17 +103,21 @@ def read_directory_backup_label(data_dir):
 
 
 class TarStream(object):
-    """One tar of the artifact as byte chunks: straight from the file, or through its decompressor."""
+    """One tar of the artifact as byte chunks: straight from the file, or through its decompressor.
 
-    def __init__(self, path):
+    ``digests``: a dict that gets ``{file name: sha256}`` of the (compressed) file once it was read to its end,
+    so that a caller reading it anyway need not read it again for its checksum."""
+
+    def __init__(self, path, digests=None):
         self.path = path
         self.name = os.path.basename(path)
         self.pipeline = None
         stage = decompress_stage_for(path)
+        source = path if digests is None else fsutil.hashing_chunks(path, digests, self.name)
         if stage is None:
-            self.chunks = fsutil.file_chunks(path)
+            self.chunks = fsutil.file_chunks(path) if digests is None else source
         else:
-            self.pipeline = Pipeline([stage], stdin=path, capture_stdout=True).start()
+            self.pipeline = Pipeline([stage], stdin=source, capture_stdout=True).start()
             self.chunks = self.pipeline.stdout_chunks()
 
     def drain(self):
@@ -134,6 +138,44 @@ class TarStream(object):
             pipeline.wait_quietly()
         if hasattr(self.chunks, "close"):
             self.chunks.close()  # a file read directly is closed with its generator
+
+
+def read_tar_checked(path, check, handle_members, digests=None):
+    """Read one tar of the artifact as a stream, handing its ``backup_manifest.TarReader`` to ``handle_members``;
+    a damaged archive or a decompressor that fails is a problem of ``check`` (a ``ManifestCheck``)."""
+    stream = TarStream(path, digests)
+    try:
+        try:
+            handle_members(backup_manifest.TarReader(stream.chunks, stream.name))
+        except backup_manifest.TarDamaged as exc:
+            stream.drain()  # let a decompressor that failed say why, rather than "truncated"
+            _finish_checked(stream, check, exc)
+            return
+        _finish_checked(stream, check, None)
+    finally:
+        stream.abort()
+
+
+def _finish_checked(stream, check, damage):
+    try:
+        stream.finish()
+    except PgBackupError as failure:
+        check.problem(stream.name, "cannot be decompressed: %s" % failure.message)
+        return
+    if damage is not None:
+        check.problem(None, damage.message)
+
+
+def checked_members(reader, prefix, check):
+    """(TarInfo, backup-relative path, kind) of each member of ``reader`` with a path inside the data directory
+    under ``prefix`` (see ``member_prefix``); the others are problems of ``check``."""
+    for info in reader:
+        path = backup_manifest.member_path(info.name, prefix)
+        if path is None:
+            check.problem(reader.name, "'%s' has a path outside the data directory" % info.name)
+            continue
+        if path:
+            yield info, path, backup_manifest.member_kind(info)
 
 
 def read_backup_label(artifact_dir):

@@ -13,13 +13,15 @@ the manifest's WAL ranges. A plain-format (or extracted) data directory is check
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import functools
 import os
 import re
 import shutil
 import tempfile
 
 from . import backup_manifest
-from .base_backup_tar import TarStream, extract_backup, member_prefix, read_directory_backup_label, tar_members
+from .base_backup_tar import (checked_members, extract_backup, member_prefix, read_directory_backup_label,
+                              read_tar_checked, tar_members)
 from .base_backup_wal import WalCollector, parse_wal
 from ..core.errors import PgBackupError
 from ..core.pgtools import find_tool
@@ -44,11 +46,12 @@ def data_directory_major(data_dir):
     return int(match.group(1))
 
 
-def verify_data_directory(data_dir, manifest_path, bin_dir):
+def verify_data_directory(data_dir, manifest_path, bin_dir, skip_checksums=False):
     """pg_verifybackup of the data directory's major version on an extracted/plain data directory (checksums
-    of every file, WAL range)."""
+    of every file, WAL range); ``skip_checksums``: presence and size of every file and the WAL range only, for
+    a directory whose data was checked while it was written (``base_backup_extract``)."""
     verifier = find_tool("pg_verifybackup", data_directory_major(data_dir), bin_dir)[0]
-    argv = [verifier, "-q", "-m", manifest_path]
+    argv = [verifier, "-q", "-m", manifest_path] + (["--skip-checksums"] if skip_checksums else [])
     wal_dir = os.path.join(data_dir, "pg_wal")
     waldump = os.path.join(os.path.dirname(verifier), "pg_waldump")
     if not os.path.exists(waldump):
@@ -63,13 +66,15 @@ def verify_data_directory(data_dir, manifest_path, bin_dir):
                             hint="Do not restore this backup; take a new one.")
 
 
-def verify_tar_backup(artifact_dir, work_dir=None, bin_dir=None, server_major=DEFAULT_MAJOR, segment_size=None):
+def verify_tar_backup(artifact_dir, work_dir=None, bin_dir=None, server_major=DEFAULT_MAJOR, segment_size=None,
+                      digests=None):
     """Check a tar-format base backup against its backup_manifest without extracting it.
 
     Each tar is read once as a stream; the manifest's own checksum, every file's presence, size and
     checksum, and unexpected files are checked as pg_verifybackup does; the WAL segments of the
     manifest's WAL-Ranges are written to a scratch directory in ``work_dir`` (None: the system's
-    temporary directory) and parsed with pg_waldump. Without the crc32c module a CRC32C manifest is
+    temporary directory) and parsed with pg_waldump. ``digests`` (a dict) gets the sha256 of every tar file
+    read to its end (``TarStream``). Without the crc32c module a CRC32C manifest is
     checked the old way (extracted into ``work_dir`` and pg_verifybackup).
 
     Returns {method, checksum_algorithms, files, bytes, tars, wal_segments, wal_parsed, backup_label};
@@ -95,7 +100,8 @@ def verify_tar_backup(artifact_dir, work_dir=None, bin_dir=None, server_major=DE
             if prefix is None:
                 check.problem(name, "this tar is not one pg_basebackup writes (base, pg_wal or a tablespace oid)")
                 continue
-            _verify_one_tar(os.path.join(artifact_dir, name), prefix, check, wal, label_holder)
+            read_tar_checked(os.path.join(artifact_dir, name), check, functools.partial(
+                _check_tar, prefix=prefix, check=check, wal=wal, label_holder=label_holder), digests)
         check.finish()
         missing = wal.missing()
         for name, (timeline, start, end) in missing:
@@ -112,28 +118,6 @@ def verify_tar_backup(artifact_dir, work_dir=None, bin_dir=None, server_major=DE
     return {"method": "stream", "checksum_algorithms": manifest.algorithms(), "files": check.files_checked,
             "bytes": check.bytes_checked, "tars": ordered, "wal_segments": wal_segments, "wal_parsed": wal_parsed,
             "backup_label": label_holder[0] if label_holder else None}
-
-
-def _verify_one_tar(path, prefix, check, wal, label_holder):
-    stream = TarStream(path)
-    try:
-        try:
-            _check_tar(stream, prefix, check, wal, label_holder)
-        except backup_manifest.TarDamaged as exc:
-            stream.drain()  # let a decompressor that failed say why, rather than "truncated"
-            try:
-                stream.finish()
-            except PgBackupError as failure:
-                check.problem(stream.name, "cannot be decompressed: %s" % failure.message)
-            else:
-                check.problem(None, exc.message)
-            return
-        try:
-            stream.finish()
-        except PgBackupError as failure:
-            check.problem(stream.name, "cannot be decompressed: %s" % failure.message)
-    finally:
-        stream.abort()
 
 
 def _verify_by_extracting(artifact_dir, manifest, work_dir, bin_dir, server_major):
@@ -153,18 +137,10 @@ def _verify_by_extracting(artifact_dir, manifest, work_dir, bin_dir, server_majo
                     "%s and checked with pg_verifybackup" % (work_dir or tempfile.gettempdir())}
 
 
-def _check_tar(stream, prefix, check, wal, label_holder):
+def _check_tar(reader, prefix, check, wal, label_holder):
     """Feed one tar stream's members to the ManifestCheck (and the WAL collector)."""
-    reader = backup_manifest.TarReader(stream.chunks, stream.name)
-    for info in reader:
-        path = backup_manifest.member_path(info.name, prefix)
-        if path is None:
-            check.problem(stream.name, "'%s' has a path outside the data directory" % info.name)
-            continue
-        if not path:
-            continue
-        kind = backup_manifest.member_kind(info)
-        file_check = check.member(stream.name, path, kind, info.size)
+    for info, path, kind in checked_members(reader, prefix, check):
+        file_check = check.member(reader.name, path, kind, info.size)
         wal_file = wal.open(path) if kind == "file" and wal.wants(path, info.size) else None
         keep_label = path == "backup_label" and kind == "file"
         if file_check is None and wal_file is None and not keep_label:

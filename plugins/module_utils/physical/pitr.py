@@ -137,7 +137,7 @@ def recover(request):
             ensure_plain_config(data_dir, server.port)
         write_recovery_config(data_dir, recovery_settings(request, server))
         _chown_tree(data_dir, ids)
-        fsutil.fsync_tree(data_dir)
+        fsutil.sync_filesystem(data_dir)  # one syncfs, not an fsync per file (fsync_tree where there is none)
         log_offset = server.log_size()
         started = True
         start_output = server.start()
