@@ -32,7 +32,7 @@ def survey_question(variable, spec):
         description = " ".join(description)
     question = {"variable": variable, "question_name": variable, "question_description": description[:512],
                 "required": bool(spec.get("required", False))}
-    if spec.get("no_log"):
+    if spec.get("no_log") or "password" in variable:
         question.update(type="password", default="")
     elif kind == "bool":
         question.update(type="multiplechoice", choices=["true", "false"],
@@ -65,13 +65,22 @@ def header_default(text):
         return text
 
 
+def conditional_roles(playbook_path):
+    """Short names of the roles the first play applies only under a condition (roles: - role: x, when: ...)."""
+    entries = first_play(playbook_path).get("roles") or []
+    return set(entry["role"].split(".")[-1] for entry in entries if isinstance(entry, dict) and "when" in entry)
+
+
 def input_specs(playbook_path, owners):
-    """{variable: spec} for every variable the header lists, in its order."""
+    """{variable: spec} for every variable the header lists, in its order. A role's required option is
+    not required when the playbook applies that role only under a condition (provision_db_host.yml)."""
     play_vars = first_play(playbook_path).get("vars") or {}
+    optional_roles = conditional_roles(playbook_path)
     specs = {}
     for item in header_inputs(playbook_path):
         if item.name in owners:
-            specs[item.name] = owners[item.name][1]
+            role, spec = owners[item.name]
+            specs[item.name] = dict(spec, required=False) if role in optional_roles else spec
         elif item.name in play_vars and "{{" in str(play_vars[item.name]):
             specs[item.name] = {"type": "computed", "description": item.description}  # a blank answer would break it
         elif item.name in play_vars:

@@ -17,8 +17,9 @@ import yaml
 from scripts import playbook_inputs
 
 ROOT = playbook_inputs.ROOT
-OWN_PREFIX = {"backup_now": "pgbackup_", "demo": "demo_", "dr_restore": "dr_", "pitr_restore": "pitr_",
-              "pre_change_backup": "pre_change_", "rotate_backup_credentials": "rotate_", "verify_backup": "verify_"}
+OWN_PREFIX = {"backup_now": ("pgbackup_", "backup_now_"), "demo": "demo_", "dr_restore": "dr_", "pitr_restore": "pitr_",
+              "pre_change_backup": "pre_change_", "provision_db_host": "provision_", "rotate_backup_credentials": "rotate_",
+              "verify_backup": "verify_"}
 ROLE_OPTIONS = playbook_inputs.role_options()
 PLAYBOOKS = playbook_inputs.playbooks()
 
