@@ -418,7 +418,8 @@ def _server_major(request, dbname):
 
 def _run_amcheck(request, scratch):
     return db_checks.run_pg_amcheck(request.connection, scratch, _server_major(request, scratch), request.pg_bin_dir,
-                                    "the restored copy", "The backup restores into a damaged database; do not rely on it.")
+                                    "the restored copy", "The backup restores into a damaged database; do not rely on it.",
+                                    jobs=request.jobs)
 
 
 def _run_smoke_queries(request, scratch):
