@@ -13,7 +13,8 @@ version_added: 0.1.0
 description:
   - Checks a live database, typically right after a restore ("Verify data integrity" in the seed's Disaster Recovery Plan).
   - Compares every table's row count with O(expected_tables) (the backup manifest's C(tables)).
-  - Runs C(pg_amcheck --heapallindexed) on the database (heap and B-tree indexes). The C(amcheck) extension is installed
+  - Runs C(pg_amcheck --heapallindexed) on the database (heap and B-tree indexes), one connection per CPU (at most 8)
+    checking tables and indexes at once. The C(amcheck) extension is installed
     for the check and dropped again when the database did not have it.
   - Runs O(smoke_queries), each of which must succeed and return at least one row (the seed's
     C(SELECT COUNT(*) FROM "Users")).

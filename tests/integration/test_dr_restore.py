@@ -178,9 +178,15 @@ def test_dr_rebuilds_lost_server_and_reconnects_the_app(collections_root, work_d
         assert app.health()[0] == 503
 
         started = time.time()
-        result = run_playbook(DR_PLAYBOOK, extra_vars=dr_vars(tmp_repo, work_dir, new_host, app),
+        # after_swap: the keys are validated once the database is in place (the default, during, is what
+        # the other DR runs and the bench's drill use)
+        result = run_playbook(DR_PLAYBOOK, extra_vars=dict(dr_vars(tmp_repo, work_dir, new_host, app),
+                                                           dr_validate_foreign_keys="after_swap"),
                               collections_root=collections_root, env=PLAYBOOK_ENV)
         wall = time.time() - started
+        restored = result.task("todoapi.pgbackup.restore : Restore the whole database")
+        assert len(restored["validated_foreign_keys"]) == 3, restored
+        assert 0 < restored["usable_after_seconds"] <= restored["checks_finished_after_seconds"]
 
         # The data is what the source held at backup time.
         name, port = new_host
@@ -204,7 +210,10 @@ def test_dr_rebuilds_lost_server_and_reconnects_the_app(collections_root, work_d
         assert all(s["status"] == "ok" and s["duration_seconds"] >= 0 for s in report["steps"]), report["steps"]
         assert report["backup"]["id"] == manifest["id"]
         assert 0 < report["rto_seconds"] <= wall
-        assert abs(sum(s["duration_seconds"] for s in report["steps"]) - report["rto_seconds"]) < 5
+        # The steps account for the RTO but for Ansible's own time between them (five include_tasks: ~1 s idle,
+        # 10 s of a 154 s RTO at load 15 on 2 cores).
+        gaps = report["rto_seconds"] - sum(s["duration_seconds"] for s in report["steps"])
+        assert 0 <= gaps < max(5, 0.1 * report["rto_seconds"]), (gaps, report["steps"])
         # RPO: from the backup's end to the start of the recovery.
         assert 0 < report["rpo_seconds"] <= time.time() - backup_done + 60
         assert report["rto_met"] is True and report["rpo_met"] is True

@@ -23,6 +23,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local imp
 from tests.lib.ansible_run import run_playbook
 from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, shared_dir, wait_archived
 from tests.lib.dbcompare import run_pg_amcheck
+from tests.lib.dr_local import SYSTEM_PYTHON
 from tests.lib.engine import spec_of
 from tests.lib.pgcluster import PgCluster, find_free_port
 from tests.lib.tododb import create_todo_db
@@ -62,8 +63,10 @@ def source(collections_root):
     try:
         extra = {
             "wal_archiving_pg_version": 15, "wal_archiving_cluster_name": src.cluster.name,
-            "wal_archiving_login_host": "127.0.0.1", "wal_archiving_port": src.cluster.port,
-            "wal_archiving_login_password": src.cluster.password, "wal_archiving_archive_dir": src.archive,
+            # the role's default login (Unix socket, no password): its SQL tasks become the postgres OS user
+            # (peer authentication), whose Python must be the system's (it cannot run the venv's)
+            "ansible_python_interpreter": SYSTEM_PYTHON,
+            "wal_archiving_port": src.cluster.port, "wal_archiving_archive_dir": src.archive,
             "wal_archiving_archive_timeout": "%ds" % ARCHIVE_TIMEOUT,
             "wal_archiving_engine_dir": os.path.join(src.base, "role-lib"),
             "wal_archiving_wrapper_path": os.path.join(src.base, "role-bin", "todoapi-pgbackup-wal"),

@@ -8,10 +8,11 @@ during the load, the database is swapped in, rows written then are checked by th
 row is rejected), the validation does not wait for the application's open write transaction, keys
 the backup holds NOT VALID stay so, and a backup whose rows break a key is refused with ``during``
 and, with ``after_swap``, leaves the database in place with an error that says so. The restore role
-passes the option through."""
+passes the option through, and so does the runner's restore (--validate-foreign-keys)."""
 
 from __future__ import absolute_import, division, print_function
 
+import json
 import os
 import threading
 
@@ -21,6 +22,7 @@ import pytest
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import deferred_foreign_keys
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import cli
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.integration.faults.faultlib import spec_of, take_backup
 from tests.lib.ansible_run import REPO_ROOT
@@ -239,3 +241,46 @@ def test_the_restore_role_passes_the_option_through_and_says_when_the_database_w
     said = result.task("todoapi.pgbackup.restore : Say what was restored")["msg"]
     assert "(usable after %s s, checks done after %s s)" % (
         restored["usable_after_seconds"], restored["checks_finished_after_seconds"]) in said
+
+
+def run_runner(pg, tmp_path, repo, database, *argv):
+    """The runner's restore in this process (as root, password only in a 0600 passfile): (exit status, events)."""
+    passfile = tmp_path / "pgpass"
+    passfile.write_text("*:*:*:%s:%s\n" % (pg.user, pg.password))
+    passfile.chmod(0o600)
+    log_file = tmp_path / "runner.log"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "repository": repo, "databases": [database], "owner": "postgres", "log_file": str(log_file),
+        "lock_file": str(tmp_path / "run.lock"), "connection": {"host": pg.host, "port": pg.port, "user": pg.user,
+                                                                "passfile": str(passfile)}}))
+    code = cli.main(["--config", str(config), "--quiet", "restore"] + list(argv))
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    log_file.unlink()
+    return code, {event["event"]: event for event in events}
+
+
+def test_the_runner_restores_after_swap_logs_when_usable_and_alerts_on_keys_that_fail(
+        pg, source_db, target_db, tmp_repo, tmp_path):
+    take_backup(pg, source_db, tmp_repo)
+    code, events = run_runner(pg, tmp_path, tmp_repo, source_db, "--database", target_db, "--force", "--clean",
+                              "--jobs", "2", "--validate-foreign-keys", "after_swap")
+    assert code == 0, events
+    done = events["restore_ok"]
+    assert done["validate_foreign_keys"] == "after_swap"
+    assert 0 < done["usable_after_seconds"] <= done["checks_finished_after_seconds"] <= done["duration"]
+    assert done["validated_foreign_keys"] == ['"Child Table_other_id_fkey"', '"FK child -> parent"']
+    assert "usable after" in done["message"]
+
+    pg.psql_as_os_user("SET session_replication_role = replica;\n"
+                       "INSERT INTO \"Child Table\" VALUES (6001, 4242, 1);", dbname=source_db)
+    take_backup(pg, source_db, tmp_repo)
+    code, events = run_runner(pg, tmp_path, tmp_repo, source_db, "--database", target_db, "--force", "--clean",
+                              "--validate-foreign-keys", "after_swap")
+    assert code == 1 and "restore_ok" not in events and "restore_failed" not in events
+    alert = events["restore_foreign_keys_not_validated"]
+    assert alert["level"] == "error"
+    assert alert["database_in_place"] is True and alert["usable_after_seconds"] > 0
+    assert [key["constraint"] for key in alert["failed_foreign_keys"]] == ['"FK child -> parent"']
+    assert "IS in place and usable" in alert["message"] and "VALIDATE CONSTRAINT" in alert["message"]
+    assert pg.scalar("SELECT count(*) FROM \"Child Table\"", dbname=target_db) == 5001

@@ -111,13 +111,13 @@ def encrypt_stage(recipients):
     return Stage(argv, name="age")
 
 
-def missing_identity(manifest, identity_file):
-    """Why ``manifest``'s artifact cannot be decrypted with ``identity_file`` here (None: it can, or
-    it is not encrypted). Only the absence of a key is judged: a wrong key shows when age runs."""
+def missing_identity(manifest, identity_file, what="this backup"):
+    """Why ``manifest``'s artifact (``what``: how to name it) cannot be decrypted with ``identity_file`` here
+    (None: it can, or it is not encrypted). Only the absence of a key is judged: a wrong key shows when age runs."""
     if not manifest.get("encryption"):
         return None
     if not identity_file:
-        return "this backup is encrypted with age and no identity (private key) file was given"
+        return "%s is encrypted with age and no identity (private key) file was given" % what
     if not os.path.isfile(identity_file):
         return "identity file '%s' does not exist" % identity_file
     return None

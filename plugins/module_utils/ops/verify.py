@@ -40,6 +40,7 @@ from ..storage.base import is_remote
 from ..storage.working_copy import LocalCopy
 
 from ..physical import base_backup
+from ..physical import base_backup_tar
 
 LEVELS = ("checksum", "structure", "restore")
 SIDECAR = "verify"
@@ -48,7 +49,6 @@ PLAIN_COMPLETE_MARKER = b"-- PostgreSQL database dump complete"
 PLAIN_TAIL_BYTES = 4096
 MAX_IDENTIFIER = 63
 DEFAULT_PG_MAJOR = 15
-TAR_SUFFIXES = (".tar", ".tar.gz", ".tar.zst", ".tar.lz4")
 
 
 class Verification(object):
@@ -346,7 +346,7 @@ def _check_physical_structure(request, manifest):
         raise PgBackupError("The structure level for physical backups needs a base backup directory holding "
                             "backup_manifest; '%s' is not one." % manifest["artifact"],
                             hint="Verify this backup at level 'checksum'.")
-    plain = not any(name.endswith(TAR_SUFFIXES) or ".tar." in name for name in os.listdir(path))
+    plain = not base_backup_tar.tar_members(path)
     if plain:
         tool = find_tool("pg_verifybackup", base_backup.backup_major(manifest), request.pg_bin_dir)[0]
         _pg_verifybackup(tool, pg_manifest, path, manifest)
@@ -418,7 +418,8 @@ def _server_major(request, dbname):
 
 def _run_amcheck(request, scratch):
     return db_checks.run_pg_amcheck(request.connection, scratch, _server_major(request, scratch), request.pg_bin_dir,
-                                    "the restored copy", "The backup restores into a damaged database; do not rely on it.")
+                                    "the restored copy", "The backup restores into a damaged database; do not rely on it.",
+                                    jobs=request.jobs)
 
 
 def _run_smoke_queries(request, scratch):

@@ -16,6 +16,7 @@ import os
 import re
 
 from ..core import fsutil
+from ..core import streams
 from ..core.errors import PgBackupError
 from ..core.pipeline import Pipeline, Stage, require_tool
 from .wal_archive_layout import CHECKSUM_SUFFIX, COMPRESSION_CHOICES, WalArchiveError
@@ -49,11 +50,10 @@ def decode_stages(path, identity_file, name=None):
     name = name or path
     stages = []
     if name.endswith(".age"):
-        if not identity_file:
-            raise WalArchiveError("WAL file '%s' is encrypted and no age identity file was given." % name,
+        missing = streams.missing_identity({"encryption": True}, identity_file, "WAL file '%s'" % name)
+        if missing:
+            raise WalArchiveError(missing[0].upper() + missing[1:] + ".",
                                   hint="Configure identity_file (restore-wal --identity) with a key of one of its recipients.")
-        if not os.path.isfile(identity_file):
-            raise WalArchiveError("Identity file '%s' does not exist." % identity_file)
         stages.append(Stage([require_tool("age", "the age package"), "-d", "-i", identity_file], name="age"))
     if name.endswith(".zst") or name.endswith(".zst.age"):
         stages.append(_zstd("-d", "-c"))

@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ...core.errors import PgBackupError
+from ...logical import deferred_foreign_keys
 from ...logical import restore as logical_restore
 from ...storage.local import LocalRepository
 from .. import repositories, workspace
@@ -33,6 +34,9 @@ def add_arguments(parser):
     add("--jobs", type=int, default=1, help="parallel pg_restore jobs")
     add("--globals", action="store_true", help="also restore roles and tablespaces")
     add("--identity", metavar="FILE", help="age identity (private key) file for encrypted backups")
+    add("--validate-foreign-keys", choices=deferred_foreign_keys.CHOICES, default=deferred_foreign_keys.DURING,
+        help="during (default): check foreign keys before the swap-in; after_swap: add them NOT VALID, swap the database "
+             "in, then validate them while it is in use (event restore_foreign_keys_not_validated if that fails)")
     add("--dry-run", action="store_true", help="check the backup and the target, change nothing")
 
 
@@ -83,7 +87,8 @@ def restore_from(args, config, log, repository, selector, source):
     request = logical_restore.LogicalRestoreRequest(
         repository, connection, database=args.database or source, backup=selector, source_database=source,
         tables=args.tables, clean=args.clean, force=args.force, jobs=args.jobs or 1, globals_=args.globals,
-        identity_file=args.identity or config["identity_file"], pg_bin_dir=config["pg_bin_dir"])
+        identity_file=args.identity or config["identity_file"], pg_bin_dir=config["pg_bin_dir"],
+        validate_foreign_keys=args.validate_foreign_keys)
     if args.dry_run:
         plan = logical_restore.plan(request)
         log.info("restore_plan", "would restore %s into %s (%s restore; target %s)" % (
@@ -94,12 +99,23 @@ def restore_from(args, config, log, repository, selector, source):
              database=request.database)
     try:
         result = logical_restore.restore(request)
+    except logical_restore.ForeignKeysNotValidated as exc:  # in place and usable: an alert, not a lost restore
+        log.error("restore_foreign_keys_not_validated", exc, database=request.database,
+                  usable_after_seconds=exc.details.get("usable_after_seconds"),
+                  failed_foreign_keys=exc.details.get("failed_foreign_keys"),
+                  validated_foreign_keys=exc.details.get("validated_foreign_keys"), database_in_place=True)
+        return EXIT_FAILED
     except Exception as exc:
         log.error("restore_failed", as_error(exc), prefix="restore into %s failed: " % request.database,
                   database=request.database)
         return EXIT_FAILED
-    log.info("restore_ok", "restore of %s into %s ok: %d table(s) in %.1fs" % (
-        result["backup_id"], request.database, len(result.get("restored_tables") or []), result["duration_seconds"]),
+    usable = result.get("usable_after_seconds")
+    log.info("restore_ok", "restore of %s into %s ok: %d table(s) in %.1fs%s" % (
+        result["backup_id"], request.database, len(result.get("restored_tables") or []), result["duration_seconds"],
+        "" if usable is None else " (usable after %.1fs)" % usable),
         database=request.database, backup_id=result["backup_id"], duration=result["duration_seconds"],
-        tables=result.get("tables"))
+        tables=result.get("tables"), usable_after_seconds=usable,
+        checks_finished_after_seconds=result.get("checks_finished_after_seconds"),
+        validate_foreign_keys=request.validate_foreign_keys,
+        validated_foreign_keys=[key["constraint"] for key in result.get("validated_foreign_keys") or []] or None)
     return EXIT_OK

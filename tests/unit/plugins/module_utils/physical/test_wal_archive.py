@@ -179,8 +179,10 @@ def test_age_encryption_roundtrip_idempotence_and_wrong_key(dirs, tmp_path):
     assert read(target) == read(source)
     with pytest.raises(wal_archive.WalArchiveError, match="wrong key"):
         wal_archive.restore_segment(SEG, target, archive, identity_file=other_key)
-    with pytest.raises(wal_archive.WalArchiveError, match="no age identity"):
+    with pytest.raises(wal_archive.WalArchiveError, match="is encrypted with age and no identity"):
         wal_archive.restore_segment(SEG, target, archive)
+    with pytest.raises(wal_archive.WalArchiveError, match="Identity file '.*missing.txt' does not exist"):
+        wal_archive.restore_segment(SEG, target, archive, identity_file=str(tmp_path / "missing.txt"))
 
 
 def test_cli_config_file_and_installed_wrapper(dirs, tmp_path):

@@ -36,6 +36,9 @@ def test_parse_restore_arguments():
     assert (args.force, args.clean, args.jobs, args.identity, args.dry_run) == (True, True, 4, "/k.txt", False)
     defaults = cli.parse_args(["restore"])
     assert defaults.backup == "latest" and defaults.tables is None and defaults.config == DEFAULT_CONFIG
+    assert defaults.validate_foreign_keys == "during"
+    assert cli.parse_args(["restore", "--validate-foreign-keys", "after_swap"]).validate_foreign_keys == "after_swap"
+    assert cli.main(["restore", "--validate-foreign-keys", "later"]) == program.EXIT_USAGE
     backup = cli.parse_args(["--lock-wait", "2.5", "backup", "--database", "A", "--database", "B"])
     assert backup.database == ["A", "B"] and backup.lock_wait == 2.5
 
