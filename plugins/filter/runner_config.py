@@ -82,6 +82,7 @@ ROLE_VARIABLES = {
     "pgbackup_encrypt_recipients": "encrypt_recipients",
     "pgbackup_identity_file": "identity_file",
     "pgbackup_pg_bin_dir": "pg_bin_dir",
+    "pgbackup_cluster_name": "cluster_name",
     "pgbackup_log_file": "log_file",
     "pgbackup_lock_file": "lock_file",
     "pgbackup_lock_wait_seconds": "lock_wait_seconds",

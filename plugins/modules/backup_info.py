@@ -16,7 +16,9 @@ description:
     C(check_backups.sh) and more.
   - Problem codes are V(no_backup), V(stale) (newest usable backup older than O(max_age_hours)), V(empty) (artifact
     missing or zero bytes), V(truncated) (size differs from the manifest), V(size_anomaly) (newest size more than
-    O(size_anomaly_factor) times or less than 1/O(size_anomaly_factor) of the median of the previous 7),
+    O(size_anomaly_factor) times or less than 1/O(size_anomaly_factor) of the median of the previous 7 of the same kind,
+    format and, for base backups, backup type (an incremental base backup is compared with earlier incremental ones,
+    never with full ones)),
     V(verify_failed) (last verification failed), V(last_run_failed) (the runner's last backup event in O(log_file)
     is an error), V(damaged_manifest) and, with O(check_staging_databases=true), V(leftover_staging_database).
   - Read-only; artifacts are not hashed (use M(todoapi.pgbackup.backup_verify) for that). A URL O(repository) is
@@ -44,7 +46,8 @@ options:
     type: float
     default: 25
   size_anomaly_factor:
-    description: How far the newest backup's size may be from the median of the previous ones (factor, both ways).
+    description: How far the newest backup's size may be from the median of the previous ones of its kind, format and
+      backup type (factor, both ways).
     type: float
     default: 3.0
   log_file:
@@ -88,12 +91,23 @@ ok:
   returned: always
   type: bool
 backups:
-  description: Complete backups, oldest first.
+  description:
+    - Complete backups, oldest first. Each has C(id), C(database) (a physical backup's is its cluster name), C(kind),
+      C(format), C(finished_at), C(finished_timestamp), C(age_hours), C(size) (from the manifest), C(actual_size) (as
+      stored), C(file_state) (V(ok), V(missing), V(empty) or V(truncated)), C(duration_seconds), C(artifact),
+      C(verified) (V(verified), V(failed) or V(unverified)), C(verified_level), C(verified_at) and C(verify_error).
+    - A physical (base) backup also has C(backup_type) (V(full), V(diff) or V(incr)), C(parent) (the id of the backup it
+      was taken against, null for a full one) and C(chain) (the ids it is restored from, the full backup first and the
+      backup itself last; one id for a full backup). Restoring it needs every backup of its chain.
   returned: always
   type: list
   elements: dict
   sample: [{"id": "20240106T020000Z_logical_TodoDb", "database": "TodoDb", "kind": "logical", "age_hours": 3.5,
-            "size": 10485760, "file_state": "ok", "verified": "verified"}]
+            "size": 10485760, "file_state": "ok", "verified": "verified"},
+           {"id": "20240107T013000Z_physical_main", "database": "main", "kind": "physical", "format": "tar",
+            "size": 1048576, "file_state": "ok", "verified": "unverified", "backup_type": "incr",
+            "parent": "20240106T013000Z_physical_main",
+            "chain": ["20240106T013000Z_physical_main", "20240107T013000Z_physical_main"]}]
 latest:
   description: Newest usable backup (file intact, verification not failed) of each database, or null.
   returned: always

@@ -294,7 +294,7 @@ def test_every_engine_module_and_runner_command_imports_from_the_installed_tree(
     assert {"todoapi_pgbackup_engine.runner.cli", "todoapi_pgbackup_engine.runner.wal",
             "todoapi_pgbackup_engine.ops.retention", "todoapi_pgbackup_engine.storage.s3"} <= imported
     assert not [name for name in imported if ".ansible_module" in name], "modules-only code was installed on the host"
-    for command in ("backup", "list", "verify", "prune", "restore", "status"):
+    for command in ("backup", "basebackup", "list", "verify", "prune", "restore", "status"):
         helped = subprocess.run(["runuser", "-u", OS_USER, "--", installed.runner, command, "--help"],
                                 capture_output=True, text=True, check=False, cwd="/")
         assert helped.returncode == 0 and "usage:" in helped.stdout, (command, helped.stdout + helped.stderr)

@@ -68,6 +68,34 @@ def test_a_physical_backup_is_refused_by_another_major_before_anything_changes(p
     assert not [name for name in os.listdir(str(tmp_path)) if ".pre-pitr-" in name or name.startswith(".pgbackup")]
 
 
+def test_a_dump_by_a_newer_pg_dump_needs_a_pg_restore_as_new(pg, pg18, tmp_repo, ansible_playbook):
+    """pg_dump 18 (the newest, as PostgreSQL advises for dumping an older server) dumps 15; pg_restore 15 cannot read
+    its archive: the restore fails before anything changes, naming both versions and pg_bin_dir; without
+    pg_bin_dir it finds pg_restore 18 (on PATH here: the wheel is outside Debian's layout)."""
+    name = "Newer_%s" % uuid.uuid4().hex[:8]
+    create_todo_db(pg, dbname=name, size_mb=1)
+    restore = connection(pg, repository=tmp_repo, source_database=name, database=name + "_copy")
+    try:
+        backup = ansible_playbook(playbook(("Dump with 18", "todoapi.pgbackup.pg_dump", connection(
+            pg, database=name, repository=tmp_repo, pg_bin_dir=pg18.bindir)))).task("Dump with 18")["backup"]
+        assert backup["pg_dump_version"].startswith("18.") and backup["server_version_num"] // 10000 == 15
+        for check in (True, False):
+            failed = ansible_playbook(playbook(("Restore with 15", "todoapi.pgbackup.pg_restore", dict(
+                restore, pg_bin_dir=bindir_for(15)))), check=check, expect_failure=True).task("Restore with 15")
+            assert "No pg_restore of PostgreSQL 18 or newer was found in pg_bin_dir %s" % bindir_for(15) in failed["msg"]
+            assert "pg_restore is 15." in failed["msg"] and "written by pg_dump %s" % backup["pg_dump_version"] in failed["msg"]
+            assert "pg_bin_dir" in failed["hint"]
+        assert pg.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", (name + "_copy",)) == 0
+        # check mode proves the programs are there (a real restore would fail in PostgreSQL: pg_restore 18 sends
+        # SET transaction_timeout, which 15 does not know; docs/versions.md)
+        planned = ansible_playbook(playbook(("Restore", "todoapi.pgbackup.pg_restore", restore)), check=True,
+                                   env={"PATH": "%s:%s" % (pg18.bindir, os.environ["PATH"])}).task("Restore")
+        assert planned["changed"] and planned["mode"] == "full"
+    finally:
+        pg.drop_database(name)
+        pg.drop_database(name + "_copy")
+
+
 @pytest.fixture
 def two_installations(tmp_path, pg18, monkeypatch):
     """A per-version layout (like Debian's) with the real programs of 15 and 18, searched instead of Debian's."""
@@ -81,8 +109,8 @@ def two_installations(tmp_path, pg18, monkeypatch):
 
 
 def test_programs_are_picked_for_the_server_they_talk_to(two_installations, pg18):
-    def picked(name, server_major, bin_dir=None):
-        path, version = pgtools.find_tool(name, server_major, bin_dir)
+    def picked(name, server_major, bin_dir=None, written_by=None):
+        path, version = pgtools.find_tool(name, server_major, bin_dir, written_by)
         return os.path.relpath(path, two_installations) if path.startswith(two_installations) else path, \
             int(version.split(".")[0])
 
@@ -92,6 +120,13 @@ def test_programs_are_picked_for_the_server_they_talk_to(two_installations, pg18
     assert picked("pg_waldump", 15) == ("15/bin/pg_waldump", 15)
     assert picked("pg_waldump", 18) == ("18/bin/pg_waldump", 18)
     assert picked("pg_restore", 18) == ("18/bin/pg_restore", 18)
+    # pg_restore reads what pg_dump wrote: at least pg_dump's version, the nearest one by default
+    assert picked("pg_restore", 15, written_by=("pg_dump", "18.1")) == ("18/bin/pg_restore", 18)
+    assert picked("pg_restore", 15, written_by=("pg_dump", "15.14")) == ("15/bin/pg_restore", 15)
+    bin15 = os.path.join(two_installations, "15", "bin")
+    with pytest.raises(PgBackupError, match=r"No pg_restore of PostgreSQL 18 or newer was found in pg_bin_dir %s \(.*"
+                                            r"pg_restore is 15\.\d+\): the backup was written by pg_dump 18\.1" % bin15):
+        pgtools.find_tool("pg_restore", 15, bin15, ("pg_dump", "18.1"))
     assert picked("pg_dump", 15, pg18.bindir)[1] == 18  # an explicit pg_bin_dir is the only place looked at
     with pytest.raises(PgBackupError, match=r"No pg_waldump for PostgreSQL 15 was found in .*pg_waldump is 18\.") as error:
         pgtools.find_tool("pg_waldump", 15, pg18.bindir)

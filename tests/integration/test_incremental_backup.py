@@ -83,6 +83,14 @@ def test_a_chain_is_taken_verified_and_restored_by_pitr(archiving_pg18, ansible_
     assert "INCREMENTAL FROM LSN: %s" % diff["start_lsn"] in auto["backup_label"]
     assert base_files(auto)["base.tar.gz"] < base_files(full)["base.tar.gz"] / 3
 
+    info = ansible_playbook(playbook(("Info", "todoapi.pgbackup.backup_info", {
+        "repository": repo, "database": CLUSTER, "size_anomaly_factor": 2.0}))).task("Info")
+    shown = dict((entry["id"], entry) for entry in info["backups"])
+    assert [(shown[b["id"]]["backup_type"], shown[b["id"]]["parent"], shown[b["id"]]["chain"])
+            for b in (full, incr, diff, auto)] == [(b["backup_type"], b["parent"], b["chain"]) for b in (full, incr, diff, auto)]
+    assert shown[full["id"]]["chain"] == [full["id"]]
+    assert info["ok"], info["health"]
+
     result = ansible_playbook(playbook(("Verify", "todoapi.pgbackup.backup_verify", connection(
         source, repository=repo, database=CLUSTER, level="structure"))))
     details = result.task("Verify")["details"]

@@ -9,7 +9,9 @@ Which version of a program may talk to which server is decided here, and only he
   server's major version: pg_waldump cannot read the WAL of another major, pg_ctl starts only its own;
 - pg_dump and pg_dumpall: the newest installed, as PostgreSQL recommends for dumping an older server;
 - everything else (pg_restore, psql, pg_basebackup, pg_amcheck, ...): the server's major version, else
-  the nearest newer one (a program older than the server is refused).
+  the nearest newer one (a program older than the server is refused);
+- a program that reads what another one wrote (pg_restore reading pg_dump's archive) must also be at least
+  as new as the writer (``written_by``): pg_restore cannot read the archive of a newer pg_dump.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -61,19 +63,31 @@ def _candidates(name, server_major, bin_dir):
     return candidates + ([on_path] if on_path else [])
 
 
-def find_tool(name, server_major, bin_dir=None):
+def find_tool(name, server_major, bin_dir=None, written_by=None):
     """Path and version of ``name`` (pg_dump, pg_restore, pg_waldump, ...) for a server of ``server_major``.
 
     Looked for in ``bin_dir`` only when it is given; otherwise in the per-version directories (Debian's
-    /usr/lib/postgresql/<major>/bin, PGDG's /usr/pgsql-<major>/bin) and then on PATH.
+    /usr/lib/postgresql/<major>/bin, PGDG's /usr/pgsql-<major>/bin) and then on PATH. ``written_by``
+    (program, version), e.g. ("pg_dump", "18.1"): the program reads that one's output, so it must be of
+    that major version or newer too.
     """
+    writer_major = major_of_version(written_by[1]) if written_by and written_by[1] else None
+    need_major = max(server_major, writer_major or 0)
     seen = []
-    for path in _candidates(name, server_major, bin_dir):
+    for path in _candidates(name, need_major, bin_dir):
         if os.access(path, os.X_OK):
             major, full = _version_of(path)
-            if _fits(name, major, server_major):
+            if _fits(name, major, server_major) and major >= need_major:
                 return path, full
             seen.append("%s is %s" % (path, full))
+    if need_major > server_major:
+        raise PgBackupError("No %s of PostgreSQL %d or newer was found%s%s: the backup was written by %s %s, and an "
+                            "older %s cannot read it (the server is PostgreSQL %d)." % (
+                                name, need_major, " in pg_bin_dir %s" % bin_dir if bin_dir else "",
+                                " (%s)" % "; ".join(seen) if seen else "", written_by[0], written_by[1], name,
+                                server_major),
+                            hint="Set 'pg_bin_dir' to the programs of PostgreSQL %d or newer, or leave it empty to use "
+                                 "the newest installed (Debian: install postgresql-client-%d)." % (need_major, need_major))
     need = "PostgreSQL %d" % server_major if name in SAME_MAJOR_ONLY else "PostgreSQL %d or newer" % server_major
     raise PgBackupError("No %s for %s was found%s%s." % (
         name, need, " in %s" % bin_dir if bin_dir else "", " (%s)" % "; ".join(seen) if seen else ""),
@@ -82,6 +96,12 @@ def find_tool(name, server_major, bin_dir=None):
              "directory." % (server_major, server_major, server_major))
 
 
-def tool_path(name, server_major, bin_dir=None):
+def major_of_version(version):
+    """18 of "18.1" (or of "PostgreSQL 18.1"); None when it names none."""
+    match = re.search(r"(\d+)", str(version or ""))
+    return int(match.group(1)) if match else None
+
+
+def tool_path(name, server_major, bin_dir=None, written_by=None):
     """Just the path of ``find_tool``."""
-    return find_tool(name, server_major, bin_dir)[0]
+    return find_tool(name, server_major, bin_dir, written_by)[0]

@@ -27,7 +27,6 @@ import time
 from . import restore_steps as steps
 from ..core import pgconn
 from ..core.errors import PgBackupError
-from ..core.pgtools import tool_path
 from ..core.pipeline import Pipeline, Stage
 
 DURING, AFTER_SWAP = "during", "after_swap"
@@ -158,7 +157,7 @@ def left_out_of_load(request, listing, toc_file, env, major):
         yield NONE
         return
     with _list_file(request.work_dir, "\n".join(lines) + "\n") as only_keys:
-        pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
+        pg_restore = steps.pg_restore_path(request, major)
         pipeline = Pipeline([Stage([pg_restore, "-f", "-", "-L", only_keys, toc_file], name="pg_restore (foreign keys)",
                                    error_pattern=steps.PG_RESTORE_ERROR)], env=env, capture_stdout=True).start()
         script = b"".join(pipeline.stdout_chunks()).decode("utf-8")

@@ -17,6 +17,7 @@ __metaclass__ = type
 import time
 
 from . import restore_full
+from . import restore_steps
 from . import restore_tables
 from . import staging_leftovers
 from .deferred_foreign_keys import ForeignKeysNotValidated
@@ -34,6 +35,7 @@ def plan(request):
     """What a restore would do (check mode): verifies the backup, inspects the target."""
     manifest = select_backup(request)
     info, exists, tables = target_state(request)
+    check_programs(request, manifest, info)
     mode = "tables" if request.tables else "full"
     if mode == "full":
         check_overwrite_allowed(request, exists, tables)
@@ -44,11 +46,20 @@ def plan(request):
     return {"backup": manifest, "mode": mode, "target_exists": exists, "target_tables": len(tables)}
 
 
+def check_programs(request, manifest, info):
+    """The target's major version, once a pg_restore that can read the archive is known to be there (before
+    anything changes: a pg_restore older than the pg_dump that wrote it fails naming both versions)."""
+    major = info["server_version_num"] // 10000
+    if manifest.get("format") != "plain":
+        restore_steps.pg_restore_path(request, major)
+    return major
+
+
 def restore(request):
     started = time.monotonic()
     manifest = select_backup(request)
     info, exists, tables = target_state(request)
-    major = info["server_version_num"] // 10000
+    major = check_programs(request, manifest, info)
     if request.tables:
         if manifest.get("format") == "plain":
             raise PgBackupError("A plain-format backup can only be restored whole.",

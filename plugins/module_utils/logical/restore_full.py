@@ -19,7 +19,6 @@ from . import staging_owner
 from ..core import pgconn
 from ..core import streams
 from ..core.errors import PgBackupError
-from ..core.pgtools import tool_path
 from ..core.pipeline import Pipeline, Stage
 
 
@@ -107,7 +106,7 @@ def _archive_toc(request, manifest, major, env, stages, path):
     if manifest.get("format") == "directory" or not stages:
         yield steps.list_archive(request, manifest, major, env), path
         return
-    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
+    pg_restore = steps.pg_restore_path(request, major)
     try:
         prefix, listing = parallel_restore.write_toc_prefix(stages, path, env, pg_restore, request.work_dir)
     except PgBackupError as exc:
@@ -138,7 +137,7 @@ def _serial_custom_restore(request, stages, path, env, major, dbname, extra=()):
 
 def _parallel_custom_restore(request, stages, path, env, major, dbname, toc_file, post_data_options):
     """Whole restore into an empty database over ``jobs`` connections (see parallel_restore)."""
-    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
+    pg_restore = steps.pg_restore_path(request, major)
     steps.run([Stage(steps.pg_restore_argv(request, major, dbname, ["--section=pre-data", toc_file]),
                      name="pg_restore (pre-data)", error_pattern=steps.PG_RESTORE_ERROR)], env)
 

@@ -58,6 +58,7 @@ class LogicalRestoreRequest(object):
         self.maintenance_db = maintenance_db or "postgres"
         self.work_dir = work_dir
         self.pg_bin_dir = pg_bin_dir
+        self.written_by = None  # (program, version) that wrote the archive: set by select_backup
 
 
 def _memory_setting(value):
@@ -78,6 +79,8 @@ def select_backup(request):
     manifest = request.repository.resolve(request.backup, database=request.source_database, kind="logical")
     if request.backup != "latest":
         request.repository.verify_checksum(manifest)
+    # pg_restore must be at least as new as the pg_dump that wrote the archive (core/pgtools.py chooses)
+    request.written_by = ("pg_dump", manifest["pg_dump_version"]) if manifest.get("pg_dump_version") else None
     return manifest
 
 

@@ -67,8 +67,14 @@ def conninfo(dbname):
     return "dbname='%s'" % dbname.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def pg_restore_path(request, major):
+    """pg_restore for a server of ``major`` that can read the archive: at least as new as the pg_dump that
+    wrote it (the manifest's ``pg_dump_version``, which select_backup keeps in ``request.written_by``)."""
+    return tool_path("pg_restore", major, request.pg_bin_dir, written_by=getattr(request, "written_by", None))
+
+
 def pg_restore_argv(request, major, dbname, extra=()):
-    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
+    pg_restore = pg_restore_path(request, major)
     argv = [pg_restore, "--exit-on-error", "-d", conninfo(dbname)]
     if request.no_owner:
         argv += ["--no-owner"]
@@ -78,7 +84,7 @@ def pg_restore_argv(request, major, dbname, extra=()):
 def list_archive(request, manifest, major, env):
     """The archive's table of contents (``pg_restore -l``)."""
     stages, path = decoded_input(request, manifest)
-    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
+    pg_restore = pg_restore_path(request, major)
     if manifest.get("format") == "directory" or not stages:
         pipeline = Pipeline([Stage([pg_restore, "-l", path], name="pg_restore")], env=env, capture_stdout=True)
     else:

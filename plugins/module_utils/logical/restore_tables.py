@@ -15,7 +15,6 @@ from . import restore_steps as steps
 from ..core import pgconn
 from ..core import streams
 from ..core.errors import PgBackupError
-from ..core.pgtools import tool_path
 from ..core.pipeline import Pipeline, Stage
 
 
@@ -222,7 +221,7 @@ def _stream_script(request, manifest, major, env, listfile, prologue, epilogue):
     transaction. The epilogue (with COMMIT) is sent only if pg_restore and its decoders
     succeeded; otherwise psql sees end of input inside the transaction and rolls back."""
     stages, path = steps.decoded_input(request, manifest)
-    pg_restore = tool_path("pg_restore", major, request.pg_bin_dir)
+    pg_restore = steps.pg_restore_path(request, major)
     argv = [pg_restore, "-f", "-", "-L", listfile]
     if request.no_owner:
         argv.append("--no-owner")

@@ -20,6 +20,7 @@ from ..core import manifest as manifests
 from ..core import pgconn
 from ..core.errors import PgBackupError
 from ..logical import staging_leftovers
+from ..physical.base_backup_chain import backup_type_of, chain_ids
 from .verify import verification_state
 
 ANOMALY_WINDOW = 7
@@ -158,6 +159,9 @@ def backup_status(repository, database=None, now=None, max_age_hours=25, size_an
             "duration_seconds": manifest.get("duration_seconds"), "artifact": manifest["artifact"],
             "verified": verified["state"], "verified_level": verified["level"], "verified_at": verified["time"],
             "verify_error": verified["error"]})
+        if manifest["kind"] == "physical":  # what restoring it takes: its chain, full backup first
+            backups[-1].update(backup_type=backup_type_of(manifest), parent=manifest.get("parent"),
+                               chain=chain_ids(manifest))
     damaged = list(getattr(repository, "problems", []) or [])
     runs = read_run_log(log_file)
     names = set(b["database"] for b in backups) | set(runs)
@@ -189,6 +193,14 @@ def backup_status(repository, database=None, now=None, max_age_hours=25, size_an
             "problem_codes": sorted(set(p["code"] for p in health)), "metrics": metrics}
 
 
+def _size_class(backup):
+    return backup["kind"], backup["format"], backup.get("backup_type")
+
+
+def _same_type(backup):
+    return "%s backups " % backup["backup_type"] if backup.get("backup_type") else ""
+
+
 def _database_health(name, backups, last_run, now, max_age_hours, factor, window):
     problems = []
     usable = [b for b in backups if b["file_state"] == "ok" and b["verified"] != "failed"]
@@ -212,16 +224,17 @@ def _database_health(name, backups, last_run, now, max_age_hours, factor, window
         problems.append(_problem("stale", name, "The newest usable backup of '%s' (%s) is %.1f hours old; the limit "
                                  "is %g hours." % (name, newest_usable["id"], newest_usable["age_hours"], max_age_hours),
                                  [newest_usable["id"]]))
-    comparable = [b for b in backups if b["file_state"] == "ok" and backups and
-                  (b["kind"], b["format"]) == (backups[-1]["kind"], backups[-1]["format"])]
+    # an incremental base backup is small next to a full one by design: sizes compare within one backup type
+    comparable = [b for b in backups if b["file_state"] == "ok" and _size_class(b) == _size_class(backups[-1])]
     if comparable and comparable[-1]["id"] == backups[-1]["id"]:
         anomaly = size_anomaly([b["size"] for b in comparable], factor, window)
         if anomaly:
             median, ratio = anomaly
             problems.append(_problem("size_anomaly", name, "The newest backup of '%s' (%s) has %d bytes, %.2f times the "
-                                     "median (%d bytes) of the %d before it." % (
+                                     "median (%d bytes) of the %d %sbefore it." % (
                                          name, backups[-1]["id"], backups[-1]["size"], ratio, median,
-                                         len(comparable[-window - 1:-1])), [backups[-1]["id"]]))
+                                         len(comparable[-window - 1:-1]), _same_type(backups[-1])),
+                                     [backups[-1]["id"]]))
     if last_run and str(last_run.get("level", "")).lower() in ERROR_LEVELS:
         problems.append(_problem("last_run_failed", name, "The last backup run of '%s' failed at %s: %s" % (
             name, last_run.get("ts", "an unknown time"), last_run.get("error") or last_run.get("message") or "no error text")))

@@ -53,8 +53,8 @@ from ..core import pgconn
 from ..core.errors import PgBackupError
 from ..core.pgtools import find_tool
 from ..core.pipeline import Pipeline, Stage
-from .base_backup_chain import (BACKUP_TYPES, NO_SUMMARIES, USE_INSTEAD, chain_ids, chain_of, chain_record,
-                                chain_root, choose_parent)
+from .base_backup_chain import (BACKUP_TYPES, NO_SUMMARIES, USE_INSTEAD, backup_type_of, chain_ids, chain_of,
+                                chain_record, chain_root, choose_parent)
 from .base_backup_request import (DEFAULT_COMPRESSION, FORMATS, MANIFEST_CHECKSUMS, UNSUPPORTED_METHOD, WAL_METHODS,
                                   WORKERS_AUTO, PhysicalBackupRequest, compression_argument, compression_fallbacks,
                                   resolve_workers)
@@ -66,7 +66,8 @@ from .wal_names import DEFAULT_SEGMENT_SIZE, segment_for_lsn
 # What callers use from here (the modules, the runner's engines, bench/ and the tests).
 __all__ = ["KIND", "ARTIFACT_SUFFIX", "BACKUP_TYPES", "DEFAULT_COMPRESSION", "FORMATS", "MANIFEST_CHECKSUMS",
            "WAL_METHODS", "PhysicalBackupRequest", "plan", "backup", "extract_backup", "verify_data_directory",
-           "verify_tar_backup", "backup_major", "chain_ids", "chain_of", "chain_root", "restore_into"]
+           "verify_tar_backup", "backup_major", "backup_type_of", "chain_ids", "chain_of", "chain_root",
+           "restore_into"]
 
 KIND = "physical"
 ARTIFACT_SUFFIX = ".base"

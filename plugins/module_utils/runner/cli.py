@@ -4,6 +4,7 @@
 """The on-host runner ``todoapi-pgbackup`` (cron / systemd): a thin adapter over the engine.
 
     todoapi-pgbackup [--name NAME | --config PATH] backup  [--database DB ...]
+    todoapi-pgbackup [--name NAME | --config PATH] basebackup [--type full|diff|incr|auto]
     todoapi-pgbackup [--name NAME | --config PATH] list    [--repository R] [--database DB] [--json]
     todoapi-pgbackup [--name NAME | --config PATH] verify  [--repository R] [--backup ID] [--database DB] [--level LEVEL] ...
     todoapi-pgbackup [--name NAME | --config PATH] prune   [--dry-run]
@@ -31,7 +32,7 @@ import sys
 
 from ..core.errors import PgBackupError
 from . import monitor, names
-from .commands import backup, listing, prune, restore, status, verify
+from .commands import backup, basebackup, listing, prune, restore, status, verify
 from .config import DEFAULT_CONFIG, ConfigError, load_config
 from .connection import passfile_secrets
 from .eventlog import EventLog, as_error
@@ -40,7 +41,7 @@ from .repositories import UnknownRepository
 from .program import (EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, PROG,
                       VERSION)
 
-COMMANDS = dict((command.NAME, command) for command in (backup, listing, verify, prune, restore, status))
+COMMANDS = dict((command.NAME, command) for command in (backup, basebackup, listing, verify, prune, restore, status))
 
 
 class _Parser(argparse.ArgumentParser):

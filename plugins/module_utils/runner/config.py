@@ -9,7 +9,8 @@ follows. The backup role builds the config through the ``todoapi.pgbackup.runner
 which calls check_config, so a value the runner would refuse fails the role instead.
 
 - DEFAULTS: what a key a config leaves out means to the runner. ``log_file``, ``lock_file`` and
-  ``state_dir`` left out follow the setup's ``name`` (names.py); ``repositories`` left out is the
+  ``state_dir`` left out follow the setup's ``name`` (names.py), and so does ``cluster_name`` (what the
+  ``basebackup`` command names its base backups after and ``prune`` finds them by); ``repositories`` left out is the
   one repository ``/var/backups/todoapi`` (or the older keys ``repository`` and ``copy_to``, see
   LEGACY_DEFAULTS; repositories.py owns the entries).
 - INSTALLED_DEFAULTS: what the backup role (and the pg_dump module and playbooks/backup_now.yml,
@@ -56,6 +57,7 @@ DEFAULTS = {
     "encrypt_recipients": [],
     "identity_file": None,
     "pg_bin_dir": None,
+    "cluster_name": None,
     "log_file": None,
     "lock_file": None,
     "lock_wait_seconds": 300,
@@ -141,6 +143,7 @@ def check_config(raw, source="config", warn=None):
             if key != "repositories":
                 config[key] = _checked(key, CHECKS[key], config[key])
         _checked("jobs", _backup_settings, config)
+        config["cluster_name"] = config["cluster_name"] or config["name"]
         config["repositories"] = _checked("repositories", _repositories, (raw, config["retention"], warn))
     except _Problem as problem:
         raise ConfigError("'%s' in %s %s" % (problem.key, source, problem.problem), hint=problem.hint,
@@ -333,6 +336,7 @@ CHECKS = {
     "encrypt_recipients": _recipients,
     "identity_file": _optional_text,
     "pg_bin_dir": _optional_text,
+    "cluster_name": _optional_text,
     "log_file": _optional_text,
     "lock_file": _required_text,
     "lock_wait_seconds": _number,

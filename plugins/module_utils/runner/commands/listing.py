@@ -10,6 +10,7 @@ __metaclass__ = type
 import json
 import sys
 
+from ...physical import base_backup
 from .. import repositories
 from ..eventlog import human_size
 from ..program import EXIT_OK
@@ -26,8 +27,8 @@ def add_arguments(parser):
 
 
 def summary(manifest):
-    """What `list` shows of a manifest."""
-    return {
+    """What `list` shows of a manifest; a base backup also shows its type, parent and chain (full backup first)."""
+    shown = {
         "id": manifest["id"],
         "database": manifest["database"],
         "kind": manifest["kind"],
@@ -41,6 +42,15 @@ def summary(manifest):
         "tables": manifest.get("tables") or {},
         "server_version": manifest.get("server_version"),
     }
+    if manifest["kind"] == "physical":
+        shown.update(backup_type=base_backup.backup_type_of(manifest), parent=manifest.get("parent"),
+                     chain=base_backup.chain_ids(manifest))
+    return shown
+
+
+def _format(row):
+    """format/compression, and a base backup's type (full, diff, incr)."""
+    return "%s/%s%s" % (row["format"], row["compression"], (" " + row["backup_type"]) if row.get("backup_type") else "")
 
 
 def print_table(rows, path):
@@ -49,7 +59,7 @@ def print_table(rows, path):
         return
     header = ("ID", "DATABASE", "FINISHED (UTC)", "SIZE", "FORMAT", "ENCRYPTED")
     lines = [header] + [(r["id"], r["database"], r["finished_at"][:19].replace("T", " "), human_size(r["size"]),
-                         "%s/%s" % (r["format"], r["compression"]), "yes" if r["encrypted"] else "no") for r in rows]
+                         _format(r), "yes" if r["encrypted"] else "no") for r in rows]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for line in lines:
         sys.stdout.write("  ".join(str(value).ljust(width) for value, width in zip(line, widths)).rstrip() + "\n")

@@ -2,8 +2,10 @@
 # Copyright: todoapi.pgbackup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """``todoapi-pgbackup prune``: in every repository with a retention policy (its own, e.g. 7 days
-local and monthly for a year in S3), delete the runner's own logical backups that the policy no
-longer keeps (the newest verified backup always stays). ``--dry-run`` reports, per repository, what
+local and monthly for a year in S3), delete the runner's own backups that the policy no longer keeps:
+the logical backups of its databases and the base backups of its ``cluster_name`` (the newest verified
+backup of each always stays; a chain of incremental base backups is kept or deleted whole, by the
+engine's retention, ops/retention.py). ``--dry-run`` reports, per repository, what
 would go. A repository that cannot be pruned does not stop the others; the run then exits 1."""
 
 from __future__ import absolute_import, division, print_function
@@ -25,29 +27,36 @@ def add_arguments(parser):
 
 def prune_repository(config, entry, dry_run, log):
     repository = repositories.open_entry(entry, owner=config["owner"])
+    reported = set()
+    # Only this runner's own backups: other databases, or base backups of another cluster, in a shared
+    # repository are someone else's to prune.
+    groups = [(database, "logical") for database in config["databases"]] + [(config["cluster_name"], "physical")]
+    for database, kind in groups:
+        # a base backup's chain (the full backup and the incremental ones on it) is kept or deleted whole
+        result = retention.apply_retention(repository, entry["retention"], dry_run=dry_run, database=database, kind=kind)
+        if kind == "physical" and not (result["kept"] or result["deleted"]):
+            continue  # no base backups: nothing to say
+        _report(result, entry, database, dry_run, reported, log)
+
+
+def _report(result, entry, database, dry_run, reported, log):
     verb = "would delete" if dry_run else "deleted"
     where = {"repository": entry["name"], "dry_run": bool(dry_run)}
-    reported = set()
-    for database in config["databases"]:
-        # Only this runner's own backups: other databases or physical backups in a shared
-        # repository are someone else's to prune.
-        result = retention.apply_retention(repository, entry["retention"], dry_run=dry_run, database=database,
-                                           kind="logical")
-        for found in result.get("deleted") or []:
-            log.info("prune_would_delete" if dry_run else "prune_deleted",
-                     "%s %s from %s (%s)" % (verb, found["id"], entry["name"], found.get("reason") or "retention"),
-                     database=database, backup_id=found["id"], reason=found.get("reason"), **where)
-        for problem in result.get("problems") or []:
-            log.warning("prune_problem", problem, database=database, repository=entry["name"])
-        for temp in result.get("stale_temp") or []:
-            name = temp.get("name") if isinstance(temp, dict) else str(temp)
-            if name not in reported:
-                reported.add(name)
-                log.warning("stale_temp", "stale work-in-progress file left by an interrupted run: %s" % name,
-                            repository=entry["name"])
-        deleted, kept = len(result.get("deleted") or []), len(result.get("kept") or [])
-        log.info("prune_ok", "prune of %s in %s: %s %d, kept %d" % (database, entry["name"], verb, deleted, kept),
-                 database=database, deleted=deleted, kept=kept, **where)
+    for found in result.get("deleted") or []:
+        log.info("prune_would_delete" if dry_run else "prune_deleted",
+                 "%s %s from %s (%s)" % (verb, found["id"], entry["name"], found.get("reason") or "retention"),
+                 database=database, backup_id=found["id"], reason=found.get("reason"), chain=found.get("chain"), **where)
+    for problem in result.get("problems") or []:
+        log.warning("prune_problem", problem, database=database, repository=entry["name"])
+    for temp in result.get("stale_temp") or []:
+        name = temp.get("name") if isinstance(temp, dict) else str(temp)
+        if name not in reported:
+            reported.add(name)
+            log.warning("stale_temp", "stale work-in-progress file left by an interrupted run: %s" % name,
+                        repository=entry["name"])
+    deleted, kept = len(result.get("deleted") or []), len(result.get("kept") or [])
+    log.info("prune_ok", "prune of %s in %s: %s %d, kept %d" % (database, entry["name"], verb, deleted, kept),
+             database=database, deleted=deleted, kept=kept, **where)
 
 
 def run(args, config, log):

@@ -199,3 +199,11 @@ def test_role_readme_variable_table_is_current():
                            capture_output=True, text=True, check=True).stdout
     with open(os.path.join(ROLE, "README.md")) as handle:
         assert table in handle.read(), "run: .venv/bin/python scripts/role_vars_table.py roles/backup"
+
+
+def test_base_backups_are_named_after_the_setup_unless_told():
+    defaults = dict((name, value) for name, value in shared(role_defaults()).items()
+                    if name not in ONLY_IN_THE_DEFAULT_REPOSITORIES)
+    assert defaults["pgbackup_cluster_name"] == "" and INSTALLED_DEFAULTS["cluster_name"] == names.DEFAULT_NAME
+    assert runner_config(dict(defaults, pgbackup_name="pg18"))["cluster_name"] == "pg18"
+    assert runner_config(dict(defaults, pgbackup_cluster_name="db01"))["cluster_name"] == "db01"

@@ -104,6 +104,43 @@ def test_size_anomaly_needs_history_and_same_format(tmp_path):
     assert codes(check(tmp_path)) == []  # plain dumps are not compared with custom ones
 
 
+def add_base_backup(repo_path, hours_ago, backup_type, size, parent=None):
+    """A physical backup's manifest and a directory artifact of ``size`` bytes; ``parent``: its parent's manifest."""
+    finished = NOW - datetime.timedelta(hours=hours_ago)
+    backup_id = "%s_physical_main" % finished.strftime("%Y%m%dT%H%M%SZ")
+    os.mkdir(os.path.join(repo_path, backup_id + ".base"))
+    with open(os.path.join(repo_path, backup_id + ".base", "base.tar.gz"), "wb") as handle:
+        handle.write(b"x" * size)
+    manifest = {"id": backup_id, "kind": "physical", "database": "main", "artifact": backup_id + ".base", "size": size,
+                "sha256": "0" * 64, "started_at": manifests.isoformat(finished - datetime.timedelta(seconds=30)),
+                "finished_at": manifests.isoformat(finished), "duration_seconds": 30.5, "format": "tar",
+                "backup_type": backup_type, "parent": parent["id"] if parent else None,
+                "chain": (parent["chain"] if parent else []) + [backup_id]}
+    fsutil.write_json_atomic(os.path.join(repo_path, backup_id + ".manifest.json"), manifest)
+    return manifest
+
+
+def test_physical_entries_show_their_chain_and_sizes_compare_within_a_type(tmp_path):
+    repo = str(tmp_path)
+    parent, days = None, []
+    for day in range(4):  # a full backup a day, then hourly incrementals on top of the last one
+        days.append(add_base_backup(repo, 100 - day * 24, "full", 100000))
+    parent = days[-1]
+    for hour in range(4):
+        parent = add_base_backup(repo, 20 - hour, "incr", 2000, parent)
+    result = check(tmp_path, database="main")
+    assert codes(result, "main") == []  # an incremental far smaller than the full backups is no anomaly
+    entries = dict((entry["id"], entry) for entry in result["backups"])
+    assert entries[parent["id"]]["backup_type"] == "incr" and entries[parent["id"]]["parent"] == parent["parent"]
+    assert entries[parent["id"]]["chain"][0] == days[-1]["id"] and len(entries[parent["id"]]["chain"]) == 5
+    assert entries[days[0]["id"]]["chain"] == [days[0]["id"]] and entries[days[0]["id"]]["parent"] is None
+    add_base_backup(repo, 1, "incr", 20000, parent)  # ten times the incrementals before it
+    problems = check(tmp_path, database="main")["health"]
+    assert [p["code"] for p in problems] == ["size_anomaly"] and "of the 4 incr backups before it" in problems[0]["message"]
+    add_backup(repo, 1, database="TodoDb")
+    assert "backup_type" not in check(tmp_path, database="TodoDb")["backups"][0]
+
+
 def test_verify_failed_uses_last_verification(tmp_path):
     manifest = add_backup(str(tmp_path), 1)
     repo = LocalRepository(str(tmp_path))

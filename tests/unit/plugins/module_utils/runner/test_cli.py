@@ -16,13 +16,13 @@ def test_version_and_usage(capsys):
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == "todoapi-pgbackup %s" % program.VERSION
     assert cli.main([]) == program.EXIT_USAGE
-    assert "a command is required (backup, list, prune, restore, status, verify)" in capsys.readouterr().err
+    assert "a command is required (backup, basebackup, list, prune, restore, status, verify)" in capsys.readouterr().err
     assert cli.main(["frobnicate"]) == program.EXIT_USAGE
     assert cli.main(["restore", "--jobs", "many"]) == program.EXIT_USAGE
 
 
 def test_every_command_has_its_help(capsys):
-    for name in ("backup", "list", "verify", "prune", "restore", "status"):
+    for name in ("backup", "basebackup", "list", "verify", "prune", "restore", "status"):
         assert cli.main([name, "--help"]) == 0
         assert capsys.readouterr().out.startswith("usage: todoapi-pgbackup %s" % name)
 

@@ -15,7 +15,7 @@ def test_defaults_and_aliases(write_config):
     assert config["databases"] == ["TodoDb"]
     assert config["format"] == "custom" and config["compression"] == "zstd:1" and config["lock_wait_seconds"] == 5
     assert check_config({}) == dict(
-        runner_config.DEFAULTS, log_file="/var/log/todoapi_backup.log", lock_file="/run/lock/todoapi-pgbackup.lock",
+        runner_config.DEFAULTS, cluster_name="main", log_file="/var/log/todoapi_backup.log", lock_file="/run/lock/todoapi-pgbackup.lock",
         state_dir="/var/lib/todoapi-pgbackup", repositories=[{"name": "repo1", "location": "/var/backups/todoapi",
                                                               "options": {}, "credentials_file": None, "retention": None}])
     assert check_config({"databases": "One"})["databases"] == ["One"]
