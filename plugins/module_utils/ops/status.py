@@ -119,7 +119,7 @@ def read_run_log(log_file):
         if not isinstance(event, dict) or not isinstance(event.get("database"), str):
             continue
         name = str(event.get("event") or "")
-        if name != "backup" and not name.startswith(("backup.", "backup_")):
+        if name != "backup" and not name.startswith(("backup.", "backup_", "basebackup_")):
             continue
         if name.startswith(("backup_verify", "backup.verify")):
             continue

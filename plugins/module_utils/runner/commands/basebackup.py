@@ -53,7 +53,13 @@ def run(args, config, log):
                                                 cluster_name=cluster, backup_type=args.backup_type)
     log.info("basebackup_started", "%s base backup of %s started" % (args.backup_type, cluster), database=cluster,
              requested_type=args.backup_type)
-    manifest = base_backup.backup(request)
+    try:
+        manifest = base_backup.backup(request)
+    except PgBackupError as exc:
+        # keyed by the cluster like the other events, so that status reports it as last_run_failed
+        log.error("basebackup_failed", exc, prefix="%s base backup of %s failed: " % (args.backup_type, cluster),
+                  database=cluster, requested_type=args.backup_type)
+        return EXIT_FAILED
     chain = manifest["chain"]
     log.info("basebackup_ok", "%s base backup of %s ok: %s, %s in %.1fs%s" % (
         manifest["backup_type"], cluster, manifest["id"], human_size(manifest["size"]), manifest["duration_seconds"],

@@ -175,6 +175,17 @@ def test_last_run_failed_from_json_lines_log(tmp_path):
     assert check(tmp_path, log_file=str(tmp_path / "absent"))["ok"]
 
 
+def test_a_failed_scheduled_base_backup_is_the_last_run(tmp_path):
+    """The runner's basebackup command logs under the cluster name: its failure is that name's last run."""
+    add_backup(str(tmp_path), 1)
+    log = tmp_path / "log"
+    log.write_text(json.dumps({"ts": "a", "level": "error", "event": "basebackup_failed", "database": "TodoDb",
+                               "error": "summarize_wal is off"}) + "\n")
+    result = check(tmp_path, log_file=str(log))
+    assert codes(result) == ["last_run_failed"]
+    assert "summarize_wal is off" in result["health"][0]["message"]
+
+
 def test_damaged_manifest_is_a_problem(tmp_path):
     add_backup(str(tmp_path), 1)
     (tmp_path / "broken.manifest.json").write_text("{not json")
