@@ -210,7 +210,10 @@ def test_dr_rebuilds_lost_server_and_reconnects_the_app(collections_root, work_d
         assert all(s["status"] == "ok" and s["duration_seconds"] >= 0 for s in report["steps"]), report["steps"]
         assert report["backup"]["id"] == manifest["id"]
         assert 0 < report["rto_seconds"] <= wall
-        assert abs(sum(s["duration_seconds"] for s in report["steps"]) - report["rto_seconds"]) < 5
+        # The steps account for the RTO; what is outside them (including step files, writing the report) takes a few
+        # seconds, more on a loaded host (9.9 s of 156 s at load average 15 on 2 cores).
+        assert abs(sum(s["duration_seconds"] for s in report["steps"]) - report["rto_seconds"]) < max(
+            5, 0.1 * report["rto_seconds"])
         # RPO: from the backup's end to the start of the recovery.
         assert 0 < report["rpo_seconds"] <= time.time() - backup_done + 60
         assert report["rto_met"] is True and report["rpo_met"] is True
