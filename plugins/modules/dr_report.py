@@ -14,7 +14,8 @@ description:
   - Turns the steps of a disaster recovery (name, start, end, status, detail) into a report for the incident record,
     C(<report_dir>/<prefix>-<start>.md) for people and C(.json) for tools, each written atomically.
   - The achieved RTO is the total wall time from O(started_at) to O(finished_at); the achieved RPO is the data-loss
-    window (O(data_loss_seconds), or the time between the backup's finish and O(reference_time)). Both are compared
+    window (O(data_loss_seconds), or the time between the moment the backup's data is from - a logical backup's start,
+    when pg_dump took its snapshot; a physical one's finish - and O(reference_time)). Both are compared
     with O(objectives) (defaults from the seed's Disaster Recovery Plan, 4 h and 24 h).
   - Meant to run in the C(always) section of the recovery, so that a failed recovery is documented too; a failed step
     (or O(error)) makes the outcome V(failed) and the RTO not met.
@@ -59,8 +60,8 @@ options:
     type: float
   reference_time:
     description:
-      - Time the data was lost (e.g. when the server failed), to compute the RPO from the backup's finish time when
-        O(data_loss_seconds) is not given. Defaults to O(started_at).
+      - Time the data was lost (e.g. when the server failed), to compute the RPO from the backup's data time (see above)
+        when O(data_loss_seconds) is not given. Defaults to O(started_at).
     type: str
   recovery_point:
     description:

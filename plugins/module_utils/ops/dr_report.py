@@ -77,7 +77,8 @@ def build(steps, started_at, finished_at=None, objectives=None, backup=None, dat
 
     RPO (data-loss window), first that applies: ``reference_time`` (default ``started_at``) minus
     ``recovery_point`` (the last transaction a point-in-time recovery replayed); ``data_loss_seconds``;
-    ``reference_time`` minus the backup's ``finished_at``.
+    ``reference_time`` minus the moment the backup's data is from (a logical backup's ``started_at``,
+    its snapshot; a physical one's ``finished_at``).
     """
     now = now or manifests.utcnow()
     steps = normalize_steps(steps, expected_steps)
@@ -123,7 +124,7 @@ def _rpo_seconds(backup, data_loss_seconds, reference_time, started, recovery_po
         return round(float(data_loss_seconds), 3)
     if not backup or not backup.get("finished_at"):
         return None
-    return round(max(0.0, (reference - manifests.parse_time(backup["finished_at"])).total_seconds()), 3)
+    return round(max(0.0, (reference - manifests.parse_time(manifests.data_as_of(backup))).total_seconds()), 3)
 
 
 def _backup_summary(backup):
@@ -172,7 +173,7 @@ def to_markdown(report):
               "| RTO (total wall time of the recovery) | %s | %s (%s s) | %s |" % (
                   human_duration(report["objectives"]["rto_hours"] * 3600), human_duration(report["rto_seconds"]),
                   report["rto_seconds"], _yes_no(report["rto_met"])),
-              "| RPO (data-loss window: changes after the backup are lost) | %s | %s | %s |" % (
+              "| RPO (data-loss window: changes after the backup's snapshot are lost) | %s | %s | %s |" % (
                   human_duration(report["objectives"]["rpo_hours"] * 3600),
                   "%s (%s s)" % (human_duration(report["rpo_seconds"]), report["rpo_seconds"])
                   if report["rpo_seconds"] is not None else "unknown (no backup selected)",

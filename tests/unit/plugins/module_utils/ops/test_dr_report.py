@@ -47,6 +47,16 @@ def test_rpo_sources_in_order_of_precedence():
     assert missed["rpo_met"] is False and missed["objectives"] == {"rto_hours": 4.0, "rpo_hours": 1.0}
 
 
+def test_a_logical_backups_data_is_from_its_start_a_physical_ones_from_its_end():
+    # pg_dump's snapshot is taken when it starts: what was committed during a 10-minute dump is lost too.
+    logical = dict(BACKUP, started_at="2024-01-06T01:50:00Z")
+    assert manifests.data_as_of(logical) == "2024-01-06T01:50:00Z"
+    assert dr_report.build([], STARTED, backup=logical)["rpo_seconds"] == 12 * 3600 + 600
+    physical = dict(logical, kind="physical")
+    assert manifests.data_as_of(physical) == BACKUP["finished_at"]
+    assert dr_report.build([], STARTED, backup=physical)["rpo_seconds"] == 12 * 3600
+
+
 def test_failed_step_fails_the_outcome_and_the_rto():
     report = dr_report.build(steps("ok", "failed"), STARTED, finished_at="2024-01-06T14:20:00Z")
     assert report["outcome"] == "failed" and report["failed_steps"] == ["step1"]
