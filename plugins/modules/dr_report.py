@@ -75,6 +75,14 @@ options:
   error:
     description: Error message of the failure that ended the recovery, if any.
     type: str
+  fencing:
+    description:
+      - What was done about the old database servers, each a dict with C(host), C(status) (V(fenced) - it takes no more
+        writes from the application, V(pending) - it did not answer, V(failed)), C(detail) and C(checked_at).
+      - Shown in the report's section "Fencing of the old servers"; each one not fenced becomes the first follow-up item.
+    type: list
+    elements: dict
+    default: []
   report_dir:
     description: Directory for the report files (created with mode 0750 if missing).
     type: path
@@ -182,6 +190,7 @@ def main():
             recovery_point=dict(type="str"),
             context=dict(type="dict", default={}),
             error=dict(type="str"),
+            fencing=dict(type="list", elements="dict", default=[]),
             report_dir=dict(type="path", default="/var/log/todoapi-dr"),
             prefix=dict(type="str", default="dr-report"),
             mode=dict(type="raw", default="0640"),
@@ -194,7 +203,7 @@ def main():
                          objectives=params["objectives"], backup=params["backup"],
                          data_loss_seconds=params["data_loss_seconds"], reference_time=params["reference_time"],
                          expected_steps=params["expected_steps"], context=params["context"], error=params["error"],
-                         recovery_point=params["recovery_point"])
+                         recovery_point=params["recovery_point"], fencing=params["fencing"])
     if module.check_mode:
         md_path, json_path = dr_report.report_paths(params["report_dir"], report["started_at"], params["prefix"])
     else:

@@ -160,8 +160,8 @@ def write_loop(params, every, acks_path):
                 os.fsync(acks.fileno())
                 number += 1
             except Exception as exc:  # the database is gone or refuses: try again on a new connection
-                sys.stderr.write("%s write %s failed: %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), token,
-                                                                str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)))
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                sys.stderr.write("%s write %s failed: %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), token, reason))
                 if connection is not None:
                     try:
                         connection.close()

@@ -28,6 +28,10 @@ FOLLOW_UP = (
 )
 
 
+FENCE_STATUSES = ("fenced", "pending", "failed")
+FENCE_FOLLOW_UP = "Fence %s before it comes back (status %s): %s"
+
+
 def _time(value, what):
     if value in (None, ""):
         return None
@@ -63,6 +67,23 @@ def normalize_steps(steps, expected_steps=None):
     return result
 
 
+def normalize_fencing(fencing):
+    """The old servers' fencing, each {host, status, detail, checked_at}: fenced (it takes no more writes
+    from the application), pending (it did not answer) or failed."""
+    result = []
+    for number, item in enumerate(fencing or [], 1):
+        if not isinstance(item, dict) or not item.get("host"):
+            raise PgBackupError("Fencing entry %d has no host." % number, hint="Each entry needs host, status, detail.")
+        status = str(item.get("status") or "")
+        if status not in FENCE_STATUSES:
+            raise PgBackupError("Fencing of '%s' has unknown status '%s'." % (item["host"], status),
+                                hint="Use one of: %s." % ", ".join(FENCE_STATUSES))
+        checked = _time(item.get("checked_at"), "Fencing time of '%s'" % item["host"])
+        result.append({"host": str(item["host"]), "status": status, "detail": _text(item.get("detail")),
+                       "checked_at": manifests.isoformat(checked) if checked else None})
+    return result
+
+
 def _text(value):
     if value is None:
         return ""
@@ -72,7 +93,8 @@ def _text(value):
 
 
 def build(steps, started_at, finished_at=None, objectives=None, backup=None, data_loss_seconds=None,
-          reference_time=None, expected_steps=None, context=None, error=None, now=None, recovery_point=None):
+          reference_time=None, expected_steps=None, context=None, error=None, now=None, recovery_point=None,
+          fencing=None):
     """The report as a dict (what the JSON file holds).
 
     RPO (data-loss window), first that applies: ``reference_time`` (default ``started_at``) minus
@@ -92,6 +114,7 @@ def build(steps, started_at, finished_at=None, objectives=None, backup=None, dat
     succeeded = not failed_steps and not error
     rto_seconds = round((finished - started).total_seconds(), 3)
     rpo_seconds = _rpo_seconds(backup, data_loss_seconds, reference_time, started, recovery_point)
+    fenced = normalize_fencing(fencing)
     report = {
         "report_version": REPORT_VERSION,
         "outcome": "succeeded" if succeeded else "failed",
@@ -109,7 +132,9 @@ def build(steps, started_at, finished_at=None, objectives=None, backup=None, dat
         "error": _text(error) or (steps[[s["name"] for s in steps].index(failed_steps[0])]["detail"] if failed_steps else ""),
         "backup": _backup_summary(backup),
         "context": context or {},
-        "follow_up": list(FOLLOW_UP),
+        "fencing": fenced,
+        "follow_up": [FENCE_FOLLOW_UP % (item["host"], item["status"], item["detail"])
+                      for item in fenced if item["status"] != "fenced"] + list(FOLLOW_UP),
         "generated_by": "%s %s" % (manifests.TOOL, manifests.TOOL_VERSION),
     }
     return report
@@ -189,6 +214,12 @@ def to_markdown(report):
         lines += ["", "## What failed", "",
                   "Step(s): %s" % (", ".join(report["failed_steps"]) or "none recorded"), "",
                   "```", report["error"] or "(no message)", "```"]
+    if report.get("fencing"):
+        lines += ["", "## Fencing of the old servers", "",
+                  "| host | status | checked | detail |", "|---|---|---|---|"]
+        lines += ["| %s | %s | %s | %s |" % (_cell(item["host"]), item["status"] if item["status"] == "fenced"
+                                             else "**%s**" % item["status"].upper(), item["checked_at"] or "",
+                                             _cell(item["detail"])) for item in report["fencing"]]
     lines += ["", "## Backup used", ""]
     if backup:
         lines += ["| | |", "|---|---|"]
