@@ -3,8 +3,8 @@ playbook's header comment, after its "Extra vars" line, one variable a line
 
     #   name   what it is   default                 (or: what it is   (default: default))
 
-(longer descriptions go on on lines indented further), and the deprecated names its first play warns
-about (task todoapi.pgbackup.deprecated_vars). scripts/awx_surveys.py builds the AWX surveys from
+(longer descriptions go on on lines indented further), and the deprecated names its first play, or a role
+it applies, warns about (task todoapi.pgbackup.deprecated_vars). scripts/awx_surveys.py builds the AWX surveys from
 this; docs/playbooks.md holds the tables printed here:
 
     .venv/bin/python scripts/playbook_inputs.py          # prints the tables
@@ -75,11 +75,32 @@ def first_play(path):
     return plays[0] if plays else {}
 
 
-def deprecated_names(path):
-    """{old name: new name} the playbook warns about."""
-    renamed = {}
+def role_dirs(path):
+    """The directories of the collection's roles the playbook's first play applies (its ``roles:``)."""
+    dirs = []
+    for entry in first_play(path).get("roles") or []:
+        name = entry.get("role", entry.get("name")) if isinstance(entry, dict) else entry
+        role_dir = os.path.join(ROOT, "roles", str(name).split(".")[-1])
+        if os.path.isdir(role_dir):
+            dirs.append(role_dir)
+    return dirs
+
+
+def _task_files(path):
+    """The playbook's first play's pre_tasks and tasks, then the tasks of the roles it applies."""
     play = first_play(path)
-    for task in (play.get("pre_tasks") or []) + (play.get("tasks") or []):
+    tasks = (play.get("pre_tasks") or []) + (play.get("tasks") or [])
+    for role_dir in role_dirs(path):
+        for task_file in sorted(glob.glob(os.path.join(role_dir, "tasks", "*.yml"))):
+            with open(task_file) as handle:
+                tasks += [task for task in (yaml.safe_load(handle) or []) if isinstance(task, dict)]
+    return tasks
+
+
+def deprecated_names(path):
+    """{old name: new name} the playbook warns about, itself or in a role it applies."""
+    renamed = {}
+    for task in _task_files(path):
         for action in DEPRECATION_ACTIONS:
             if action in task:
                 renamed.update(task[action].get("renamed") or {})

@@ -18,8 +18,9 @@ description:
   - B(Read-only) - nothing is written into O(repository) (no verification record, no temporary files), so it can be a
     read-only mount of the backup storage.
   - A URL O(repository) (C(s3://bucket/prefix), C(azure://container/prefix) or C(sftp://user@host[:port]/path)) is
-    downloaded into O(download_to) first (as a stream, checksum proven before a backup is kept there); the result's
-    RV(repository) is then that local directory.
+    downloaded into O(download_to) first (as a stream, checksum proven before a backup is kept there), an incremental
+    base backup with every backup of its chain (PostgreSQL 17+, full first); the result's RV(repository) is then that
+    local directory.
   - The data-loss window is the time from the moment the backup's data is from (a logical backup's start, when pg_dump
     took its snapshot; a physical one's finish) to O(incident_time) (default now); with O(wal_archive)
     and O(kind=physical) it is the time since the newest archived WAL segment instead.

@@ -27,9 +27,18 @@ description:
   - With PostgreSQL 17 or newer and C(summarize_wal) on (role C(todoapi.pgbackup.wal_archiving) turns it on), a backup
     can be incremental (O(type)) - only the blocks changed since an earlier backup of the repository. It is restored
     with every backup it depends on, back to a full one (its chain), by M(todoapi.pgbackup.pitr_recovery).
+  - O(repository) may be a URL (C(s3://), C(azure://), C(sftp://)). The backup is then taken and verified as above in
+    a local directory (O(work_dir)), uploaded file by file as streams, read back from the storage and compared with
+    the manifest's size and sha256, and only then is its manifest uploaded, so the URL never lists an incomplete
+    backup. The local copy is removed afterwards unless O(keep_local_copy=true).
+  - An incremental backup (O(type) V(diff), V(incr), V(auto)) for a URL builds on a backup stored there; only the
+    parent's C(backup_manifest) is downloaded (into a private temporary directory below O(work_dir), checked against
+    its own C(Manifest-Checksum), removed afterwards), which is all C(pg_basebackup --incremental) needs.
 extends_documentation_fragment:
   - todoapi.pgbackup.connection
-  - todoapi.pgbackup.connection.repository
+  - todoapi.pgbackup.remote.repository
+  - todoapi.pgbackup.remote
+  - todoapi.pgbackup.remote.upload
 options:
   format:
     description:
@@ -120,7 +129,9 @@ options:
         setting (C(15/main) on Debian).
     type: str
 notes:
-  - Supports check mode; it connects to the server to report what would be done, and writes nothing.
+  - Supports check mode; it connects to the server to report what would be done, checks that a URL repository
+    answers with the given credentials, and writes nothing (for an incremental backup to a URL it reads the parent's
+    C(backup_manifest) into a temporary directory, removed before it returns).
   - The connecting role needs the C(REPLICATION) attribute and C(pg_hba.conf) must allow it a replication connection.
   - Tablespaces other than the default ones are backed up, but M(todoapi.pgbackup.pitr_recovery) cannot restore them yet.
 requirements:
@@ -128,6 +139,7 @@ requirements:
   - C(pg_basebackup) of the server's major version or newer, C(pg_verifybackup) and C(pg_waldump) of its major version
   - zstd, gzip or lz4 for verifying compressed tar backups
   - the Python module C(crc32c) (Debian C(python3-crc32c)) for CRC32C manifest checksums (without it, SHA256 is used)
+  - boto3 for C(s3://), azure-storage-blob for C(azure://), paramiko for C(sftp://) repositories
 seealso:
   - module: todoapi.pgbackup.pitr_recovery
   - module: todoapi.pgbackup.pg_dump
@@ -165,11 +177,30 @@ EXAMPLES = r'''
     format: plain
     compression: server-gzip:5
     max_rate: 50M
+
+- name: Base backup straight to S3 (taken and verified in /var/tmp, uploaded, read back, then removed locally)
+  todoapi.pgbackup.pg_basebackup:
+    repository: s3://todoapi-backups/physical
+    s3_region: eu-central-1
+    aws_access_key: "{{ vault_aws_access_key }}"
+    aws_secret_key: "{{ vault_aws_secret_key }}"
+    work_dir: /var/tmp
+    type: auto
+
+- name: Base backup to an SFTP server, keeping the local copy in /var/backups/todoapi for fast restores
+  todoapi.pgbackup.pg_basebackup:
+    repository: sftp://backup@vault.example.com/srv/backups/todoapi
+    sftp_key_file: /etc/todoapi-pgbackup/sftp_key
+    sftp_known_hosts: /etc/todoapi-pgbackup/known_hosts
+    work_dir: /var/backups/todoapi
+    keep_local_copy: true
 '''
 
 RETURN = r'''
 backup:
-  description: The manifest of the new base backup, plus its O(repository) path. In check mode, the plan instead.
+  description:
+    - The manifest of the new base backup, plus its O(repository) path. In check mode, the plan instead (for a URL
+      repository with its C(repository) URL and the C(work_dir) the backup would be taken in).
   returned: always
   type: dict
   contains:
@@ -182,9 +213,14 @@ backup:
       type: str
       sample: physical
     path:
-      description: Full path of the artifact directory.
+      description: Full path of the artifact directory, or its URL when O(repository) is a URL.
       type: str
       sample: /var/backups/todoapi/20240106T020000Z_physical_15-main.base
+    local_path:
+      description: Full path of the artifact directory kept in O(work_dir).
+      type: str
+      returned: when O(repository) is a URL and O(keep_local_copy=true)
+      version_added: 0.2.0
     sha256:
       description: SHA-256 over the checksums of the files in the artifact directory.
       type: str
@@ -272,13 +308,16 @@ backup:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.remote_backups import RemoteParents
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.base import is_remote
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
-    argument_spec, connection_from, exit_with_backup, repository_from, require_psycopg2, run_or_fail)
+    UPLOAD_ARGS, BackupStaging, storage_argument_spec, connection_from, exit_with_backup, repository_from,
+    require_psycopg2, run_or_fail)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(
+        argument_spec=storage_argument_spec(
             format=dict(type="str", default="tar", choices=list(base_backup.FORMATS)),
             type=dict(type="str", default="full", choices=list(base_backup.BACKUP_TYPES)),
             compression=dict(type="str", default=base_backup.DEFAULT_COMPRESSION),
@@ -289,19 +328,28 @@ def main():
             verify=dict(type="bool", default=True),
             label=dict(type="str"),
             cluster_name=dict(type="str"),
+            **UPLOAD_ARGS
         ),
         supports_check_mode=True,
     )
     require_psycopg2(module)
     params = module.params
     repository = repository_from(module)
-    request = run_or_fail(
-        module, base_backup.PhysicalBackupRequest, repository, connection_from(module), fmt=params["format"],
-        compression=params["compression"], wal_method=params["wal_method"], max_rate=params["max_rate"],
-        checkpoint=params["checkpoint"], verify=params["verify"], label=params["label"],
-        pg_bin_dir=params["pg_bin_dir"], cluster_name=params["cluster_name"],
-        manifest_checksums=params["manifest_checksums"], backup_type=params["type"])
-    exit_with_backup(module, base_backup, request, repository)
+    staging = BackupStaging(module, repository)
+    # an incremental backup for a URL builds on a backup stored there: its backup_manifest is fetched
+    parents = RemoteParents(repository, params["work_dir"]) if is_remote(repository) and params["type"] != "full" \
+        else None
+    try:
+        request = run_or_fail(
+            module, base_backup.PhysicalBackupRequest, staging.local, connection_from(module), fmt=params["format"],
+            compression=params["compression"], wal_method=params["wal_method"], max_rate=params["max_rate"],
+            checkpoint=params["checkpoint"], verify=params["verify"], label=params["label"],
+            pg_bin_dir=params["pg_bin_dir"], cluster_name=params["cluster_name"],
+            manifest_checksums=params["manifest_checksums"], backup_type=params["type"], parents=parents)
+        exit_with_backup(module, base_backup, request, repository, staging)
+    finally:
+        if parents is not None:
+            parents.close()
 
 
 if __name__ == "__main__":

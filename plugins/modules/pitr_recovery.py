@@ -30,15 +30,45 @@ description:
   - The target server is a Debian cluster (O(cluster_version) and O(cluster_name), started with C(pg_ctlcluster); its
     C(postgresql.conf) stays in C(/etc/postgresql)) or a plain data directory with a port (O(data_dir), O(port),
     started with C(pg_ctl); minimal C(postgresql.conf)/C(pg_hba.conf) are written when the backup has none).
+  - O(repository) may be a URL (C(s3://), C(azure://), C(sftp://)). The backups are listed there, and the chosen
+    backup (with every backup of its chain) is downloaded as a stream into a private temporary directory below
+    O(work_dir), under temporary names until each file matches the manifest's size and sha256 (nothing
+    half-downloaded is ever used), restored from there, and removed afterwards. In check mode its checksum is read
+    as a stream instead, and nothing is downloaded (except with O(archive_after_recovery=true), whose check reads the
+    backup's configuration files).
+  - O(archive_dir) may be a URL too (the archive of role C(todoapi.pgbackup.wal_archiving) with
+    C(wal_archiving_archive_url)), read with the same storage options. Before anything is checked, every timeline
+    history file and every segment from the start of the oldest base backup that fits the target server on are
+    downloaded into a private directory below O(work_dir) (owned by O(owner), mode 0700), each one decoded and
+    compared with the sha256 stored with it before it is renamed into place. The checks and the recovery then read
+    that directory as they read a directory archive, so the same checks are made (holes, target in the WAL), the
+    server's C(restore_command) needs no credentials and no network, and the directory is removed when the module
+    ends, whatever happened (also in check mode). It needs local room for that WAL (RV(recovery.wal_download)).
+extends_documentation_fragment:
+  - todoapi.pgbackup.remote
 options:
   repository:
-    description: Backup repository holding the physical base backups.
-    type: path
+    description:
+      - Backup repository holding the physical base backups, a local directory (or a mounted NFS path), or a URL
+        C(s3://bucket/prefix), C(azure://container/prefix) or C(sftp://user@host[:port]/absolute/path), reached with
+        the C(s3_*)/C(aws_*), C(azure_*) and C(sftp_*) options.
+    type: str
     required: true
   archive_dir:
-    description: WAL archive directory written by C(todoapi-pgbackup-wal archive-wal).
-    type: path
+    description:
+      - WAL archive written by C(todoapi-pgbackup-wal archive-wal) - a directory, or a URL (C(s3://), C(azure://),
+        C(sftp://)) reached with the same C(s3_*)/C(aws_*), C(azure_*) and C(sftp_*) options as O(repository).
+    type: str
     required: true
+  work_dir:
+    description:
+      - Local directory below which a backup of a URL O(repository) and the WAL of a URL O(archive_dir) are downloaded
+        (private temporary directories, removed afterwards). Default is the system's temporary directory.
+      - It needs room for the backup (its chain) and the WAL since the oldest base backup, and the O(owner) must be
+        able to reach it (the recovering server reads the WAL there).
+      - Not used when both are local directories.
+    type: path
+    version_added: 0.2.0
   stream_dirs:
     description:
       - Directories of C(pg_receivewal) searched after the archive; its C(.partial) segment holds the newest WAL
@@ -89,7 +119,7 @@ options:
     description: Port of the recovered server when O(data_dir) is used.
     type: int
   owner:
-    description: OS user PostgreSQL runs as; owns the recovered data directory.
+    description: OS user PostgreSQL runs as; owns the recovered data directory (and the downloaded WAL).
     type: str
     default: postgres
   wal_command:
@@ -136,6 +166,7 @@ requirements:
   - PostgreSQL server programs of the backup's major version (C(pg_ctl), C(psql), C(pg_waldump), C(pg_verifybackup);
     C(pg_combinebackup) for an incremental backup)
   - zstd, gzip or lz4 for compressed backups; age for an encrypted archive
+  - boto3 for C(s3://), azure-storage-blob for C(azure://), paramiko for C(sftp://) repositories and archives
 seealso:
   - module: todoapi.pgbackup.pg_basebackup
 author:
@@ -165,6 +196,28 @@ EXAMPLES = r'''
     cluster_version: "15"
     cluster_name: main
     target: latest
+
+- name: Rebuild a lost server from S3 alone (base backups and WAL archive there), to a restore point
+  todoapi.pgbackup.pitr_recovery:
+    repository: s3://todoapi-backups/physical
+    archive_dir: s3://todoapi-backups/wal/15-main
+    s3_region: eu-central-1
+    aws_access_key: "{{ vault_aws_access_key }}"
+    aws_secret_key: "{{ vault_aws_secret_key }}"
+    work_dir: /var/tmp
+    cluster_version: "15"
+    cluster_name: main
+    target_name: before-migration
+    stop_server: true
+
+- name: Drill from an SFTP server into a scratch data directory
+  todoapi.pgbackup.pitr_recovery:
+    repository: sftp://backup@vault.example.com/srv/backups/todoapi
+    archive_dir: sftp://backup@vault.example.com/srv/wal/15-main
+    sftp_key_file: /etc/todoapi-pgbackup/sftp_key
+    sftp_known_hosts: /etc/todoapi-pgbackup/known_hosts
+    data_dir: /var/lib/postgresql/pitr-drill
+    port: 5499
 '''
 
 RETURN = r'''
@@ -216,50 +269,82 @@ recovery:
     restore_command:
       description: The restore_command the server used.
       type: str
+    wal_download:
+      description:
+        - For a URL O(archive_dir), what was downloaded before the checks - C(url), C(files) (history files and
+          segments) and C(directory) (removed when the module ended); null for a directory archive.
+      type: dict
+      version_added: 0.2.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import pitr
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import pitr_safety
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.pitr_remote import WalDownload
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.remote_backups import DownloadedBackups
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import run_or_fail
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
+    STORAGE_ARGS, archive_from, repository_from, run_or_fail)
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.base import is_remote
+
+
+def argument_spec():
+    spec = dict(STORAGE_ARGS)  # repository (a path or a URL), owner and the storage options
+    spec.update(
+        archive_dir=dict(type="str", required=True),
+        work_dir=dict(type="path"),
+        stream_dirs=dict(type="list", elements="path", default=[]),
+        target=dict(type="str", default="latest", choices=["latest", "immediate"]),
+        target_time=dict(type="str"),
+        target_xid=dict(type="str"),
+        target_lsn=dict(type="str"),
+        target_name=dict(type="str"),
+        target_inclusive=dict(type="bool", default=True),
+        backup=dict(type="str", default="auto"),
+        cluster_version=dict(type="str"),
+        cluster_name=dict(type="str"),
+        data_dir=dict(type="path"),
+        port=dict(type="int"),
+        wal_command=dict(type="path", default=pitr.DEFAULT_WAL_COMMAND),
+        restore_command=dict(type="str"),
+        identity_file=dict(type="path"),
+        stop_server=dict(type="bool", default=False),
+        archive_after_recovery=dict(type="bool", default=False),
+        timeout=dict(type="int", default=3600),
+        pg_bin_dir=dict(type="path"),
+    )
+    return spec
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            repository=dict(type="path", required=True),
-            archive_dir=dict(type="path", required=True),
-            stream_dirs=dict(type="list", elements="path", default=[]),
-            target=dict(type="str", default="latest", choices=["latest", "immediate"]),
-            target_time=dict(type="str"),
-            target_xid=dict(type="str"),
-            target_lsn=dict(type="str"),
-            target_name=dict(type="str"),
-            target_inclusive=dict(type="bool", default=True),
-            backup=dict(type="str", default="auto"),
-            cluster_version=dict(type="str"),
-            cluster_name=dict(type="str"),
-            data_dir=dict(type="path"),
-            port=dict(type="int"),
-            owner=dict(type="str", default="postgres"),
-            wal_command=dict(type="path", default=pitr.DEFAULT_WAL_COMMAND),
-            restore_command=dict(type="str"),
-            identity_file=dict(type="path"),
-            stop_server=dict(type="bool", default=False),
-            archive_after_recovery=dict(type="bool", default=False),
-            timeout=dict(type="int", default=3600),
-            pg_bin_dir=dict(type="path"),
-        ),
+        argument_spec=argument_spec(),
         mutually_exclusive=[["target_time", "target_xid", "target_lsn", "target_name"], ["cluster_name", "data_dir"]],
         required_together=[["cluster_version", "cluster_name"], ["data_dir", "port"]],
         required_one_of=[["cluster_name", "data_dir"]],
         supports_check_mode=True,
     )
     params = module.params
+    repository, archive = repository_from(module), archive_from(module)
+    downloads = []  # removed when the module ends, whatever happened
+    if is_remote(repository):  # the chosen backup (its chain) is downloaded, verified, below work_dir
+        repository = DownloadedBackups(repository, params["work_dir"], download=not module.check_mode)
+        downloads.append(repository)
+    download = None
+    if not isinstance(archive, str):  # its WAL is downloaded, verified, below work_dir before the checks
+        download = WalDownload(archive, params["work_dir"], owner=params["owner"], identity_file=params["identity_file"])
+        downloads.append(download)
+    try:
+        recover(module, repository, archive, download)
+    finally:
+        for downloaded in downloads:
+            downloaded.close()
+
+
+def recover(module, repository, archive, download):
+    params = module.params
     request = run_or_fail(
-        module, pitr.PitrRequest, LocalRepository(params["repository"], owner=params["owner"]), params["archive_dir"],
+        module, pitr.PitrRequest, repository, archive if download is None else archive.url,
         target=params["target"], target_time=params["target_time"], target_xid=params["target_xid"],
         target_lsn=params["target_lsn"], target_name=params["target_name"], target_inclusive=params["target_inclusive"],
         backup=params["backup"], cluster_version=params["cluster_version"], cluster_name=params["cluster_name"],
@@ -267,7 +352,7 @@ def main():
         restore_command=params["restore_command"], identity_file=params["identity_file"],
         stream_dirs=params["stream_dirs"], stop_server=params["stop_server"],
         archive_after_recovery=params["archive_after_recovery"], timeout=params["timeout"],
-        pg_bin_dir=params["pg_bin_dir"])
+        pg_bin_dir=params["pg_bin_dir"], wal_download=download)
     if params["archive_after_recovery"]:
         # recover exactly the backup whose archiving settings were checked
         request.backup = run_or_fail(module, pitr_safety.check_archiving_after_recovery, request)

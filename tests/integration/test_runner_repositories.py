@@ -144,10 +144,8 @@ def test_a_remote_first_repository_gets_its_backups_through_the_state_directory(
     assert os.listdir(str(runner.state / "work")) == [], "nothing stays in the scratch repository"
 
 
-@pytest.mark.xfail(strict=True, reason="ops/status.backup_status sizes artifacts as local files, so every backup of a "
-                                       "remote repository reads as 'empty'; the 'remote' helper's change 'ops: retention, "
-                                       "verification, status and DR assessment work on any repository' fixes that")
 def test_status_of_a_remote_first_repository(runner, moto, todo_db, tmp_path):
+    """status sizes a remote backup from the storage's listing (an artifact missing there would be 'empty')."""
     entry, _secret = s3_repository(moto, tmp_path)
     entries = [dict(entry, name="s3")]
     assert runner(entries, "backup", databases=[todo_db.name])[0] == 0, runner.log.read_text()
@@ -155,6 +153,8 @@ def test_status_of_a_remote_first_repository(runner, moto, todo_db, tmp_path):
     report = json.loads(out)
     assert report["status"]["repository"] == entry["location"]
     assert code == 0 and report["problem_codes"] == [], out
+    [backup] = report["status"]["backups"]
+    assert backup["file_state"] == "ok" and backup["actual_size"] == backup["size"] > 0, backup
 
 
 def test_a_copy_that_fails_fails_the_run_but_keeps_the_local_backup(runner, todo_db, tmp_repo, tmp_path):

@@ -9,6 +9,8 @@ tests/integration/test_dr_restore.py and the bench's DR drills (bench/methods/dr
 from __future__ import absolute_import, division, print_function
 
 import os
+import shlex
+import site
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # become_user postgres cannot run a venv's Python under /root
 PLAYBOOK_ENV = {"ANSIBLE_PIPELINING": "1"}
@@ -33,3 +35,16 @@ def new_local_server_vars(source, database, new_host, work_dir, admin_password, 
         "dr_work_dir": os.path.join(work_dir, "dr-work"),
         "dr_report_dir": os.path.join(work_dir, "reports"),
     }
+
+
+def storage_python(directory):
+    """A Python for the target that also has the storage client libraries: the system Python, plus for root (who
+    runs the downloads) the test venv's site-packages (the same CPython 3.11), where azure-storage-blob is, as a host
+    would have it installed. OS user postgres, who cannot read the venv, gets the plain system Python."""
+    venv_site = [path for path in site.getsitepackages() if path.endswith("site-packages")][0]
+    path = os.path.join(directory, "python3")
+    with open(path, "w") as handle:
+        handle.write('#!/bin/sh\nif [ "$(id -u)" = 0 ]; then export PYTHONPATH=%s; fi\nexec %s "$@"\n'
+                     % (shlex.quote(venv_site), SYSTEM_PYTHON))
+    os.chmod(path, 0o755)
+    return path

@@ -14,6 +14,7 @@ import uuid
 
 from ..core.errors import PgBackupError
 from ..core.pgconn import ConnectionSpec, PSYCOPG2_IMPORT_ERROR
+from ..physical.wal_remote import RemoteWalArchive
 from ..storage import azure_blob
 from ..storage import factory
 from ..storage import s3
@@ -31,8 +32,7 @@ CONNECTION_ARGS = dict(
     pg_bin_dir=dict(type="path"),
 )
 
-# A local directory only (doc fragment todoapi.pgbackup.connection.repository): the modules that do
-# not read URLs yet (pg_basebackup, pitr_recovery).
+# A local directory only (doc fragment todoapi.pgbackup.connection.repository).
 REPOSITORY_ARGS = dict(
     repository=dict(type="path", required=True),
     owner=dict(type="str", default="postgres"),
@@ -95,6 +95,15 @@ def repository_from(module):
     if "://" not in location:
         location = os.path.expanduser(os.path.expandvars(location))  # what type=path did before URLs
     return run_or_fail(module, factory.open_repository, location, owner=params["owner"], **storage_options(params))
+
+
+def archive_from(module, option="archive_dir"):
+    """A WAL archive option: a directory path (expanded as type=path does), or for a URL the
+    ``wal_remote.RemoteWalArchive`` there, opened with the module's storage options as the repository is."""
+    location = module.params[option]
+    if "://" not in location:
+        return os.path.expanduser(os.path.expandvars(location))
+    return RemoteWalArchive(run_or_fail(module, factory.open_repository, location, **storage_options(module.params)))
 
 
 def require_psycopg2(module):

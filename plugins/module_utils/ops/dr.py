@@ -28,6 +28,7 @@ from ..storage.base import is_remote as is_remote_repository
 from ..storage.local import LocalRepository
 
 from . import verify
+from ..physical import base_backup_chain
 from ..physical import wal_archive
 from ..storage import factory
 
@@ -104,7 +105,7 @@ def assess(source, database, kind="logical", level="structure", download_to=None
             local = repository
             if remote_source:
                 local = LocalRepository(download_to, owner=owner)
-                manifest = repository.download(manifest, local)  # checksum proven before it is kept
+                manifest = download_with_chain(repository, manifest, local)
             used_level = _verify_without_record(local, manifest, level, identity_file, pg_bin_dir)
         except PgBackupError as exc:
             entry["error"] = exc.message
@@ -138,6 +139,18 @@ def assess(source, database, kind="logical", level="structure", download_to=None
             last = manifests.parse_time(result["wal"]["archived_at"])
             result["data_loss_seconds"] = round(max(0.0, (reference - last).total_seconds()), 3)
     return result
+
+
+def download_with_chain(repository, manifest, local):
+    """Download ``manifest``'s backup into the LocalRepository ``local`` with every backup it needs to be
+    restored (an incremental base backup's chain, full first), each one's checksum proven before it is kept;
+    members already there and intact are not fetched again. Returns the backup's manifest."""
+    members = [manifest]
+    if manifest.get("kind") == "physical":
+        members = base_backup_chain.chain_of(repository, manifest)
+    for member in members:
+        downloaded = repository.download(member, local)
+    return downloaded
 
 
 def probe(source, database, kind="logical", backup="latest", owner=None, s3_options=None):

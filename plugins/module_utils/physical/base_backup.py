@@ -121,7 +121,7 @@ def plan(request):
         conn.close()
     tool, version = find_tool("pg_basebackup", facts["server_version_num"] // 10000, request.pg_bin_dir)
     cluster = request.cluster_name or facts["cluster_name"] or "cluster"
-    backup_type, parent, type_note = choose_parent(request.repository, request.backup_type, facts, cluster)
+    backup_type, parent, type_note = choose_parent(request.parents, request.backup_type, facts, cluster)
     return {"repository": request.repository.path, "format": request.format, "backup_type": backup_type,
             "parent": parent["id"] if parent else None, "type_note": type_note,
             "compression": resolve_workers(request.compression), "compress": compression_argument(request.compression),
@@ -232,7 +232,7 @@ def backup(request):
         major = facts["server_version_num"] // 10000
         tool, taken["tool_version"] = find_tool("pg_basebackup", major, request.pg_bin_dir)
         taken["cluster"] = request.cluster_name or facts["cluster_name"] or "cluster"
-        chosen = choose_parent(repo, request.backup_type, facts, taken["cluster"])
+        chosen = choose_parent(request.parents, request.backup_type, facts, taken["cluster"])
         repo.prepare()
         backup_id = taken["id"] = repo.unique_id(KIND, taken["cluster"], taken["started"])
         temp_dir = repo.temp_path(backup_id, ARTIFACT_SUFFIX)
@@ -267,7 +267,7 @@ def _basebackup_argv(request, tool, temp_dir, backup_id, parent=None):
     if request.max_rate:
         argv.append("--max-rate=%s" % request.max_rate)
     if parent is not None:
-        argv.append("--incremental=%s" % os.path.join(request.repository.artifact_path(parent), "backup_manifest"))
+        argv.append("--incremental=%s" % os.path.join(request.parents.artifact_path(parent), "backup_manifest"))
     return argv
 
 

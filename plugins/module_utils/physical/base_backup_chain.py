@@ -117,8 +117,8 @@ def choose_parent(repository, requested, facts, cluster):
     if refusal is None:
         candidates = [m for m in repository.list(kind="physical") if _same_cluster(m, facts, cluster)
                       and (requested != "diff" or backup_type_of(m) == "full")]
-        usable = [m for m in candidates if _can_be_parent(repository, m)]
-        parent = usable[-1] if usable else None
+        # newest first: a remote repository fetches each candidate's backup_manifest only when it gets there
+        parent = next((m for m in reversed(candidates) if _can_be_parent(repository, m)), None)
         if parent is None:
             refusal = "the repository holds no %s backup of this cluster (PostgreSQL %d, %s) to build on" % (
                 "full" if requested == "diff" else "complete", facts["server_version_num"] // 10000, cluster)

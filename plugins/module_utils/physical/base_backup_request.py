@@ -145,7 +145,7 @@ class PhysicalBackupRequest(object):
 
     def __init__(self, repository, connection, fmt="tar", compression=DEFAULT_COMPRESSION, wal_method="stream",
                  max_rate=None, checkpoint="fast", verify=True, label=None, pg_bin_dir=None, cluster_name=None,
-                 manifest_checksums="auto", backup_type="full"):
+                 manifest_checksums="auto", backup_type="full", parents=None):
         if fmt not in FORMATS:
             raise PgBackupError("Unknown base backup format '%s'." % fmt, hint="Use tar or plain.")
         if wal_method not in WAL_METHODS:
@@ -174,3 +174,6 @@ class PhysicalBackupRequest(object):
         self.cluster_name = cluster_name
         self.manifest_checksums = manifest_checksum_algorithm(manifest_checksums)
         self.backup_type = backup_type
+        # where an incremental backup finds its parent: the repository itself, or, for a backup taken locally
+        # for a remote repository, that repository (physical/remote_backups.RemoteParents)
+        self.parents = parents or repository

@@ -76,6 +76,8 @@ def plan(request):
     repo = request.repository
     target_major, target = _target_major(request)
     backups = backups_for_target(repo.list(kind="physical"), target_major, target)
+    if request.wal_download is not None:  # a remote archive: its WAL downloaded into a local directory, verified
+        request.archive_dir = request.wal_download.fetch(backups)
     major = backup_major(backups[-1]) if backups else (target_major or 15)
     waldump = find_tool("pg_waldump", major, request.pg_bin_dir)[0]
     name_lsn = locate_target(request, backups, waldump)
@@ -92,6 +94,7 @@ def plan(request):
                    "restore_point_lsn": name_lsn},
         "server": server, "data_dir": server.data_dir, "port": server.port,
         "restore_command": restore_command_for(request),
+        "wal_download": request.wal_download.describe() if request.wal_download is not None else None,
     }
 
 
@@ -154,7 +157,8 @@ def recover(request):
                    "backup_end_lsn": manifest["end_lsn"], "data_dir": data_dir,
                    "previous_data_dir": moved_to, "port": server.port, "wal": details["wal"],
                    "archive": details["archive"], "target": details["target"],
-                   "skipped_backups": details["skipped_backups"], "restore_command": details["restore_command"]})
+                   "skipped_backups": details["skipped_backups"], "restore_command": details["restore_command"],
+                   "wal_download": details["wal_download"]})
     return result
 
 

@@ -26,7 +26,7 @@ class PitrRequest(object):
                  target_name=None, target_inclusive=True, backup=None, cluster_version=None, cluster_name=None,
                  data_dir=None, port=None, owner="postgres", wal_command=DEFAULT_WAL_COMMAND, restore_command=None,
                  identity_file=None, stream_dirs=None, stop_server=False, archive_after_recovery=False,
-                 timeout=3600, pg_bin_dir=None):
+                 timeout=3600, pg_bin_dir=None, wal_download=None):
         candidates = (("time", target_time), ("xid", target_xid), ("lsn", target_lsn), ("name", target_name))
         given = [(kind, value) for kind, value in candidates if value not in (None, "")]
         if len(given) > 1:
@@ -45,7 +45,14 @@ class PitrRequest(object):
         if not archive_dir:
             raise PgBackupError("No WAL archive directory given.", hint="Set 'archive_dir' to the WAL archive.")
         self.repository = repository
-        self.archive_dir = os.path.abspath(archive_dir)
+        # a URL (s3://, azure://, sftp://) is read through ``wal_download`` (pitr_remote.WalDownload), which
+        # replaces archive_dir with the local directory it downloads the WAL into (pitr.plan)
+        self.archive_location = archive_dir if "://" in str(archive_dir) else os.path.abspath(archive_dir)
+        self.archive_dir = self.archive_location
+        self.wal_download = wal_download
+        if "://" in self.archive_location and wal_download is None:
+            raise PgBackupError("The WAL archive '%s' is a URL, which is read through a download." % archive_dir,
+                                hint="Pass a pitr_remote.WalDownload of it (module pitr_recovery does).")
         self.stream_dirs = [os.path.abspath(d) for d in (stream_dirs or []) if d]
         self.backup = backup if backup not in (None, "", "auto") else None
         if cluster_name and data_dir:

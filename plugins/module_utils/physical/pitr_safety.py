@@ -51,7 +51,7 @@ def check_archiving_after_recovery(request):
 
 
 def read_locations(request):
-    return [request.archive_dir] + list(request.stream_dirs)
+    return [request.archive_location] + list(request.stream_dirs)
 
 
 def recovered_settings(request, details):

@@ -6,6 +6,7 @@ each deprecated name is still read, before its new name; docs/playbooks.md and d
 
 from __future__ import absolute_import, division, print_function
 
+import glob
 import os
 import re
 import subprocess
@@ -66,10 +67,23 @@ def test_role_variables_get_the_role_default_in_the_task(playbook):
 def test_deprecated_names_are_still_read_first(playbook):
     listed = set(item.name for item in playbook_inputs.header_inputs(playbook))
     text = body(playbook)
+    role_texts = [role_text(role_dir, "tasks", "vars") for role_dir in playbook_inputs.role_dirs(playbook)]
     for old, new in playbook_inputs.deprecated_names(playbook).items():
         assert new in listed and old not in listed, (old, new)
-        assert re.search(r"\b%s \| default\(" % old, text), "%s is not read before %s" % (old, new)
+        assert any(re.search(r"\b%s \| default\(" % old, t) for t in [text] + role_texts), \
+            "%s is not read before %s" % (old, new)
         assert re.search(r"^\s+%s:" % old, text.split("pre_tasks:")[0], re.M) is None, "%s has a default" % old
+        for role_dir in playbook_inputs.role_dirs(playbook):  # a role default would make the warning permanent
+            assert re.search(r"^%s:" % old, role_text(role_dir, "defaults"), re.M) is None, "%s has a default" % old
+
+
+def role_text(role_dir, *folders):
+    texts = []
+    for folder in folders:
+        for path in sorted(glob.glob(os.path.join(role_dir, folder, "*.yml"))):
+            with open(path) as handle:
+                texts.append(handle.read())
+    return "\n".join(texts)
 
 
 def test_docs_table_is_current():

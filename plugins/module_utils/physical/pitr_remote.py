@@ -1,0 +1,134 @@
+# -*- coding: utf-8 -*-
+# Copyright: todoapi.pgbackup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Point-in-time recovery from a remote WAL archive (``s3://``, ``azure://``, ``sftp://``).
+
+Before anything is checked, the WAL the recovery can need is downloaded into a private local
+directory (``WalDownload``): every timeline history file, and every segment, of any timeline, from
+the start of the oldest base backup that can be restored into the target server on. Each file goes
+through ``wal_remote.restore_segment``: streamed to a temporary name, decoded, its sha256 compared
+with the one stored with it, and only then renamed into place, so the directory holds only complete,
+verified WAL as PostgreSQL wrote it. From there on the recovery is the one of a directory archive:
+the same hole and target checks (pg_waldump reads the same files) and a ``restore_command`` that
+reads the directory (``todoapi-pgbackup-wal restore-wal --archive-dir``), which needs neither the
+storage's credentials nor its client library in the server's environment and is not slowed down or
+stopped by the network while PostgreSQL replays. The directory (owned by the server's OS user, mode
+0700) is removed when the recovery is over, whatever happened.
+
+The cost is local disk for that WAL (what retention keeps for the oldest kept base backup) and its
+download before the server starts.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import re
+import shutil
+import tempfile
+
+from ..core import fsutil
+from ..core.errors import PgBackupError
+from .pitr_wal_scan import segment_size_of
+from .wal_archive import WalSegmentMissing
+from .wal_archive_layout import strip_encoding
+from .wal_names import SEGMENT, parse_segment
+from .wal_remote import restore_segment
+
+TEMP_PREFIX = "pgbackup-wal-"
+HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
+
+
+def wanted_names(entries, backups):
+    """The WAL files among a remote archive's ``entries`` that a recovery from ``backups`` may read:
+    history files, and segments from the oldest backup's start on."""
+    if backups:
+        oldest = min(backups, key=lambda m: parse_segment(m["wal_start_segment"], segment_size_of(m))[1])
+        size, first = segment_size_of(oldest), parse_segment(oldest["wal_start_segment"], segment_size_of(oldest))[1]
+    else:
+        size, first = None, None
+    names = set()
+    for entry in entries:
+        name = strip_encoding(entry)
+        if name is None:
+            continue
+        if HISTORY.match(name) or (first is not None and SEGMENT.match(name) and parse_segment(name, size)[1] >= first):
+            names.add(name)
+    return sorted(names)
+
+
+def refuse_unreachable(directory, owner, ids):
+    """Raise unless OS user ``owner`` (``ids``: uid, gid) may enter every directory above ``directory``: the
+    recovering server's restore_command reads the WAL there (checked by mode bits, before anything changes)."""
+    parent = os.path.dirname(os.path.abspath(directory))
+    while True:
+        info = os.stat(parent)
+        bit = 0o100 if info.st_uid == ids[0] else 0o010 if info.st_gid == ids[1] else 0o001
+        if not info.st_mode & bit and ids[0] != 0:
+            raise PgBackupError("OS user '%s', which PostgreSQL runs as, cannot enter '%s' (mode %04o), so the "
+                                "recovering server could not read the WAL downloaded below it." % (
+                                    owner, parent, info.st_mode & 0o7777),
+                                hint="Set work_dir to a directory it can reach (for example /var/tmp, or a directory "
+                                     "of its own). Nothing was changed.")
+        if os.path.dirname(parent) == parent:
+            return
+        parent = os.path.dirname(parent)
+
+
+class WalDownload(object):
+    """The remote WAL archive ``archive`` (a ``wal_remote.RemoteWalArchive``), made a local directory."""
+
+    def __init__(self, archive, work_dir=None, owner=None, identity_file=None):
+        self.archive = archive
+        self.url = archive.url
+        self.work_dir = work_dir
+        self.owner = owner
+        self.identity_file = identity_file
+        self.directory = None
+        self.files = None
+
+    def fetch(self, backups):
+        """The local directory holding the WAL a recovery from ``backups`` can need (downloaded once)."""
+        if self.directory is not None:
+            return self.directory
+        ids = fsutil.resolve_owner(self.owner)
+        try:
+            self.directory = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=self.work_dir)
+        except OSError as exc:
+            raise PgBackupError("Cannot create a directory for the WAL of '%s' in '%s': %s." % (
+                self.url, self.work_dir or tempfile.gettempdir(), exc.strerror or exc),
+                hint="Set work_dir to a writable local directory with room for the WAL since the oldest base backup.")
+        try:
+            if ids:
+                refuse_unreachable(self.directory, self.owner, ids)
+            names = wanted_names(self.archive.entries(), backups)
+            fetched = []
+            for name in names:
+                try:
+                    restore_segment(name, os.path.join(self.directory, name), self.archive,
+                                    identity_file=self.identity_file)
+                except WalSegmentMissing:  # removed since the listing (retention): the hole check reports it
+                    continue
+                fetched.append(name)
+            if ids:
+                for path in [self.directory] + [os.path.join(self.directory, n) for n in fetched]:
+                    os.chown(path, ids[0], ids[1])
+        except PgBackupError as exc:
+            self.close()
+            raise PgBackupError("Download of the WAL archive '%s' failed: %s" % (self.url, exc.message),
+                                hint="Nothing of it is used and nothing was changed on this host; check the "
+                                     "connection to the storage and its credentials (and identity_file for an "
+                                     "encrypted archive), then retry. %s" % (exc.hint or ""))
+        except OSError as exc:
+            self.close()
+            raise fsutil.describe_os_error(exc, self.work_dir or tempfile.gettempdir())
+        self.files = fetched
+        return self.directory
+
+    def describe(self):
+        return {"url": self.url, "files": len(self.files or []), "directory": self.directory}
+
+    def close(self):
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
