@@ -42,16 +42,23 @@ def _time(value, what):
                             hint="Pass times like 2024-01-06T14:30:00Z (Ansible: now(utc=true).isoformat()).")
 
 
+def _checked_entries(entries, key, statuses, what, hint, default=""):
+    """(entry, status) for each entry: a dict with a non-empty key and a status among statuses (default if unset)."""
+    for number, entry in enumerate(entries or [], 1):
+        if not isinstance(entry, dict) or not entry.get(key):
+            raise PgBackupError("%s %d has no %s." % (what, number, key), hint=hint)
+        status = str(entry.get("status") or default)
+        if status not in statuses:
+            raise PgBackupError("%s '%s' has unknown status '%s'." % (what, entry[key], status),
+                                hint="Use one of: %s." % ", ".join(statuses))
+        yield entry, status
+
+
 def normalize_steps(steps, expected_steps=None):
     """Steps with parsed times and durations; expected steps that never ran are added as not_run."""
     result = []
-    for number, step in enumerate(steps or [], 1):
-        if not isinstance(step, dict) or not step.get("name"):
-            raise PgBackupError("Step %d has no name." % number, hint="Each step needs name, started, finished, status.")
-        status = str(step.get("status") or "ok")
-        if status not in STATUSES:
-            raise PgBackupError("Step '%s' has unknown status '%s'." % (step["name"], status),
-                                hint="Use one of: %s." % ", ".join(STATUSES))
+    for step, status in _checked_entries(steps, "name", STATUSES, "Step", "Each step needs name, started, finished, status.",
+                                         default="ok"):
         started = _time(step.get("started"), "Start of step '%s'" % step["name"])
         finished = _time(step.get("finished"), "End of step '%s'" % step["name"])
         duration = round((finished - started).total_seconds(), 3) if started and finished else None
@@ -71,13 +78,7 @@ def normalize_fencing(fencing):
     """The old servers' fencing, each {host, status, detail, checked_at}: fenced (it takes no more writes
     from the application), pending (it did not answer) or failed."""
     result = []
-    for number, item in enumerate(fencing or [], 1):
-        if not isinstance(item, dict) or not item.get("host"):
-            raise PgBackupError("Fencing entry %d has no host." % number, hint="Each entry needs host, status, detail.")
-        status = str(item.get("status") or "")
-        if status not in FENCE_STATUSES:
-            raise PgBackupError("Fencing of '%s' has unknown status '%s'." % (item["host"], status),
-                                hint="Use one of: %s." % ", ".join(FENCE_STATUSES))
+    for item, status in _checked_entries(fencing, "host", FENCE_STATUSES, "Fencing entry", "Each entry needs host, status, detail."):
         checked = _time(item.get("checked_at"), "Fencing time of '%s'" % item["host"])
         result.append({"host": str(item["host"]), "status": status, "detail": _text(item.get("detail")),
                        "checked_at": manifests.isoformat(checked) if checked else None})
