@@ -8,7 +8,12 @@ local directory and over SFTP into backup1 (the push shape). Then db1 is lost wh
 playbooks/dr_restore.yml rebuilds TodoDb on new1 from backup1, re-points app1 and writes the report.
 Checked: the commits acknowledged before the backup's snapshot are all on new1, those lost were all
 acknowledged after it (the real RPO, in commits), the report's data-loss window is the time since
-the backup, the application writes to new1 afterwards, and db1, back on the network, gets nothing.
+the backup, the application writes to new1 afterwards, and db1's fencing is "pending".
+
+Then db1 comes back (empty, then with a running server) and dr_fence.yml fences it: the application's
+role cannot log in, writes are refused, the application's commits all land on new1. Last, the same
+loss with WAL archived to backup1 over SFTP (archive_timeout 2 s) and dr_method=pitr, new1 reading
+the base backup and the WAL from backup1 itself: only the commits of the last archive_timeout are lost.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -157,8 +162,11 @@ class Workload(object):
         self.lab.run("app1", self.command("start"))
 
     def acks(self):
-        """[(token, acknowledged at)] in order."""
-        with open(self.lab.host_path("app1", APP_ACKS)) as handle:
+        """[(token, acknowledged at)] in order (none yet: the writer opens the file just after the app started)."""
+        path = self.lab.host_path("app1", APP_ACKS)
+        if not os.path.exists(path):
+            return []
+        with open(path) as handle:
             return [(token, float(at)) for token, at in (line.split() for line in handle if line.strip())]
 
     def wait_for_acks(self, count, timeout=60):
@@ -345,3 +353,124 @@ def test_db1_back_on_the_network_takes_no_writes(lab, primary, disaster):
             assert cursor.fetchone()[0] == 0
     finally:
         admin.close()
+
+
+BASE_REPOSITORY = "/var/backups/base-db1"  # on backup1
+WAL_ARCHIVE = "/var/backups/wal-db1"  # on backup1
+ARCHIVE_TIMEOUT = 2  # seconds: bounds what archiving can lose
+KEY_ON_NEW1 = "/etc/todoapi-pgbackup/dr-backup1.key"
+KNOWN_HOSTS_ON_NEW1 = "/etc/todoapi-pgbackup/dr-backup1.known_hosts"
+
+PITR_SETUP = """
+- name: backup1 keeps db1's base backups and WAL archive
+  hosts: backup1
+  gather_facts: false
+  become: true
+  tasks:
+    - name: Create the directories
+      ansible.builtin.file:
+        path: "{{{{ item }}}}"
+        state: directory
+        owner: pgbackup-lab
+        mode: "0700"
+      loop: [{base}, {wal}]
+
+- name: new1 reads them over SFTP itself (its key and backup1's host key)
+  hosts: new1
+  gather_facts: false
+  become: true
+  tasks:
+    - name: Copy them
+      ansible.builtin.copy:
+        src: "{{{{ item.src }}}}"
+        dest: "{{{{ item.dest }}}}"
+        mode: "0600"
+      loop:
+        - {{src: "{key}", dest: {key_on_new1}}}
+        - {{src: "{known_hosts}", dest: {known_hosts_on_new1}}}
+
+- name: db1 archives its WAL to backup1 over SFTP
+  hosts: db1
+  gather_facts: false
+  become: true
+  tasks:
+    - name: WAL archiving (role wal_archiving, archive_url sftp://backup1)
+      ansible.builtin.include_role:
+        name: todoapi.pgbackup.wal_archiving
+"""
+
+BASE_BACKUP = """
+- name: A base backup of db1, straight to backup1
+  hosts: db1
+  gather_facts: false
+  become: true
+  become_user: postgres
+  tasks:
+    - name: Take it
+      todoapi.pgbackup.pg_basebackup:
+        repository: sftp://pgbackup-lab@backup1{base}
+        sftp_key_file: {key_on_db1}
+        sftp_known_hosts: {known_hosts_on_db1}
+        work_dir: /var/lib/postgresql
+"""
+
+
+def test_pitr_from_wal_pushed_to_backup1_loses_at_most_archive_timeout(lab, primary):
+    """db1 again (empty), archiving its WAL to backup1 (archive_timeout 2 s), a base backup there; db1 lost whole
+    mid-workload; dr_method=pitr on an empty new1, which reads base backup and WAL from backup1 over SFTP itself."""
+    workload = primary
+    workload.stop()
+    lab.lose("db1")
+    lab.reconnect("db1")
+    lab.run("new1", ["pg_dropcluster", "--stop", "15", "main"], check=False)  # new1 empty again (after the logical DR)
+    sftp = {"sftp_key_file": KEY_ON_DB1, "sftp_known_hosts": KNOWN_HOSTS_ON_DB1, "sftp_timeout": 10}
+    extra = dict(server_vars(lab), **backup_vars(lab))
+    extra.update({"wal_archiving_archive_url": "sftp://pgbackup-lab@backup1%s" % WAL_ARCHIVE,
+                  "wal_archiving_storage_options": sftp, "wal_archiving_archive_timeout": "%ds" % ARCHIVE_TIMEOUT,
+                  "wal_archiving_spool_dir": "/var/lib/postgresql/wal-spool",  # /var/spool is the machine's
+                  "wal_archiving_login_host": "127.0.0.1", "wal_archiving_login_password": ADMIN_PASSWORD})
+    lab.playbook(SETUP.format(sftp_repository=SFTP_REPOSITORY, key=lab.private_key, key_on_db1=KEY_ON_DB1,
+                              known_hosts=lab.known_hosts, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1)
+                 + PITR_SETUP.format(base=BASE_REPOSITORY, wal=WAL_ARCHIVE, key=lab.private_key, key_on_new1=KEY_ON_NEW1,
+                                     known_hosts=lab.known_hosts, known_hosts_on_new1=KNOWN_HOSTS_ON_NEW1),
+                 extra_vars=extra, env=PLAY_ENV)
+    create_todo_db({"host": str(lab.address("db1")), "port": 5432, "user": "postgres", "password": ADMIN_PASSWORD},
+                   size_mb=1)
+    before = len(workload.acks())
+    workload.start_on("db1")
+    lab.playbook(BASE_BACKUP.format(base=BASE_REPOSITORY, key_on_db1=KEY_ON_DB1, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1),
+                 env=PLAY_ENV)
+    workload.wait_for_acks(before + 20)
+    time.sleep(4 * ARCHIVE_TIMEOUT)  # commits after the base backup: only the archived WAL brings them back
+
+    lost_at = time.time()
+    lab.lose("db1")
+    acked = workload.acks()[before:]
+    storage = {"sftp_key_file": KEY_ON_NEW1, "sftp_known_hosts": KNOWN_HOSTS_ON_NEW1, "sftp_timeout": 10}
+    started = time.time()
+    lab.playbook(DR_PLAYBOOK, extra_vars=dr_vars(
+        lab, workload, iso(lost_at), dr_method="pitr", dr_backup_host="",
+        dr_source="sftp://pgbackup-lab@backup1%s" % BASE_REPOSITORY,
+        dr_wal_archive="sftp://pgbackup-lab@backup1%s" % WAL_ARCHIVE, dr_storage=storage,
+        dr_fence_hosts=["db1"]), env=PLAY_ENV)
+    wall = time.time() - started
+    report = read_report(lab, "new1")
+    assert report["outcome"] == "succeeded" and report["context"]["method"] == "pitr", report
+
+    on_new1 = tokens_on(lab, "new1")
+    lost = [(token, at) for token, at in acked if token not in on_new1]
+    kept = [at for token, at in acked if token in on_new1]
+    lost_window = (lost_at - min(at for _, at in lost)) if lost else 0.0
+    print("\nlab DR pitr: %d of %d acknowledged commits lost, over %.1f s (archive_timeout %d s); newest kept %.1f s "
+          "before the loss; report RPO %.1f s, RTO %.1f s (play %.1f s); steps %s; load %s" % (
+              len(lost), len(acked), lost_window, ARCHIVE_TIMEOUT, lost_at - max(kept), report["rpo_seconds"],
+              report["rto_seconds"], wall, ", ".join("%s %.1f s" % (s["name"], s["duration_seconds"] or 0)
+                                                     for s in report["steps"]),
+              open("/proc/loadavg").read().split()[:3]))
+    # Only the tail is lost: everything acknowledged before the last archive_timeout (plus the push) is back.
+    assert all(at > lost_at - ARCHIVE_TIMEOUT - 3 for _, at in lost), (lost_window, ARCHIVE_TIMEOUT)
+    assert lost_window <= report["rpo_seconds"] + 0.5, (lost_window, report["rpo_seconds"])
+    assert [(f["host"], f["status"]) for f in report["fencing"]] == [("db1", "pending")]
+    count = len(workload.acks())
+    newer = {token for token, _ in workload.wait_for_acks(count + 10)[count:]}
+    assert newer <= tokens_on(lab, "new1")
