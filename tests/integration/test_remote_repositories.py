@@ -24,7 +24,8 @@ import pytest
 import requests
 
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
-from tests.integration.test_wal_remote import Backend as WalBackend, install_helper
+from tests.integration.test_wal_remote import Backend as WalBackend
+from tests.integration.test_wal_remote import helper  # noqa: F401  # pylint: disable=unused-import
 from tests.lib.ansible_run import REPO_ROOT
 from tests.lib.archiving import postgres_dir, shared_dir, wait_archived
 from tests.lib.cutting_proxy import CuttingProxy
@@ -286,25 +287,15 @@ def test_wrong_credentials_fail_naming_the_cause(backend, ansible_playbook, work
 # Physical backups and point-in-time recovery, the base backups and the WAL archive on one back-end
 
 
-@pytest.fixture(scope="module")
-def wal_helper():
-    """The todoapi-pgbackup-wal helper as role wal_archiving installs it, run by PostgreSQL as OS user postgres."""
-    base = shared_dir("pgbackup-pitrremote-")
-    try:
-        yield base, install_helper(base)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def archiving_into(backend, base, wrapper):
-    """(archive location for pitr_recovery's archive_dir, archive_command) of a fresh WAL archive on ``backend``'s
-    storage: a directory for the local back-end, else a URL with the helper's config (what role wal_archiving
-    writes for wal_archiving_archive_url)."""
+    """(archive location for pitr_recovery's archive_dir, archive_command, test_wal_remote.Backend or None) of a fresh
+    WAL archive on ``backend``'s storage: a directory for the local back-end, else a URL with the helper's config
+    (what role wal_archiving writes for wal_archiving_archive_url)."""
     if backend.name == "local":
         archive = postgres_dir(base, "archive-%s" % uuid.uuid4().hex[:8])
-        return archive, "%s archive-wal %%p %%f --archive-dir %s --compress zstd" % (wrapper, archive)
+        return archive, "%s archive-wal %%p %%f --archive-dir %s --compress zstd" % (wrapper, archive), None
     wal = WalBackend(backend.name, backend.server, base)
-    return wal.url, "%s archive-wal %%p %%f --config %s" % (wrapper, wal.config("archive-%s.json" % wal.prefix))
+    return wal.url, "%s archive-wal %%p %%f --config %s" % (wrapper, wal.config("archive-%s.json" % wal.prefix)), wal
 
 
 def marks(cluster):
@@ -312,12 +303,12 @@ def marks(cluster):
 
 
 @pytest.mark.parametrize("backend", ["local"] + BACKENDS, indirect=True)
-def test_physical_backup_and_pitr_from_the_back_end_alone(backend, wal_helper, ansible_playbook, workdir):
+def test_physical_backup_and_pitr_from_the_back_end_alone(backend, helper, ansible_playbook, workdir):
     """pg_basebackup to the back-end, the WAL archived there, then a fresh cluster recovered to a restore point
     from there alone (no local copy of either) by pitr_recovery - by playbooks/pitr_restore.yml for S3."""
-    base, wrapper = wal_helper
+    base, wrapper = helper  # todoapi-pgbackup-wal as role wal_archiving installs it, run by PostgreSQL as postgres
     scratch = shared_dir("pgbackup-pitr-work-")  # the recovering server reads the downloaded WAL there
-    archive, command = archiving_into(backend, base, wrapper)
+    archive, command, wal = archiving_into(backend, base, wrapper)
     source = PgCluster.create(extra_conf={"archive_mode": "on", "archive_command": command})
     target = None
     try:
@@ -365,6 +356,12 @@ def test_physical_backup_and_pitr_from_the_back_end_alone(backend, wal_helper, a
         assert marks(target) == {"before_backup", "before_point"}
         assert target.scalar('SELECT count(*) FROM "Users"', dbname="TodoDb") == users
         assert target.scalar('SELECT count(*) FROM "Todos"', dbname="TodoDb") > 0
+        if wal is not None:  # a damaged segment in the remote archive: refused while downloading, nothing used
+            wal.damage(sorted(n for n in wal.names() if len(n) == 28 and n.endswith(".zst"))[-1])
+            refused = ansible_playbook(playbook(("plan", "todoapi.pgbackup.pitr_recovery", recovery)), check=True,
+                                       expect_failure=True).task("plan")
+            assert refused["failed"] and refused["msg"].startswith("Download of the WAL archive '%s' failed" % archive)
+            assert "nothing was changed" in refused["hint"] and os.listdir(scratch) == []
     finally:
         source.drop()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -34,6 +34,7 @@ from .wal_archive import WalSegmentMissing
 from .wal_archive_layout import strip_encoding
 from .wal_names import SEGMENT, parse_segment
 from .wal_remote import restore_segment
+from ..storage.working_copy import private_directory
 
 TEMP_PREFIX = "pgbackup-wal-"
 HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
@@ -92,12 +93,8 @@ class WalDownload(object):
         if self.directory is not None:
             return self.directory
         ids = fsutil.resolve_owner(self.owner)
-        try:
-            self.directory = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=self.work_dir)
-        except OSError as exc:
-            raise PgBackupError("Cannot create a directory for the WAL of '%s' in '%s': %s." % (
-                self.url, self.work_dir or tempfile.gettempdir(), exc.strerror or exc),
-                hint="Set work_dir to a writable local directory with room for the WAL since the oldest base backup.")
+        self.directory = private_directory(TEMP_PREFIX, self.work_dir, "a directory for the WAL of '%s'" % self.url,
+                                           "with room for the WAL since the oldest base backup")
         try:
             if ids:
                 refuse_unreachable(self.directory, self.owner, ids)

@@ -17,6 +17,7 @@ different server than the one asked for.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
 import os
 import re
 import shlex
@@ -163,7 +164,24 @@ def archive_targets(settings):
             piece = piece.split("%", 1)[0].strip()  # /archive/%f -> /archive/
             if (piece.startswith("/") or "://" in piece) and piece not in targets:
                 targets.append(piece)
-    return targets
+    return targets + [t for t in helper_config_targets(targets) if t not in targets]
+
+
+def helper_config_targets(paths):
+    """The archive_url/archive_dir of the todoapi-pgbackup-wal config files among ``paths`` (``--config``, as role
+    wal_archiving writes it for a remote archive) that exist on this host: the archive they name is a target too."""
+    found = []
+    for path in paths:
+        if not path.endswith(".json") or not os.path.isfile(path):
+            continue
+        try:
+            with open(path) as handle:
+                config = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict):
+            found += [str(config[key]) for key in ("archive_url", "archive_dir") if config.get(key)]
+    return found
 
 
 def writes_into(target, location):

@@ -19,10 +19,9 @@ __metaclass__ = type
 
 import os
 import shutil
-import tempfile
 
 from ..core.errors import PgBackupError
-from ..storage.working_copy import LocalCopy
+from ..storage.working_copy import LocalCopy, private_directory
 from .backup_manifest import ManifestError, manifest_checksum
 
 BACKUP_MANIFEST = "backup_manifest"
@@ -73,12 +72,8 @@ class RemoteParents(object):
 
     def _directory(self):
         if self.directory is None:
-            try:
-                self.directory = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=self.work_dir)
-            except OSError as exc:
-                raise PgBackupError("Cannot create a directory in '%s' for the parent's backup_manifest: %s." % (
-                    self.work_dir or tempfile.gettempdir(), exc.strerror or exc),
-                    hint="Set work_dir to a writable local directory.")
+            self.directory = private_directory(TEMP_PREFIX, self.work_dir, "a directory for the parent's "
+                                               "backup_manifest", "(a few MB)")
         return self.directory
 
     def close(self):

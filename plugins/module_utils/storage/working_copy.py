@@ -73,12 +73,8 @@ class LocalCopy(object):
 
     def _directory(self):
         if self.directory is None:
-            try:
-                self.directory = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=self.work_dir)
-            except OSError as exc:
-                raise PgBackupError("Cannot create a download directory in '%s': %s." % (
-                    self.work_dir or tempfile.gettempdir(), exc.strerror or exc),
-                    hint="Set work_dir to a writable local directory with room for the backup.")
+            self.directory = private_directory(TEMP_PREFIX, self.work_dir, "a download directory",
+                                               "with room for the backup")
         return self.directory
 
     def close(self):
@@ -93,6 +89,17 @@ class LocalCopy(object):
 
     def __exit__(self, exc_type, exc_value, traceback):
         self.close()
+
+
+def private_directory(prefix, work_dir, what, room):
+    """A new 0700 directory below ``work_dir`` (default: the system's temporary directory); a clear error when
+    it cannot be made. ``what``: what it is for the message; ``room``: what it needs room for, for the hint."""
+    try:
+        return tempfile.mkdtemp(prefix=prefix, dir=work_dir)
+    except OSError as exc:
+        where = work_dir or tempfile.gettempdir()
+        raise PgBackupError("Cannot create %s in '%s': %s." % (what, where, exc.strerror or exc),
+                            hint="Set work_dir to a writable local directory %s." % room)
 
 
 def _download_failed(manifest, repository, exc):

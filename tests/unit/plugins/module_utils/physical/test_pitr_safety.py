@@ -30,6 +30,18 @@ def test_archiving_off_or_without_a_command_writes_nothing():
     assert "/srv/wal-archive" in pitr_safety.archive_targets({"archive_mode": "always", "archive_command": ROLE_COMMAND})
 
 
+def test_the_remote_archive_of_the_helper_config_is_a_target(tmp_path):
+    config = tmp_path / "wal-15-main.json"
+    config.write_text('{"archive_url": "s3://bucket/wal/15-main", "storage_options": {}}')
+    command = "/usr/local/bin/todoapi-pgbackup-wal archive-wal %%p %%f --config %s --async" % config
+    targets = pitr_safety.archive_targets({"archive_mode": "on", "archive_command": command})
+    assert "s3://bucket/wal/15-main" in targets
+    assert any(pitr_safety.writes_into(t, "s3://bucket/wal/15-main") for t in targets)
+    assert not any(pitr_safety.writes_into(t, "s3://bucket/wal/15-other") for t in targets)
+    missing = command.replace(str(config), str(tmp_path / "elsewhere.json"))
+    assert not [t for t in pitr_safety.archive_targets({"archive_mode": "on", "archive_command": missing}) if "://" in t]
+
+
 def test_other_command_shapes():
     def targets(command):
         return pitr_safety.archive_targets({"archive_mode": "on", "archive_command": command})
