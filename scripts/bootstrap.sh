@@ -37,6 +37,8 @@ DEB_PACKAGES=(
   python3-psycopg2
   python3-crc32c
   python3-boto3
+  # sftp:// repositories and WAL archives from the hosts' /usr/bin/python3 (the lab's DR test)
+  python3-paramiko
   pgbackrest
   openssh-client
   openssh-server

@@ -21,7 +21,8 @@ description:
     downloaded into O(download_to) first (as a stream, checksum proven before a backup is kept there), an incremental
     base backup with every backup of its chain (PostgreSQL 17+, full first); the result's RV(repository) is then that
     local directory.
-  - The data-loss window is the time from the backup's finish to O(incident_time) (default now); with O(wal_archive)
+  - The data-loss window is the time from the moment the backup's data is from (a logical backup's start, when pg_dump
+    took its snapshot; a physical one's finish) to O(incident_time) (default now); with O(wal_archive)
     and O(kind=physical) it is the time since the newest archived WAL segment instead.
   - Fails naming every backup it tried and why, when none verifies.
 extends_documentation_fragment:
@@ -97,7 +98,7 @@ EXAMPLES = r'''
 
 - name: Say it
   ansible.builtin.debug:
-    msg: "Restoring {{ assessed.backup.id }}; changes after {{ assessed.backup_finished_at }} are lost ({{ assessed.data_loss_seconds }} s)"
+    msg: "Restoring {{ assessed.backup.id }}; changes after {{ assessed.backup_data_as_of }} are lost ({{ assessed.data_loss_seconds }} s)"
 
 - name: From S3, downloaded to the new server first
   todoapi.pgbackup.dr_assess:
@@ -145,7 +146,13 @@ skipped_newer:
   type: list
   elements: str
 backup_finished_at:
-  description: When the chosen backup finished (UTC); changes after it are lost.
+  description: When the chosen backup finished (UTC).
+  returned: success
+  type: str
+backup_data_as_of:
+  description:
+    - The moment the chosen backup's data is from (UTC); changes committed after it are lost. For a logical backup the
+      start of pg_dump (its snapshot; commits during the dump are not in it), for a physical one its finish.
   returned: success
   type: str
 reference_time:
@@ -157,7 +164,9 @@ assessed_at:
   returned: success
   type: str
 data_loss_seconds:
-  description: The data-loss window (achieved RPO) in seconds.
+  description:
+    - The data-loss window (achieved RPO) in seconds, from RV(backup_data_as_of) (physical with O(wal_archive) - the
+      newest archived segment) to RV(reference_time).
   returned: success
   type: float
 wal:

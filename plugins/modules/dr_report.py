@@ -14,7 +14,8 @@ description:
   - Turns the steps of a disaster recovery (name, start, end, status, detail) into a report for the incident record,
     C(<report_dir>/<prefix>-<start>.md) for people and C(.json) for tools, each written atomically.
   - The achieved RTO is the total wall time from O(started_at) to O(finished_at); the achieved RPO is the data-loss
-    window (O(data_loss_seconds), or the time between the backup's finish and O(reference_time)). Both are compared
+    window (O(data_loss_seconds), or the time between the moment the backup's data is from - a logical backup's start,
+    when pg_dump took its snapshot; a physical one's finish - and O(reference_time)). Both are compared
     with O(objectives) (defaults from the seed's Disaster Recovery Plan, 4 h and 24 h).
   - Meant to run in the C(always) section of the recovery, so that a failed recovery is documented too; a failed step
     (or O(error)) makes the outcome V(failed) and the RTO not met.
@@ -59,8 +60,8 @@ options:
     type: float
   reference_time:
     description:
-      - Time the data was lost (e.g. when the server failed), to compute the RPO from the backup's finish time when
-        O(data_loss_seconds) is not given. Defaults to O(started_at).
+      - Time the data was lost (e.g. when the server failed), to compute the RPO from the backup's data time (see above)
+        when O(data_loss_seconds) is not given. Defaults to O(started_at).
     type: str
   recovery_point:
     description:
@@ -74,6 +75,14 @@ options:
   error:
     description: Error message of the failure that ended the recovery, if any.
     type: str
+  fencing:
+    description:
+      - What was done about the old database servers, each a dict with C(host), C(status) (V(fenced) - it takes no more
+        writes from the application, V(pending) - it did not answer, V(failed)), C(detail) and C(checked_at).
+      - Shown in the report's section "Fencing of the old servers"; each one not fenced becomes the first follow-up item.
+    type: list
+    elements: dict
+    default: []
   report_dir:
     description: Directory for the report files (created with mode 0750 if missing).
     type: path
@@ -181,6 +190,7 @@ def main():
             recovery_point=dict(type="str"),
             context=dict(type="dict", default={}),
             error=dict(type="str"),
+            fencing=dict(type="list", elements="dict", default=[]),
             report_dir=dict(type="path", default="/var/log/todoapi-dr"),
             prefix=dict(type="str", default="dr-report"),
             mode=dict(type="raw", default="0640"),
@@ -193,7 +203,7 @@ def main():
                          objectives=params["objectives"], backup=params["backup"],
                          data_loss_seconds=params["data_loss_seconds"], reference_time=params["reference_time"],
                          expected_steps=params["expected_steps"], context=params["context"], error=params["error"],
-                         recovery_point=params["recovery_point"])
+                         recovery_point=params["recovery_point"], fencing=params["fencing"])
     if module.check_mode:
         md_path, json_path = dr_report.report_paths(params["report_dir"], report["started_at"], params["prefix"])
     else:

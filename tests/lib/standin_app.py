@@ -11,9 +11,16 @@ The file is read once at start (a real application needs a restart to see a new 
 string). ``GET /health`` on 127.0.0.1:<port> answers 200 only when
 ``SELECT count(*) FROM "Users"`` works on that database, 503 otherwise.
 
+With ``--write-every SECONDS --acks FILE`` it is also a write workload: one commit (a row in
+"Users" whose "UserName" is a unique token ``w<start>-<n>``) every SECONDS, and each token is
+appended to FILE with the time (``<token> <unix time>``, flushed and fsynced) only after COMMIT returned: FILE lists exactly the commits
+acknowledged to the application, so a disaster's real data loss is the tokens in FILE that the
+recovered database lacks. Failed writes are logged and retried on a new connection.
+
 Commands (what playbook variables name; the script needs only psycopg2 and the stdlib)::
 
     python standin_app.py start  --settings FILE --port N --pidfile FILE [--log FILE]
+                                 [--write-every SECONDS --acks FILE]
     python standin_app.py stop   --pidfile FILE
     python standin_app.py status --pidfile FILE
     python standin_app.py health --port N          (exit 0 when /health says 200)
@@ -31,6 +38,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -128,8 +136,45 @@ def exit_on_signal(signum, frame):
     raise SystemExit(0)
 
 
-def serve(settings, port):
+WRITE_SQL = ('INSERT INTO "Users" ("Email", "UserName", "PasswordHash", "CreatedAt") '
+             "VALUES (%s || '@workload.invalid', %s, 'x', now())")
+
+
+def write_loop(params, every, acks_path):
+    """The write workload: a commit every `every` seconds; a token is appended to acks_path only after
+    its COMMIT returned (then flushed and fsynced). Errors: logged, the next write opens a new connection."""
+    import psycopg2
+    instance = "w%d" % int(time.time() * 1000)
+    number, connection = 0, None
+    with open(acks_path, "a") as acks:
+        while True:
+            token = "%s-%d" % (instance, number)
+            try:
+                if connection is None:
+                    connection = psycopg2.connect(connect_timeout=3, **params)
+                with connection.cursor() as cursor:
+                    cursor.execute(WRITE_SQL, (token, token))
+                connection.commit()
+                acks.write("%s %.6f\n" % (token, time.time()))
+                acks.flush()
+                os.fsync(acks.fileno())
+                number += 1
+            except Exception as exc:  # the database is gone or refuses: try again on a new connection
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                sys.stderr.write("%s write %s failed: %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), token, reason))
+                if connection is not None:
+                    try:
+                        connection.close()
+                    except Exception:
+                        pass
+                connection = None
+            time.sleep(every)
+
+
+def serve(settings, port, write_every=None, acks=None):
     params = parse_npgsql(read_connection_string(settings))
+    if write_every and acks:
+        threading.Thread(target=write_loop, args=(params, write_every, acks), daemon=True).start()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), make_handler(params, settings))
     signal.signal(signal.SIGTERM, exit_on_signal)
     try:
@@ -189,7 +234,7 @@ def cmd_start(args):
         with open(args.pidfile, "w") as handle:
             handle.write("%d\n" % os.getpid())
         try:
-            serve(args.settings, args.port)
+            serve(args.settings, args.port, args.write_every, args.acks)
         finally:
             try:
                 if read_pid(args.pidfile) == os.getpid():
@@ -258,6 +303,8 @@ def build_parser():
     start.add_argument("--port", type=int, required=True)
     start.add_argument("--pidfile", required=True)
     start.add_argument("--log")
+    start.add_argument("--write-every", type=float, help="seconds between the workload's commits (with --acks)")
+    start.add_argument("--acks", help="file listing the tokens of acknowledged commits, one a line")
     for name in ("stop", "status"):
         sub = commands.add_parser(name)
         sub.add_argument("--pidfile", required=True)

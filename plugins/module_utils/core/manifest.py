@@ -40,6 +40,15 @@ def parse_time(text):
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
+def data_as_of(manifest):
+    """The moment a backup's data is from (the start of a data-loss window). A logical backup holds
+    what was committed when pg_dump took its snapshot, at its start: commits during the dump are
+    not in it. A physical backup is consistent at its end (its WAL up to then is part of it)."""
+    if manifest.get("kind") == "logical" and manifest.get("started_at"):
+        return manifest["started_at"]
+    return manifest["finished_at"]
+
+
 def slug(name):
     """A file-name-safe, readable form of a database name (the manifest keeps the real one)."""
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:40]

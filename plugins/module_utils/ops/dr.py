@@ -71,8 +71,8 @@ def assess(source, database, kind="logical", level="structure", download_to=None
     raise PgBackupError when none does.
 
     Returns {backup, repository (local path to restore from), source, downloaded, level, candidates
-    [{id, finished_at, usable, error}], backup_finished_at, assessed_at, reference_time,
-    data_loss_seconds, wal (or None)}.
+    [{id, finished_at, usable, error}], backup_finished_at, backup_data_as_of, assessed_at, reference_time,
+    data_loss_seconds (from backup_data_as_of, see manifest.data_as_of), wal (or None)}.
     """
     if level not in ASSESS_LEVELS:
         raise PgBackupError("Unknown assessment level '%s'." % level, hint="Use checksum or structure.")
@@ -115,7 +115,7 @@ def assess(source, database, kind="logical", level="structure", download_to=None
         break
     if chosen is None:
         raise _nothing_usable(source, database, kind, checked, problems)
-    finished = manifests.parse_time(chosen["finished_at"])
+    data_from = manifests.parse_time(manifests.data_as_of(chosen))
     reference = manifests.parse_time(incident_time) if incident_time else now
     result = {
         "backup": chosen,
@@ -129,7 +129,8 @@ def assess(source, database, kind="logical", level="structure", download_to=None
         "backup_finished_at": chosen["finished_at"],
         "assessed_at": manifests.isoformat(now),
         "reference_time": manifests.isoformat(reference),
-        "data_loss_seconds": round(max(0.0, (reference - finished).total_seconds()), 3),
+        "backup_data_as_of": manifests.data_as_of(chosen),
+        "data_loss_seconds": round(max(0.0, (reference - data_from).total_seconds()), 3),
         "wal": None,
     }
     if wal_archive_dir:

@@ -28,6 +28,10 @@ FOLLOW_UP = (
 )
 
 
+FENCE_STATUSES = ("fenced", "pending", "failed")
+FENCE_FOLLOW_UP = "Fence %s before it comes back (status %s): %s"
+
+
 def _time(value, what):
     if value in (None, ""):
         return None
@@ -38,16 +42,23 @@ def _time(value, what):
                             hint="Pass times like 2024-01-06T14:30:00Z (Ansible: now(utc=true).isoformat()).")
 
 
+def _checked_entries(entries, key, statuses, what, hint, default=""):
+    """(entry, status) for each entry: a dict with a non-empty key and a status among statuses (default if unset)."""
+    for number, entry in enumerate(entries or [], 1):
+        if not isinstance(entry, dict) or not entry.get(key):
+            raise PgBackupError("%s %d has no %s." % (what, number, key), hint=hint)
+        status = str(entry.get("status") or default)
+        if status not in statuses:
+            raise PgBackupError("%s '%s' has unknown status '%s'." % (what, entry[key], status),
+                                hint="Use one of: %s." % ", ".join(statuses))
+        yield entry, status
+
+
 def normalize_steps(steps, expected_steps=None):
     """Steps with parsed times and durations; expected steps that never ran are added as not_run."""
     result = []
-    for number, step in enumerate(steps or [], 1):
-        if not isinstance(step, dict) or not step.get("name"):
-            raise PgBackupError("Step %d has no name." % number, hint="Each step needs name, started, finished, status.")
-        status = str(step.get("status") or "ok")
-        if status not in STATUSES:
-            raise PgBackupError("Step '%s' has unknown status '%s'." % (step["name"], status),
-                                hint="Use one of: %s." % ", ".join(STATUSES))
+    for step, status in _checked_entries(steps, "name", STATUSES, "Step", "Each step needs name, started, finished, status.",
+                                         default="ok"):
         started = _time(step.get("started"), "Start of step '%s'" % step["name"])
         finished = _time(step.get("finished"), "End of step '%s'" % step["name"])
         duration = round((finished - started).total_seconds(), 3) if started and finished else None
@@ -63,6 +74,17 @@ def normalize_steps(steps, expected_steps=None):
     return result
 
 
+def normalize_fencing(fencing):
+    """The old servers' fencing, each {host, status, detail, checked_at}: fenced (it takes no more writes
+    from the application), pending (it did not answer) or failed."""
+    result = []
+    for item, status in _checked_entries(fencing, "host", FENCE_STATUSES, "Fencing entry", "Each entry needs host, status, detail."):
+        checked = _time(item.get("checked_at"), "Fencing time of '%s'" % item["host"])
+        result.append({"host": str(item["host"]), "status": status, "detail": _text(item.get("detail")),
+                       "checked_at": manifests.isoformat(checked) if checked else None})
+    return result
+
+
 def _text(value):
     if value is None:
         return ""
@@ -72,12 +94,14 @@ def _text(value):
 
 
 def build(steps, started_at, finished_at=None, objectives=None, backup=None, data_loss_seconds=None,
-          reference_time=None, expected_steps=None, context=None, error=None, now=None, recovery_point=None):
+          reference_time=None, expected_steps=None, context=None, error=None, now=None, recovery_point=None,
+          fencing=None):
     """The report as a dict (what the JSON file holds).
 
     RPO (data-loss window), first that applies: ``reference_time`` (default ``started_at``) minus
     ``recovery_point`` (the last transaction a point-in-time recovery replayed); ``data_loss_seconds``;
-    ``reference_time`` minus the backup's ``finished_at``.
+    ``reference_time`` minus the moment the backup's data is from (a logical backup's ``started_at``,
+    its snapshot; a physical one's ``finished_at``).
     """
     now = now or manifests.utcnow()
     steps = normalize_steps(steps, expected_steps)
@@ -91,6 +115,7 @@ def build(steps, started_at, finished_at=None, objectives=None, backup=None, dat
     succeeded = not failed_steps and not error
     rto_seconds = round((finished - started).total_seconds(), 3)
     rpo_seconds = _rpo_seconds(backup, data_loss_seconds, reference_time, started, recovery_point)
+    fenced = normalize_fencing(fencing)
     report = {
         "report_version": REPORT_VERSION,
         "outcome": "succeeded" if succeeded else "failed",
@@ -108,7 +133,9 @@ def build(steps, started_at, finished_at=None, objectives=None, backup=None, dat
         "error": _text(error) or (steps[[s["name"] for s in steps].index(failed_steps[0])]["detail"] if failed_steps else ""),
         "backup": _backup_summary(backup),
         "context": context or {},
-        "follow_up": list(FOLLOW_UP),
+        "fencing": fenced,
+        "follow_up": [FENCE_FOLLOW_UP % (item["host"], item["status"], item["detail"])
+                      for item in fenced if item["status"] != "fenced"] + list(FOLLOW_UP),
         "generated_by": "%s %s" % (manifests.TOOL, manifests.TOOL_VERSION),
     }
     return report
@@ -123,7 +150,7 @@ def _rpo_seconds(backup, data_loss_seconds, reference_time, started, recovery_po
         return round(float(data_loss_seconds), 3)
     if not backup or not backup.get("finished_at"):
         return None
-    return round(max(0.0, (reference - manifests.parse_time(backup["finished_at"])).total_seconds()), 3)
+    return round(max(0.0, (reference - manifests.parse_time(manifests.data_as_of(backup))).total_seconds()), 3)
 
 
 def _backup_summary(backup):
@@ -172,7 +199,7 @@ def to_markdown(report):
               "| RTO (total wall time of the recovery) | %s | %s (%s s) | %s |" % (
                   human_duration(report["objectives"]["rto_hours"] * 3600), human_duration(report["rto_seconds"]),
                   report["rto_seconds"], _yes_no(report["rto_met"])),
-              "| RPO (data-loss window: changes after the backup are lost) | %s | %s | %s |" % (
+              "| RPO (data-loss window: changes after the backup's snapshot are lost) | %s | %s | %s |" % (
                   human_duration(report["objectives"]["rpo_hours"] * 3600),
                   "%s (%s s)" % (human_duration(report["rpo_seconds"]), report["rpo_seconds"])
                   if report["rpo_seconds"] is not None else "unknown (no backup selected)",
@@ -188,6 +215,12 @@ def to_markdown(report):
         lines += ["", "## What failed", "",
                   "Step(s): %s" % (", ".join(report["failed_steps"]) or "none recorded"), "",
                   "```", report["error"] or "(no message)", "```"]
+    if report.get("fencing"):
+        lines += ["", "## Fencing of the old servers", "",
+                  "| host | status | checked | detail |", "|---|---|---|---|"]
+        lines += ["| %s | %s | %s | %s |" % (_cell(item["host"]), item["status"] if item["status"] == "fenced"
+                                             else "**%s**" % item["status"].upper(), item["checked_at"] or "",
+                                             _cell(item["detail"])) for item in report["fencing"]]
     lines += ["", "## Backup used", ""]
     if backup:
         lines += ["| | |", "|---|---|"]

@@ -5,6 +5,7 @@ from __future__ import absolute_import, division, print_function
 
 import ipaddress
 import os
+import shutil
 import signal
 import subprocess
 
@@ -16,6 +17,12 @@ from tests.lib.lab.network import (create_bridge, create_host_network, lab_link_
 from tests.lib.lab.play import run_lab_playbook
 from tests.lib.lab.processes import kill_until_gone, namespace_inode, pids_in_namespaces, start_time
 from tests.lib.lab.sshd import answers_ssh, start_sshd, wait_until_ready, write_sshd_config
+
+
+# What lose() deletes: PostgreSQL's configuration, data, sockets and logs, the collection's configuration
+# and credentials, and the local backup directory.
+LOST_DISKS = ("/etc/postgresql", "/var/lib/postgresql", "/var/run/postgresql", "/var/log/postgresql",
+              "/etc/todoapi-pgbackup", "/var/backups")
 
 
 class Lab(object):
@@ -155,6 +162,16 @@ class Lab(object):
         inodes = self.namespace_inodes(host)
         kill_until_gone(lambda: pids_in_namespaces(inodes))
 
+    def lose(self, host, disks=LOST_DISKS):
+        """Lose the host whole: cut_off() (cable out, every process killed), then its disks wiped: the
+        contents of each of its own directories in disks (by default PostgreSQL's configuration, data,
+        sockets and logs, the collection's config and /var/backups). Returns the paths wiped (host paths).
+        reconnect() brings back an empty host: sshd only, no PostgreSQL, no backups."""
+        self.cut_off(host)
+        for path in disks:
+            wipe_directory(self.host_path(host, path))
+        return list(disks)
+
     def reconnect(self, host):
         """Bring a cut-off host back: cable in, sshd started, answering. Nothing else is restarted."""
         self.close_connections(host)
@@ -166,6 +183,16 @@ class Lab(object):
         """Stop Ansible's SSH connection master for the host, if there is one (it may hang on a dead peer)."""
         subprocess.run(["ssh", "-F", self.ssh_config, "-o", "ControlPath=%s/%%C" % access.control_dir(self.root),
                         "-O", "exit", str(self.address(host))], capture_output=True, timeout=30, check=False)
+
+
+def wipe_directory(path):
+    """Delete everything inside path (the directory itself is a host's mount point and stays)."""
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
 
 
 def _unused_lab_id(owner_pid):

@@ -47,6 +47,31 @@ def test_rpo_sources_in_order_of_precedence():
     assert missed["rpo_met"] is False and missed["objectives"] == {"rto_hours": 4.0, "rpo_hours": 1.0}
 
 
+def test_a_logical_backups_data_is_from_its_start_a_physical_ones_from_its_end():
+    # pg_dump's snapshot is taken when it starts: what was committed during a 10-minute dump is lost too.
+    logical = dict(BACKUP, started_at="2024-01-06T01:50:00Z")
+    assert manifests.data_as_of(logical) == "2024-01-06T01:50:00Z"
+    assert dr_report.build([], STARTED, backup=logical)["rpo_seconds"] == 12 * 3600 + 600
+    physical = dict(logical, kind="physical")
+    assert manifests.data_as_of(physical) == BACKUP["finished_at"]
+    assert dr_report.build([], STARTED, backup=physical)["rpo_seconds"] == 12 * 3600
+
+
+def test_fencing_is_reported_and_a_pending_one_comes_first_in_the_follow_up():
+    fencing = [{"host": "db1", "status": "pending", "detail": "unreachable; run dr_fence", "checked_at": "2024-01-06T14:20:00Z"},
+               {"host": "db0", "status": "fenced", "detail": "NOLOGIN"}]
+    report = dr_report.build(steps("ok"), STARTED, backup=BACKUP, fencing=fencing)
+    assert [(f["host"], f["status"], f["checked_at"]) for f in report["fencing"]] == [
+        ("db1", "pending", "2024-01-06T14:20:00.000000Z"), ("db0", "fenced", None)]
+    assert report["follow_up"][0] == "Fence db1 before it comes back (status pending): unreachable; run dr_fence"
+    assert len(report["follow_up"]) == len(dr_report.FOLLOW_UP) + 1
+    markdown = dr_report.to_markdown(report)
+    assert "## Fencing of the old servers" in markdown and "| db1 | **PENDING** |" in markdown
+    assert "## Fencing" not in dr_report.to_markdown(dr_report.build([], STARTED, backup=BACKUP))
+    with pytest.raises(PgBackupError, match="unknown status 'maybe'"):
+        dr_report.build([], STARTED, fencing=[{"host": "db1", "status": "maybe"}])
+
+
 def test_failed_step_fails_the_outcome_and_the_rto():
     report = dr_report.build(steps("ok", "failed"), STARTED, finished_at="2024-01-06T14:20:00Z")
     assert report["outcome"] == "failed" and report["failed_steps"] == ["step1"]
