@@ -35,8 +35,8 @@ from methods.pgbackrest import PgBackRest  # noqa: E402
 
 def children_cpu():
     """CPU seconds of this process and its (waited for) children: user + system."""
-    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
-                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+    usages = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    return sum(u.ru_utime + u.ru_stime for u in usages)
 
 
 def shell(command):
@@ -152,7 +152,6 @@ class Stages(object):
         """The same without the check of the new backup (verify=false): what pg_basebackup alone costs."""
         return {"module_seconds": self.collection.basebackup(self.db, "stage", {"verify": False}, key="noverify")["seconds"]}
 
-
     def _pgbackrest(self, processes):
         dest = self.fresh("pgbr", owner="postgres")
         label = json.loads(subprocess.run(
@@ -225,8 +224,8 @@ def measure(stages, args):
     print("\nmedians (%d rounds):" % args.rounds)
     for name in names:
         keys = [k for k in runs[name][0] if k != "load"]
-        print("  %-26s %s" % (name, "  ".join("%s %.2f" % (k, sorted(r[k] for r in runs[name])[len(runs[name]) // 2])
-                                               for k in keys)))
+        medians = ["%s %.2f" % (k, sorted(r[k] for r in runs[name])[len(runs[name]) // 2]) for k in keys]
+        print("  %-26s %s" % (name, "  ".join(medians)))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(runs, handle, indent=1)

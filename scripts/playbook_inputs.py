@@ -80,7 +80,7 @@ def role_dirs(path):
     dirs = []
     for entry in first_play(path).get("roles") or []:
         name = entry.get("role", entry.get("name")) if isinstance(entry, dict) else entry
-        role_dir = os.path.join(ROOT, "roles", str(name).split(".")[-1])
+        role_dir = os.path.join(ROOT, "roles", str(name).rsplit(".", maxsplit=1)[-1])
         if os.path.isdir(role_dir):
             dirs.append(role_dir)
     return dirs
