@@ -10,17 +10,11 @@ from __future__ import absolute_import, division, print_function
 import hashlib
 import json
 import os
+import time
 
-import pytest
-
-from tests.lib.lab.shapes import PUSH_PLAY, SHAPE_CLUSTER, prepare_shapes
+from tests.lib.lab.shapes import PUSH_PLAY, SHAPE_CLUSTER
 
 REPO_ROOT = "/var/backups/fleet"
-
-
-@pytest.fixture(scope="module")
-def shapes(lab, tmp_path_factory):
-    return prepare_shapes(lab, tmp_path_factory.mktemp("shapes"))
 
 
 def sha256_of(path):
@@ -29,7 +23,9 @@ def sha256_of(path):
 
 
 def test_push_backups_and_wal_land_on_backup1(lab, shapes):
+    started = time.monotonic()
     result = lab.playbook(PUSH_PLAY, extra_vars=shapes.push_vars())
+    shapes.measured["push play (2 DB hosts: backup role, wal_archiving to SFTP, a backup, a segment)"] = time.monotonic() - started
 
     for host in ("db1", "db2"):
         local_repo = lab.host_path(host, "/var/backups/todoapi-%s" % SHAPE_CLUSTER)
@@ -44,6 +40,8 @@ def test_push_backups_and_wal_land_on_backup1(lab, shapes):
             assert manifest["tables"]["public.todos"] == shapes.rows[host]
             assert sha256_of(os.path.join(remote_repo, manifest["artifact"])) == manifest["sha256"]
             assert sha256_of(os.path.join(local_repo, manifest["artifact"])) == manifest["sha256"]
+            shapes.measured["push backup of %s (%d bytes), duration_seconds of its manifest" % (
+                host, manifest["size"])] = manifest["duration_seconds"]
 
         # The segment the play switched to last is on backup1, archived through the SFTP account.
         archived = result.host_results("Switch to a new segment")[host]["stdout"].strip()

@@ -148,7 +148,8 @@ PUSH_PLAY = """
 
     - name: Switch to a new segment
       ansible.builtin.command:
-        argv: [psql, -p, "{{ shape_port }}", -Atq, -d, TodoDb, -c, "INSERT INTO todos VALUES (1000, 'pushed')",
+        argv: [psql, -p, "{{ shape_port }}", -Atq, -d, postgres, -c, "CREATE TABLE IF NOT EXISTS probe (note text)",
+               -c, "INSERT INTO probe VALUES ('pushed')",
                -c, "SELECT pg_walfile_name(pg_switch_wal())"]
       become_user: postgres
       changed_when: true
@@ -165,6 +166,83 @@ PUSH_PLAY = """
       delay: 1
 """
 
+PULL_HOSTS_PLAY = """
+- name: Pull shape, DB hosts - the least-privilege login, admitted from backup1 only
+  hosts: db1,db2
+  gather_facts: false
+  become: true
+  roles:
+    - role: todoapi.pgbackup.backup_login
+      vars:
+        backup_login_password: "{{ shape_login_password }}"
+        backup_login_physical: true
+        backup_login_admin_port: "{{ shape_port }}"
+        backup_login_hba_sources: ["{{ hostvars['backup1'].ansible_host }}/32"]
+        backup_login_hba_contype: host  # the lab's clusters have no certificate; in production: hostssl
+
+- name: Pull shape, backup1 - one named backup configuration and one WAL stream per DB host
+  hosts: backup1
+  gather_facts: false
+  become: true
+  tasks:
+    - name: Back up each DB host over the network (pgbackup_name = the DB host)
+      ansible.builtin.include_role:
+        name: todoapi.pgbackup.backup
+      vars:
+        pgbackup_name: "{{ db_host }}"
+        pgbackup_db_host: "{{ hostvars[db_host].ansible_host }}"
+        pgbackup_db_port: "{{ shape_port }}"
+        pgbackup_db_user: todoapi_backup
+        pgbackup_password: "{{ shape_login_password }}"
+        pgbackup_repository: /var/backups/todoapi-{{ db_host }}
+        pgbackup_install_packages: false
+        pgbackup_scheduler: cron
+      loop: [db1, db2]
+      loop_control:
+        loop_var: db_host
+
+    - name: Stream each DB host's WAL into backup1
+      ansible.builtin.include_role:
+        name: todoapi.pgbackup.wal_streaming
+      vars:
+        wal_streaming_name: "{{ db_host }}"
+        wal_streaming_host: "{{ hostvars[db_host].ansible_host }}"
+        wal_streaming_port: "{{ shape_port }}"
+        wal_streaming_password: "{{ shape_login_password }}"
+      loop: [db1, db2]
+      loop_control:
+        loop_var: db_host
+
+    - name: Run each scheduled backup job now (what cron runs)
+      ansible.builtin.command:
+        argv: [/usr/local/bin/todoapi-pgbackup, --name, "{{ db_host }}", backup]
+      become_user: postgres
+      changed_when: true
+      loop: [db1, db2]
+      loop_control:
+        loop_var: db_host
+"""
+
+# Entry point primary of role wal_streaming: synchronous_standby_names names backup1's pg_receivewal (or nothing).
+SYNC_PLAY = """
+- name: Pull shape, DB hosts - commits wait for backup1
+  hosts: db1,db2
+  gather_facts: false
+  become: true
+  tasks:
+    - name: Make commits wait for backup1's pg_receivewal
+      ansible.builtin.include_role:
+        name: todoapi.pgbackup.wal_streaming
+        tasks_from: primary
+      vars:
+        wal_streaming_port: "{{ shape_port }}"
+        wal_streaming_synchronous: "{{ shape_synchronous }}"
+"""
+
+PULL_PLAY = PULL_HOSTS_PLAY + SYNC_PLAY
+
+STREAM_STOP_START = "sudo /usr/local/bin/todoapi-pgbackup-wal-streaming %s %s"
+
 
 class Shapes(object):
     """What prepare_shapes made: the secrets and paths the plays take as extra vars."""
@@ -173,13 +251,31 @@ class Shapes(object):
         self.lab = lab
         self.work_dir = str(work_dir)
         self.admin_password = secrets.token_hex(12)
+        self.login_password = "p:%s\\" % secrets.token_hex(8)  # a ':' and a '\\' for the passfile's escaping
         self.rows = dict(ROWS)
         self.keys = {host: os.path.join(self.work_dir, "sftp-%s" % host) for host in DB_HOSTS}
         self.sftp_uid = None
+        self.measured = {}  # what the shapes' tests timed (docs/topologies.md, "Measured on the lab")
 
     def common_vars(self):
         return {"shape_cluster": SHAPE_CLUSTER, "shape_port": SHAPE_PORT, "shape_admin_password": self.admin_password,
                 "shape_sftp_user": SFTP_USER, "shape_rows": self.rows}
+
+    def pull_vars(self, synchronous=True):
+        values = self.common_vars()
+        values.update({"shape_login_password": self.login_password, "shape_synchronous": synchronous})
+        return values
+
+    def psql(self, host, *commands, **options):
+        """psql on the DB host's 15/shapes as postgres, one -c per command (each its own transaction), or
+        script= on stdin. Inside the host: setup and probes, not what is proven."""
+        argv = ["psql", "-p", str(SHAPE_PORT), "-d", options.get("database", "postgres"), "-Atq", "-v", "ON_ERROR_STOP=1"]
+        for command in commands:
+            argv += ["-c", command]
+        if options.get("script") is not None:
+            argv += ["-f", "-"]
+        return self.lab.run(host, argv, user="postgres", check=False, input_text=options.get("script"),
+                            timeout=options.get("timeout", 60))
 
     def push_vars(self):
         values = self.common_vars()
