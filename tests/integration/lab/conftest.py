@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from tests.lib.lab import Lab, cleanup_stale_labs
+from tests.lib.lab.shapes import prepare_shapes
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,12 @@ def lab(collections_root):
         yield the_lab
     finally:
         the_lab.down()
+
+
+@pytest.fixture(scope="session")
+def shapes(lab, tmp_path_factory):
+    """db1 and db2 with a small TodoDb in 15/shapes (port 5441), backup1 with an SFTP account (tests.lib.lab.shapes)."""
+    the_shapes = prepare_shapes(lab, tmp_path_factory.mktemp("shapes"))
+    yield the_shapes
+    for what, seconds in sorted(the_shapes.measured.items()):
+        sys.stderr.write("measured on the lab: %s: %.3f s\n" % (what, seconds))
