@@ -22,7 +22,8 @@ Run through ``make bench`` (bench/run.sh). One run:
 
 ``--explore`` instead measures candidate defaults (compression levels, formats, jobs,
 pg_basebackup variants) and writes the ``explore`` section; ``--wal`` measures only WAL push and
-writes only the ``wal`` section.
+writes only the ``wal`` section; ``--incremental`` (or ``--only`` selecting ``pg18_*`` methods alone)
+measures only the incremental section on PostgreSQL 18 and writes only the ``incremental`` section.
 
 The collection's methods run the engine exactly as its modules do: the request is built from
 the defaults in the module's DOCUMENTATION (which ansible-test keeps equal to its
@@ -73,6 +74,10 @@ def parse_args(argv):
     parser.add_argument("--explore", action="store_true", help="measure candidate defaults instead")
     parser.add_argument("--wal", action="store_true", default=env.get("BENCH_WAL") == "1",
                         help="measure only the WAL push section (env BENCH_WAL=1; BENCH_WAL_SEGMENTS, default 32)")
+    parser.add_argument("--incremental", action="store_true", default=env.get("BENCH_INCREMENTAL") == "1",
+                        help="measure only the incremental section on PostgreSQL 18 (env BENCH_INCREMENTAL=1): no "
+                             "PostgreSQL 15 database, pgBackRest, scale study, DR or WAL push; also the case when "
+                             "--only selects incremental methods (pg18_*) alone")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     parser.add_argument("--no-ansible", action="store_true", help="skip the role converge timing")
     parser.add_argument("--no-dr", action="store_true", default=env.get("BENCH_NO_DR") == "1",

@@ -6,6 +6,7 @@
 #   make bench                      ~1 GiB TodoDb, 2 alternating rounds, scale study, docs/performance.md
 #   BENCH_SIZE_MB=200 make bench    quick mode (a few minutes)
 #   BENCH_EXPLORE=1 make bench      exploratory run of candidate defaults (compression levels, formats, jobs)
+#   BENCH_INCREMENTAL=1 make bench  incremental base backups on PostgreSQL 18 only (no PostgreSQL 15 preparation)
 #   BENCH_WAL=1 make bench          WAL push only (segments/s of archive_command; BENCH_WAL_SEGMENTS, default 32)
 #
 # Other knobs (environment, or the matching bench.py option): BENCH_ROUNDS (2), BENCH_SIZES
