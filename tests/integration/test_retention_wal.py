@@ -54,9 +54,8 @@ def two_backups(archiving_pg15, collections_root):
 def test_a_missing_wal_archive_fails_before_any_backup_is_deleted(two_backups, ansible_playbook, tmp_path):
     repo, _archive, (older, _newer) = two_backups
     manifests_before = sorted(name for name in os.listdir(repo) if name.endswith(".manifest.json"))
-    failed = ansible_playbook(play("todoapi.pgbackup.backup_retention", dict(KEEP_NEWEST, repository=repo, keep_last=0,
-                                                                          wal_archive=str(tmp_path / "nowhere"))),
-                              expect_failure=True).task("Run")
+    args = dict(KEEP_NEWEST, repository=repo, keep_last=0, wal_archive=str(tmp_path / "nowhere"))
+    failed = ansible_playbook(play("todoapi.pgbackup.backup_retention", args), expect_failure=True).task("Run")
     assert failed["failed"] and "nowhere" in failed["msg"]
     assert older["id"] + ".manifest.json" in manifests_before  # the policy would have deleted it
     assert sorted(name for name in os.listdir(repo) if name.endswith(".manifest.json")) == manifests_before

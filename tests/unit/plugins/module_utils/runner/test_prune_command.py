@@ -81,7 +81,7 @@ def physical_backup(fake_backup, repo, day, start):
 
 
 def test_a_repositorys_wal_archive_loses_only_the_wal_no_kept_base_backup_needs(tmp_path, write_config, log_lines,
-                                                                                 fake_backup):
+                                                                                fake_backup):
     repo, archive = str(tmp_path / "repo"), tmp_path / "wal"
     archive.mkdir()
     names = ["0000000100000000000000%02X" % segno for segno in range(1, 9)] + ["00000002.history"]
@@ -109,8 +109,8 @@ def test_a_repositorys_wal_archive_loses_only_the_wal_no_kept_base_backup_needs(
     assert sorted(os.listdir(str(archive))) == sorted(names[4:]), "no kept base backup: the archive is never emptied"
 
 
-def test_a_missing_wal_archive_fails_the_repository_before_any_backup_is_deleted(tmp_path, write_config, log_lines,
-                                                                                fake_backup):
+def test_a_missing_wal_archive_fails_the_repository_before_any_backup_is_deleted(tmp_path, write_config,
+                                                                                 log_lines, fake_backup):
     repo = str(tmp_path / "repo")
     physical_backup(fake_backup, repo, 1, "000000010000000000000002")
     physical_backup(fake_backup, repo, 2, "000000010000000000000005")
