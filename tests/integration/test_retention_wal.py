@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """backup_retention with wal_archive on real PostgreSQL 15: WAL older than the oldest kept base backup goes,
 the WAL that backup needs for PITR stays, check mode deletes nothing, and no kept physical backup means no WAL
-deleted."""
+deleted; a WAL archive in S3 (moto_server) is cleaned the same way."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,8 +12,11 @@ import uuid
 
 import pytest
 
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_remote
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.factory import open_repository
 from tests.lib.ansible_run import run_playbook
 from tests.lib.archiving import wait_archived
+from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, moto  # noqa: F401,F811  # pylint: disable=unused-import
 
 KEEP_NEWEST = {"daily_days": 0, "weekly_weeks": 0, "monthly_months": 0, "keep_last": 1}
 
@@ -29,7 +32,8 @@ def connection(cluster, **extra):
 
 
 def segments(archive):
-    return sorted(name[:24] for name in os.listdir(archive) if len(name) >= 24 and name[:24].isalnum() and "." not in name[:24])
+    """The plain WAL segments of a directory archive (not .backup, .partial, history or sidecar files)."""
+    return sorted(name for name in os.listdir(archive) if len(name) == 24 and "." not in name)
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +50,16 @@ def two_backups(archiving_pg15, collections_root):
         wait_archived(source)
     archive = os.path.join(archiving_pg15.base, "walprune-archive-%s" % uuid.uuid4().hex[:6])
     shutil.copytree(archiving_pg15.archive, archive)
-    yield repo, archive, taken
+    pristine = archive + "-pristine"
+    shutil.copytree(archive, pristine)
+    yield repo, archive, taken, pristine
+    shutil.rmtree(pristine, ignore_errors=True)
     shutil.rmtree(archive, ignore_errors=True)
     shutil.rmtree(repo, ignore_errors=True)
 
 
 def test_a_missing_wal_archive_fails_before_any_backup_is_deleted(two_backups, ansible_playbook, tmp_path):
-    repo, _archive, (older, _newer) = two_backups
+    repo, _archive, (older, _newer), _pristine = two_backups
     manifests_before = sorted(name for name in os.listdir(repo) if name.endswith(".manifest.json"))
     args = dict(KEEP_NEWEST, repository=repo, keep_last=0, wal_archive=str(tmp_path / "nowhere"))
     failed = ansible_playbook(play("todoapi.pgbackup.backup_retention", args), expect_failure=True).task("Run")
@@ -62,7 +69,7 @@ def test_a_missing_wal_archive_fails_before_any_backup_is_deleted(two_backups, a
 
 
 def test_wal_before_the_oldest_kept_backup_goes_the_rest_stays(two_backups, ansible_playbook):
-    repo, archive, (older, newer) = two_backups
+    repo, archive, (older, newer), _pristine = two_backups
     start = json.load(open(os.path.join(repo, newer["id"] + ".manifest.json")))["wal_start_segment"]
     older_start = json.load(open(os.path.join(repo, older["id"] + ".manifest.json")))["wal_start_segment"]
     args = dict(KEEP_NEWEST, repository=repo, kind="physical", wal_archive=archive)
@@ -95,3 +102,29 @@ def test_wal_before_the_oldest_kept_backup_goes_the_rest_stays(two_backups, ansi
 
     again = ansible_playbook(play("todoapi.pgbackup.backup_retention", args)).task("Run")
     assert again["changed"] is False and again["wal"]["removed"] == []
+
+
+def test_a_wal_archive_in_s3_is_cleaned_the_same_way(two_backups, moto, ansible_playbook):
+    """Runs after the local test: the repository keeps the newer backup only; the S3 archive gets every segment."""
+    pytest.importorskip("boto3")
+    repo, _archive, (_older, newer), pristine = two_backups
+    start = json.load(open(os.path.join(repo, newer["id"] + ".manifest.json")))["wal_start_segment"]
+    url = "s3://%s/wal" % moto.create_bucket()
+    remote = wal_remote.RemoteWalArchive(open_repository(url, **moto.options()))
+    pushed = segments(pristine)
+    for name in pushed:
+        wal_remote.archive_segment(os.path.join(pristine, name), name, remote)
+    args = dict(KEEP_NEWEST, repository=repo, kind="physical", wal_archive=url, s3_endpoint_url=moto.endpoint,
+                s3_region=S3_REGION, aws_access_key=S3_ACCESS_KEY, aws_secret_key=S3_SECRET_KEY)
+    planned = ansible_playbook(play("todoapi.pgbackup.backup_retention", args), check=True).task("Run")
+    older_names = [name for name in pushed if name[8:24] < start[8:24]]
+    assert older_names and planned["wal"]["oldest_needed"] == start
+    assert sorted(name for name in planned["wal"]["removed"] if name in pushed) == older_names
+    assert segments_of(remote) == pushed, "check mode deletes nothing"
+    done = ansible_playbook(play("todoapi.pgbackup.backup_retention", args)).task("Run")
+    assert done["changed"] is True
+    assert segments_of(remote) == [name for name in pushed if name[8:24] >= start[8:24]]
+
+
+def segments_of(remote):
+    return sorted(name for name in remote.entries() if len(name) == 24 and "." not in name)
