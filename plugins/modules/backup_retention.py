@@ -82,6 +82,20 @@ options:
       - RV(now) returns this moment in UTC; the 24-hour C(.tmp-*) check of RV(stale_temp) is measured from it too.
     type: str
     version_added: 0.2.0
+  wal_archive:
+    description:
+      - The WAL archive of the cluster whose physical backups this repository holds; a directory or a C(s3://),
+        C(azure://) or C(sftp://) URL, read with the same storage options as O(repository).
+      - After the policy is applied, archived WAL older than the C(wal_start_segment) of the oldest kept physical
+        base backup (for an incremental backup, of its chain's full backup) is deleted, with its sidecar files;
+        timeline history files are always kept. In check mode nothing is deleted and RV(wal.removed) lists what
+        would go.
+      - When no physical backup is kept (for the O(database) and O(kind) looked at), no WAL is deleted and
+        RV(wal.reason) says why; the archive is never emptied.
+      - The archive is listed before any backup is deleted, so a wrong path or URL fails the task with nothing
+        deleted.
+    type: str
+    version_added: 0.2.0
 notes:
   - Supports check mode, which deletes nothing and returns in RV(deleted) what would be deleted and why, and in
     RV(kept) which rules keep each other backup.
@@ -133,6 +147,21 @@ EXAMPLES = r'''
     daily_days: 7
     weekly_weeks: 0
     monthly_months: 12
+
+- name: Apply the policy and delete the WAL no kept base backup needs
+  todoapi.pgbackup.backup_retention:
+    repository: /var/backups/todoapi
+    kind: physical
+    wal_archive: /var/lib/postgresql/wal_archive
+  become: true
+  become_user: postgres
+
+- name: The same for a repository and WAL archive in S3
+  todoapi.pgbackup.backup_retention:
+    repository: s3://todoapi-backups/basebackups
+    wal_archive: s3://todoapi-backups/wal
+    s3_region: eu-west-1
+    daily_days: 7
 '''
 
 RETURN = r'''
@@ -205,6 +234,35 @@ stale_temp:
     age_hours:
       description: Hours since its last modification.
       type: float
+wal:
+  description: What O(wal_archive) cleanup did (in check mode, would do).
+  returned: when O(wal_archive) is given
+  type: dict
+  contains:
+    archive:
+      description: The WAL archive, as given.
+      type: str
+    oldest_needed:
+      description: The oldest WAL segment kept (the start of RV(wal.oldest_backup)); null when no WAL was deleted.
+      type: str
+      sample: 000000010000000000000042
+    oldest_backup:
+      description: The kept base backup whose start decides RV(wal.oldest_needed).
+      type: str
+    removed:
+      description: Archive entries deleted (in check mode, that would be deleted), sidecars included.
+      type: list
+      elements: str
+    kept:
+      description: Number of WAL segments at or after RV(wal.oldest_needed) that stay; null when nothing was looked at.
+      type: int
+    dry_run:
+      description: True in check mode.
+      type: bool
+    reason:
+      description: Why WAL was or was not deleted.
+      type: str
+      sample: "no WAL deleted: no physical base backup is kept in this repository (for the database and kind looked at), ..."
 problems:
   description: Manifests that could not be read, and backups kept for safety reasons worth a look.
   returned: always
@@ -218,7 +276,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import manifest as manifests
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ops import retention
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import STORAGE_ARGS, repository_from, run_or_fail
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import STORAGE_ARGS, archive_from, repository_from
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import run_or_fail
 
 
 def preview_time(module):
@@ -253,15 +312,32 @@ def main():
         monthly_months=dict(type="int", default=retention.DEFAULT_POLICY["monthly_months"]),
         keep_last=dict(type="int", default=retention.DEFAULT_POLICY["keep_last"]),
         as_of=dict(type="str"),
+        wal_archive=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     now = preview_time(module)
     params = module.params
     policy = dict((key, params[key]) for key in retention.DEFAULT_POLICY)
-    result = run_or_fail(module, retention.apply_retention, repository_from(module), policy, now=now,
+    repository = repository_from(module)
+    archive = archive_from(module, "wal_archive") if params["wal_archive"] else None
+    if archive is not None:
+        run_or_fail(module, retention.check_wal_archive, archive)
+    result = run_or_fail(module, retention.apply_retention, repository, policy, now=now,
                          dry_run=module.check_mode, database=params["database"], kind=params["kind"])
     result.pop("dry_run", None)
-    module.exit_json(changed=bool(result["deleted"]), **result)
+    if archive is not None:
+        prune_wal(module, result, repository, archive)
+    module.exit_json(changed=bool(result["deleted"]) or bool(result.get("wal", {}).get("removed")), **result)
+
+
+def prune_wal(module, result, repository, archive):
+    """Add ``wal`` to ``result``; on failure report what retention already deleted, then fail."""
+    try:
+        result["wal"] = retention.prune_wal_for_kept(result, repository, archive, dry_run=module.check_mode)
+    except PgBackupError as exc:
+        module.fail_json(msg="Retention was applied, but the WAL archive was not cleaned: %s" % exc,
+                         hint=exc.hint or "Fix the cause and run the task again; the kept backups are unchanged.",
+                         **result)
 
 
 if __name__ == "__main__":

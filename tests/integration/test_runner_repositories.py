@@ -1,12 +1,13 @@
 # -*- coding: utf-8 -*-
 """The runner with a list of repositories, one of them remote (S3 on moto, Azure on Azurite, SFTP on
 a real sshd): backup copies into every repository, list/verify/restore take --repository, prune
-applies each repository's own policy, and a remote first repository gets its backups through the
+applies each repository's own policy (and cleans its WAL archive in S3), and a remote first repository gets its backups through the
 state directory. Real PostgreSQL, real servers; each remote repository's secrets only in its 0600
 credentials file."""
 
 from __future__ import absolute_import, division, print_function
 
+import hashlib
 import io
 import json
 import os
@@ -15,8 +16,11 @@ from contextlib import redirect_stdout
 
 import pytest
 
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_remote
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import cli, repositories
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner.config import check_config
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 from tests.lib import servers
 from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
 from tests.lib.tododb import todo_row_counts
@@ -164,3 +168,43 @@ def test_a_copy_that_fails_fails_the_run_but_keeps_the_local_backup(runner, todo
     assert runner(entries, "backup", databases=[todo_db.name])[0] == 1
     failed = events(runner.log, "copy_failed")
     assert [e["repository"] for e in failed] == ["nowhere"] and len(listed(runner, entries, "1")) == 1
+
+
+def fake_physical(repo_dir, day, start):
+    """A complete (checksummed) physical backup manifest + artifact in a local directory."""
+    backup_id = "202401%02dT020000Z_physical_remote-test" % day
+    data = ("base backup %s" % backup_id).encode()
+    os.makedirs(repo_dir, exist_ok=True)
+    with open(os.path.join(repo_dir, backup_id + ".tar"), "wb") as handle:
+        handle.write(data)
+    manifest = {"manifest_version": 1, "id": backup_id, "kind": "physical", "database": "remote-test",
+                "artifact": backup_id + ".tar", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                "started_at": "2024-01-%02dT02:00:00.000000Z" % day, "finished_at": "2024-01-%02dT02:00:05.000000Z" % day,
+                "wal_start_segment": start}
+    with open(os.path.join(repo_dir, backup_id + ".manifest.json"), "w") as handle:
+        json.dump(manifest, handle)
+    return manifest
+
+
+def test_prune_cleans_a_wal_archive_in_s3_with_the_repositorys_credentials(runner, moto, tmp_path):
+    entry, _secret = s3_repository(moto, tmp_path)
+    entry.update(name="s3", retention=dict(KEEP_LAST, keep_last=1), wal_archive=entry["location"] + "-wal")
+    local = str(tmp_path / "made")
+    normal = check_config({"repositories": [entry]})["repositories"][0]
+    target = repositories.open_entry(normal)
+    for day, start in ((1, "000000010000000000000002"), (2, "000000010000000000000005")):
+        transfer.copy_backup(fake_physical(local, day, start), LocalRepository(local), target)
+    archive = repositories.open_wal_archive(normal)
+    names = ["0000000100000000000000%02X" % segno for segno in range(1, 8)]
+    for name in names:
+        segment = tmp_path / name
+        segment.write_bytes(os.urandom(16) * 65536)  # 1 MiB, the smallest segment size
+        wal_remote.archive_segment(str(segment), name, archive)
+
+    code, out = runner([entry], "prune", "--dry-run")
+    assert code == 0, out
+    assert events(runner.log, "prune_wal_ok")[-1]["removed"] == 4 and len(archive.entries()) >= len(names)
+    code, out = runner([entry], "prune")
+    assert code == 0, out
+    assert sorted(name for name in archive.entries() if len(name) == 24) == names[4:]
+    assert [e["backup_id"] for e in events(runner.log, "prune_deleted")] == ["20240101T020000Z_physical_remote-test"]

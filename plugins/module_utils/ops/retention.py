@@ -39,6 +39,9 @@ import datetime
 from ..core import manifest as manifests
 from ..core.errors import PgBackupError
 from ..physical.base_backup import chain_ids, chain_root
+from ..physical.wal_archive import prune_wal
+from ..physical.wal_archive_layout import archive_entries
+from ..physical.wal_names import SEGMENT
 
 DEFAULT_POLICY = {"daily_days": 30, "weekly_weeks": 13, "monthly_months": 12, "keep_last": 1}
 STALE_TEMP_HOURS = 24
@@ -338,3 +341,41 @@ def oldest_kept_physical(result, repository):
         if current is None or (moment, entry["id"]) < current[0]:
             oldest[entry["database"]] = ((moment, entry["id"]), entry["id"])
     return dict((database, repository.load(backup_id)) for database, (_key, backup_id) in oldest.items())
+
+
+def check_wal_archive(archive):
+    """Raise a clear error unless the WAL archive (directory or remote archive) can be listed: called
+    before any backup is deleted, so a wrong archive never leaves retention half done."""
+    archive_entries(archive)
+
+
+def prune_wal_for_kept(result, repository, archive, dry_run=False):
+    """Delete archived WAL older than the oldest kept physical base backup of ``result`` needs.
+
+    ``result`` is apply_retention()'s for ``repository``; ``archive`` a WAL archive directory or a
+    ``wal_remote.RemoteWalArchive``. The oldest needed segment is the smallest ``wal_start_segment``
+    of the kept physical backups, each chain counted by its full backup. When no physical backup is
+    kept, or one lacks a ``wal_start_segment``, no WAL is deleted and ``reason`` says why. Returns
+    {"archive", "oldest_needed", "oldest_backup", "removed", "kept", "dry_run", "reason"}.
+    """
+    report = {"archive": getattr(archive, "url", archive), "oldest_needed": None, "oldest_backup": None,
+              "removed": [], "kept": None, "dry_run": bool(dry_run), "reason": ""}
+    roots = sorted(set((entry.get("chain") or [entry["id"]])[0] for entry in result["kept"] if entry["kind"] == "physical"))
+    if not roots:
+        report["reason"] = ("no WAL deleted: no physical base backup is kept in this repository (for the database and "
+                            "kind looked at), so nothing tells which WAL is still needed")
+        return report
+    starts = []
+    for backup_id in roots:
+        segment = repository.load(backup_id).get("wal_start_segment")
+        if not SEGMENT.match(segment or ""):
+            report["reason"] = ("no WAL deleted: kept physical backup '%s' has no wal_start_segment in its manifest"
+                                % backup_id)
+            return report
+        starts.append((segment[8:], segment, backup_id))
+    _position, oldest, backup_id = min(starts)
+    pruned = prune_wal(archive, oldest, dry_run=dry_run)
+    report.update(oldest_needed=oldest, oldest_backup=backup_id, removed=pruned["removed"], kept=pruned["kept"],
+                  reason="WAL before %s (start of kept base backup '%s') is not needed by any kept backup"
+                         % (oldest, backup_id))
+    return report

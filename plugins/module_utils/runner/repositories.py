@@ -9,11 +9,14 @@ Backups are taken into the first and copied to the others. Each entry is::
      "location": "s3://bucket/db01",    # a directory, or an s3://, azure:// or sftp:// URL
      "options": {"region": "eu-west-1"},   # the back-end's settings, never a secret
      "credentials_file": "/etc/todoapi-pgbackup/s3.credentials",   # 0600, its secrets
-     "retention": {"daily_days": 0, "monthly_months": 12}}          # its own policy
+     "retention": {"daily_days": 0, "monthly_months": 12},          # its own policy
+     "wal_archive": "s3://bucket/db01-wal"}   # optional: pruned after its backups (same options)
 
 The secrets live in the credentials file only: for S3 an AWS shared credentials file, for Azure
 a file holding the storage connection string, for SFTP the SSH private key. A retention left out
-is the config's ``retention``; ``{}`` keeps everything.
+is the config's ``retention``; ``{}`` keeps everything. ``wal_archive`` (a directory, or a URL on the
+repository's own back-end, read with its options and credentials file) is the cluster's WAL archive that
+``prune`` cleans after the repository's base backups: WAL no kept base backup needs is deleted.
 
 This module checks the entries (config.py calls ``check_repositories``), opens them through
 storage/factory.open_repository and picks one for ``--repository NAME|INDEX``.
@@ -26,11 +29,12 @@ import os
 import re
 
 from ..core.errors import PgBackupError
+from ..physical.wal_remote import RemoteWalArchive
 from ..storage import azure_blob, factory, s3, sftp
 from ..storage.base import check_private_file
 from ..storage.local import LocalRepository
 
-ENTRY_KEYS = ("name", "location", "options", "credentials_file", "retention")
+ENTRY_KEYS = ("name", "location", "options", "credentials_file", "retention", "wal_archive")
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 # Settings a config may hold, per back-end; the secrets go in the credentials file.
 OPTIONS = {
@@ -119,7 +123,22 @@ def _entry(entry, index, default_retention, check_policy):
                            key="credentials_file")
     retention = check_policy(entry["retention"]) if "retention" in entry else default_retention
     return {"name": name, "location": location, "options": _options(entry.get("options"), backend),
-            "credentials_file": credentials_file, "retention": retention}
+            "credentials_file": credentials_file, "retention": retention,
+            "wal_archive": _wal_archive(entry.get("wal_archive") or None, backend)}
+
+
+def _wal_archive(location, backend):
+    """A directory, or a URL on the repository's back-end (it is opened with the entry's options and credentials)."""
+    if location is None:
+        return None
+    if not isinstance(location, str):
+        raise ValueProblem("must be a directory or a URL, not %r." % (location,), key="wal_archive")
+    archive_backend = backend_of(location)
+    if archive_backend not in ("local", backend):
+        raise ValueProblem("is a %s URL but the repository is %s: a remote WAL archive is read with the repository's "
+                           "own options and credentials_file." % (archive_backend, backend), key="wal_archive",
+                           hint="Name the WAL archive in the repository entry on the same back-end, or give a directory.")
+    return location
 
 
 def _options(options, backend):
@@ -169,6 +188,14 @@ def open_entry(entry, owner=None):
     if credentials:
         options[prefix + ("credentials_file" if backend == "azure" else "key_file")] = credentials
     return factory.open_repository(entry["location"], owner=owner, **options)
+
+
+def open_wal_archive(entry):
+    """The entry's ``wal_archive``: a directory path, or a RemoteWalArchive opened like the repository."""
+    location = entry["wal_archive"]
+    if backend_of(location) == "local":
+        return location
+    return RemoteWalArchive(open_entry(dict(entry, location=location)))
 
 
 def _open_s3(entry, owner, credentials):

@@ -5,7 +5,9 @@
 local and monthly for a year in S3), delete the runner's own backups that the policy no longer keeps:
 the logical backups of its databases and the base backups of its ``cluster_name`` (the newest verified
 backup of each always stays; a chain of incremental base backups is kept or deleted whole, by the
-engine's retention, ops/retention.py). ``--dry-run`` reports, per repository, what
+engine's retention, ops/retention.py). A repository with a ``wal_archive`` then has the WAL that no kept
+base backup of ``cluster_name`` needs deleted from that archive (the archive is listed before any backup
+is deleted; with no kept base backup no WAL is deleted). ``--dry-run`` reports, per repository, what
 would go. A repository that cannot be pruned does not stop the others; the run then exits 1."""
 
 from __future__ import absolute_import, division, print_function
@@ -27,6 +29,9 @@ def add_arguments(parser):
 
 def prune_repository(config, entry, dry_run, log):
     repository = repositories.open_entry(entry, owner=config["owner"])
+    archive = repositories.open_wal_archive(entry) if entry.get("wal_archive") else None
+    if archive is not None:
+        retention.check_wal_archive(archive)  # a wrong archive fails before any backup is deleted
     reported = set()
     # Only this runner's own backups: other databases, or base backups of another cluster, in a shared
     # repository are someone else's to prune.
@@ -34,9 +39,22 @@ def prune_repository(config, entry, dry_run, log):
     for database, kind in groups:
         # a base backup's chain (the full backup and the incremental ones on it) is kept or deleted whole
         result = retention.apply_retention(repository, entry["retention"], dry_run=dry_run, database=database, kind=kind)
+        if kind == "physical" and archive is not None:
+            _prune_wal(retention.prune_wal_for_kept(result, repository, archive, dry_run=dry_run), entry, log)
         if kind == "physical" and not (result["kept"] or result["deleted"]):
             continue  # no base backups: nothing to say
         _report(result, entry, database, dry_run, reported, log)
+
+
+def _prune_wal(wal, entry, log):
+    where = {"repository": entry["name"], "dry_run": wal["dry_run"], "wal_archive": entry["wal_archive"]}
+    if wal["oldest_needed"] is None:
+        log.info("prune_wal_skipped", "%s: %s" % (entry["wal_archive"], wal["reason"]), **where)
+        return
+    verb = "would delete" if wal["dry_run"] else "deleted"
+    log.info("prune_wal_ok", "prune of WAL archive %s: %s %d file(s) before %s (start of %s), kept %d segment(s)"
+             % (entry["wal_archive"], verb, len(wal["removed"]), wal["oldest_needed"], wal["oldest_backup"], wal["kept"]),
+             removed=len(wal["removed"]), oldest_needed=wal["oldest_needed"], oldest_backup=wal["oldest_backup"], **where)
 
 
 def _report(result, entry, database, dry_run, reported, log):

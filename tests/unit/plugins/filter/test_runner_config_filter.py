@@ -23,7 +23,7 @@ def test_variables_become_config_keys():
     assert built == dict(config.check_config({}), owner="backup", globals=False, connection={
         "port": 5433, "user": "todo_backup", "sslmode": "require", "passfile": "/etc/todoapi-pgbackup/pgpass"},
         repositories=[{"name": "repo1", "location": "/srv/backups", "options": {}, "credentials_file": None,
-                       "retention": None}])
+                       "retention": None, "wal_archive": None}])
 
 
 def test_the_name_moves_every_path_and_repositories_keep_their_own_retention():
@@ -32,11 +32,13 @@ def test_the_name_moves_every_path_and_repositories_keep_their_own_retention():
                                                      {"name": "s3", "location": "s3://bucket/pg18",
                                                       "options": {"region": "eu-west-1"},
                                                       "credentials_file": "/etc/todoapi-pgbackup-pg18/s3.credentials",
-                                                      "retention": {"daily_days": 0, "monthly_months": 12}}]})
+                                                      "retention": {"daily_days": 0, "monthly_months": 12},
+                                                      "wal_archive": "s3://bucket/pg18-wal"}]})
     assert (built["name"], built["log_file"], built["lock_file"], built["state_dir"]) == (
         "pg18", "/var/log/todoapi_backup-pg18.log", "/run/lock/todoapi-pgbackup-pg18.lock", "/var/lib/todoapi-pgbackup-pg18")
     assert [(r["name"], r["retention"]) for r in built["repositories"]] == [
         ("repo1", {"daily_days": 7}), ("s3", {"daily_days": 0, "monthly_months": 12})]
+    assert [r["wal_archive"] for r in built["repositories"]] == [None, "s3://bucket/pg18-wal"]
 
 
 def test_every_variable_maps_to_a_config_key():

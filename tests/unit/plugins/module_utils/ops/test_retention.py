@@ -307,6 +307,45 @@ def test_oldest_kept_physical_for_wal_cleanup(repo):
     assert day_of(oldest["Other"]["id"]) == "20240611"
 
 
+def with_wal_start(repo_path, manifest, segment):
+    manifest.update(wal_start_segment=segment)
+    with open(os.path.join(repo_path, manifest["id"] + manifests.MANIFEST_SUFFIX), "w") as handle:
+        json.dump(manifest, handle)
+    return manifest
+
+
+def test_wal_is_kept_from_the_start_of_a_kept_chains_full_backup(repo, tmp_path):
+    full = with_wal_start(repo, make_backup(repo, at("2024-06-10"), kind="physical"), "000000010000000000000003")
+    incr = with_wal_start(repo, make_backup(repo, at("2024-06-11"), kind="physical"), "000000010000000000000006")
+    archive = tmp_path / "wal"
+    archive.mkdir()
+    for segno in range(1, 9):
+        (archive / ("0000000100000000000000%02X" % segno)).write_bytes(b"wal")
+    kept_as_chain = {"kept": [{"id": incr["id"], "kind": "physical", "chain": [full["id"], incr["id"]]}]}
+    report = retention.prune_wal_for_kept(kept_as_chain, LocalRepository(repo), str(archive), dry_run=True)
+    assert (report["oldest_needed"], report["oldest_backup"]) == ("000000010000000000000003", full["id"])
+    assert report["removed"] == ["000000010000000000000001", "000000010000000000000002"] and report["dry_run"]
+    assert len(os.listdir(str(archive))) == 8
+    alone = retention.prune_wal_for_kept({"kept": [{"id": incr["id"], "kind": "physical"}]}, LocalRepository(repo),
+                                         str(archive))
+    assert alone["oldest_needed"] == "000000010000000000000006" and len(alone["removed"]) == 5
+    assert sorted(os.listdir(str(archive))) == ["0000000100000000000000%02X" % segno for segno in (6, 7, 8)]
+    logical_only = retention.prune_wal_for_kept({"kept": [{"id": "x", "kind": "logical"}]}, LocalRepository(repo),
+                                                str(archive))
+    assert logical_only["removed"] == [] and logical_only["oldest_needed"] is None and logical_only["reason"]
+
+
+def test_a_kept_base_backup_without_its_wal_start_stops_the_wal_cleanup(repo, tmp_path):
+    backup = make_backup(repo, at("2024-06-10"), kind="physical")
+    archive = tmp_path / "wal"
+    archive.mkdir()
+    (archive / "000000010000000000000001").write_bytes(b"wal")
+    report = retention.prune_wal_for_kept({"kept": [{"id": backup["id"], "kind": "physical"}]}, LocalRepository(repo),
+                                          str(archive))
+    assert report["removed"] == [] and "no wal_start_segment" in report["reason"]
+    assert os.listdir(str(archive)) == ["000000010000000000000001"]
+
+
 @pytest.mark.parametrize("policy", [{"daily_days": -1}, {"weekly_weeks": "x"}, {"keep_last": True}, {"yearly": 3}])
 def test_bad_policy_is_refused_before_anything_is_deleted(repo, policy):
     daily_series(repo, 40)

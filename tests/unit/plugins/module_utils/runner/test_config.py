@@ -17,7 +17,8 @@ def test_defaults_and_aliases(write_config):
     assert check_config({}) == dict(
         runner_config.DEFAULTS, cluster_name="main", log_file="/var/log/todoapi_backup.log", lock_file="/run/lock/todoapi-pgbackup.lock",
         state_dir="/var/lib/todoapi-pgbackup", repositories=[{"name": "repo1", "location": "/var/backups/todoapi",
-                                                              "options": {}, "credentials_file": None, "retention": None}])
+                                                              "options": {}, "credentials_file": None, "retention": None,
+                                                              "wal_archive": None}])
     assert check_config({"databases": "One"})["databases"] == ["One"]
 
 

@@ -92,6 +92,9 @@ def test_azure_and_sftp_get_their_credentials_file_as_their_own_option(tmp_path)
     ({"location": "/mnt/x", "retention": {"keep_last": -1}}, "repositories[1].retention", "is not valid"),
     ({"location": ""}, "repositories[1].location", "must be a directory or a URL"),
     ({"location": "/mnt/x", "path": "/y"}, "repositories[1]", "has unknown key(s): path."),
+    ({"location": "/mnt/x", "wal_archive": "s3://b/wal"}, "repositories[1].wal_archive",
+     "is a s3 URL but the repository is local"),
+    ({"location": "/mnt/x", "wal_archive": 5}, "repositories[1].wal_archive", "must be a directory or a URL"),
 ])
 def test_a_bad_entry_is_refused_naming_it(entry, key, message):
     with pytest.raises(ConfigError) as failure:
