@@ -87,3 +87,11 @@ def archiving_pg15():
 @pytest.fixture(params=[15, 18], ids=["pg15", "pg18"])
 def archiving_any(request):
     return request.getfixturevalue("archiving_pg15" if request.param == 15 else "archiving_pg18")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (``-n 2 --dist loadgroup``): one worker takes a whole file (its module fixtures are built
+    once), and every lab test goes to the same worker, so the session's lab and its shapes are built once."""
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group("lab" if "/lab/" in path else path))

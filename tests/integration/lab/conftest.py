@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.lib.lab import Lab, cleanup_stale_labs
+from tests.lib.lab import cleanup_stale_labs, running_lab
 from tests.lib.lab.shapes import prepare_shapes
 
 
@@ -25,12 +25,8 @@ def lab(collections_root):
     stale = cleanup_stale_labs()
     if stale:
         sys.stderr.write("removed stale labs: %s\n" % ", ".join(stale))
-    the_lab = Lab.create()
-    the_lab.collections_root = collections_root
-    try:
+    for the_lab in running_lab(collections_root):
         yield the_lab
-    finally:
-        the_lab.down()
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ import psycopg2
 import pytest
 
 from tests.lib.ansible_run import REPO_ROOT
+from tests.lib.lab import running_lab
 from tests.lib.standin_app import WRITE_SQL
 from tests.lib.tododb import create_todo_db
 
@@ -185,6 +186,14 @@ class Workload(object):
 
     def stop(self):
         self.lab.run("app1", self.command("stop"), check=False)
+
+
+@pytest.fixture(scope="module")
+def lab(collections_root):
+    """This module loses db1 for good (disks deleted): it runs on a lab of its own, so the tests after it find the
+    session's lab with every host."""
+    for the_lab in running_lab(collections_root):
+        yield the_lab
 
 
 @pytest.fixture(scope="module")

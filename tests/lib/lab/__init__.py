@@ -23,4 +23,4 @@ from tests.lib.lab.cleanup import cleanup_stale_labs, known_lab_ids, leftovers
 from tests.lib.lab.lab import Lab
 from tests.lib.lab.topology import HOST_NAMES, HOSTS, LAB_USER
 
-__all__ = ["Lab", "cleanup_stale_labs", "known_lab_ids", "leftovers", "HOSTS", "HOST_NAMES", "LAB_USER"]
+__all__ = ["Lab", "cleanup_stale_labs", "known_lab_ids", "leftovers", "HOSTS", "HOST_NAMES", "LAB_USER", "running_lab"]

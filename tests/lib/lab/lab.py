@@ -201,3 +201,14 @@ def _unused_lab_id(owner_pid):
         if not (os.path.lexists(topology.lab_root(lab_id)) or lab_netns_names(lab_id) or lab_link_names(lab_id)):
             return lab_id
     raise RuntimeError("process %d already owns 26 labs" % owner_pid)
+
+
+def running_lab(collections_root):
+    """A new Lab for as long as the generator runs; a module that ruins a host for good
+    (``lab.lose``) takes one of its own this way, so the session's lab keeps every host."""
+    the_lab = Lab.create()
+    the_lab.collections_root = collections_root
+    try:
+        yield the_lab
+    finally:
+        the_lab.down()
