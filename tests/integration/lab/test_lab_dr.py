@@ -5,7 +5,9 @@ db1 runs TodoDb; app1 runs the stand-in application, which commits a row every W
 and writes down each commit only once PostgreSQL acknowledged it. db1's runner backs up into its
 local directory and over SFTP into backup1 (the push shape). Then db1 is lost whole, mid-workload
 (cable out, every process killed, PostgreSQL's and the backups' directories deleted) and
-playbooks/dr_restore.yml rebuilds TodoDb on new1 from backup1, re-points app1 and writes the report.
+playbooks/dr_restore.yml rebuilds TodoDb on new1 from backup1 (dr_source sftp://backup1/..., downloaded by new1
+itself with its own key: the backup goes from the backup host to the target, not through the controller),
+re-points app1 and writes the report.
 Checked: the commits acknowledged before the backup's snapshot are all on new1, those lost were all
 acknowledged after it (the real RPO, in commits), the report's data-loss window is the time since
 the backup, the application writes to new1 afterwards, and db1's fencing is "pending".
@@ -44,6 +46,8 @@ SFTP_REPOSITORY = "/var/backups/todoapi-db1"  # on backup1
 LOCAL_REPOSITORY = "/var/backups/todoapi"  # on db1, lost with it
 KEY_ON_DB1 = "/etc/todoapi-pgbackup/backup1.key"
 KNOWN_HOSTS_ON_DB1 = "/etc/todoapi-pgbackup/backup1.known_hosts"
+KEY_ON_NEW1 = "/etc/todoapi-pgbackup/dr-backup1.key"
+KNOWN_HOSTS_ON_NEW1 = "/etc/todoapi-pgbackup/dr-backup1.known_hosts"
 REPORT_DIR = "/var/log/todoapi-dr"
 
 SETUP = """
@@ -80,6 +84,22 @@ SETUP = """
     - name: The runner, repositories local and sftp://backup1 (no schedule; the test runs it as cron would)
       ansible.builtin.include_role:
         name: todoapi.pgbackup.backup
+"""
+
+NEW1_ACCESS = """
+- name: new1 reads backup1 over SFTP itself (its key and backup1's host key)
+  hosts: new1
+  gather_facts: false
+  become: true
+  tasks:
+    - name: Copy them
+      ansible.builtin.copy:
+        src: "{{{{ item.src }}}}"
+        dest: "{{{{ item.dest }}}}"
+        mode: "0600"
+      loop:
+        - {{src: "{key}", dest: {key_on_new1}}}
+        - {{src: "{known_hosts}", dest: {known_hosts_on_new1}}}
 """
 
 BACKUP = """
@@ -192,7 +212,9 @@ def primary(lab):
     """db1 with a small TodoDb under a running workload from app1; its runner deployed (no backup yet)."""
     extra = dict(server_vars(lab), **backup_vars(lab))
     lab.playbook(SETUP.format(sftp_repository=SFTP_REPOSITORY, key=lab.private_key, key_on_db1=KEY_ON_DB1,
-                              known_hosts=lab.known_hosts, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1),
+                              known_hosts=lab.known_hosts, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1)
+                 + NEW1_ACCESS.format(key=lab.private_key, key_on_new1=KEY_ON_NEW1, known_hosts=lab.known_hosts,
+                                      known_hosts_on_new1=KNOWN_HOSTS_ON_NEW1),
                  extra_vars=extra, env=PLAY_ENV)
     create_todo_db({"host": str(lab.address("db1")), "port": 5432, "user": "postgres", "password": ADMIN_PASSWORD},
                    size_mb=1)
@@ -209,8 +231,9 @@ def dr_vars(lab, workload, incident_time, **overrides):
     values = {
         "ansible_python_interpreter": PYTHON,
         "dr_target": "new1",
-        "dr_backup_host": "backup1",
-        "dr_source": SFTP_REPOSITORY,
+        # new1 downloads the backup from backup1 over SFTP itself: no copy through the controller.
+        "dr_source": "sftp://pgbackup-lab@backup1%s" % SFTP_REPOSITORY,
+        "dr_storage": {"sftp_key_file": KEY_ON_NEW1, "sftp_known_hosts": KNOWN_HOSTS_ON_NEW1, "sftp_timeout": 10},
         "dr_install_packages": False,
         "dr_service_manager": "pg_ctlcluster",
         "dr_app_networks": [str(lab.network)],
@@ -358,8 +381,6 @@ def test_db1_back_on_the_network_takes_no_writes(lab, primary, disaster):
 BASE_REPOSITORY = "/var/backups/base-db1"  # on backup1
 WAL_ARCHIVE = "/var/backups/wal-db1"  # on backup1
 ARCHIVE_TIMEOUT = 2  # seconds: bounds what archiving can lose
-KEY_ON_NEW1 = "/etc/todoapi-pgbackup/dr-backup1.key"
-KNOWN_HOSTS_ON_NEW1 = "/etc/todoapi-pgbackup/dr-backup1.known_hosts"
 
 PITR_SETUP = """
 - name: backup1 keeps db1's base backups and WAL archive
