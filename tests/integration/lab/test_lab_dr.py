@@ -5,28 +5,37 @@ db1 runs TodoDb; app1 runs the stand-in application, which commits a row every W
 and writes down each commit only once PostgreSQL acknowledged it. db1's runner backs up into its
 local directory and over SFTP into backup1 (the push shape). Then db1 is lost whole, mid-workload
 (cable out, every process killed, PostgreSQL's and the backups' directories deleted) and
-playbooks/dr_restore.yml rebuilds TodoDb on new1 from backup1, re-points app1 and writes the report.
+playbooks/dr_restore.yml rebuilds TodoDb on new1 from backup1 (dr_source sftp://backup1/..., downloaded by new1
+itself with its own key: the backup goes from the backup host to the target, not through the controller),
+re-points app1 and writes the report.
 Checked: the commits acknowledged before the backup's snapshot are all on new1, those lost were all
 acknowledged after it (the real RPO, in commits), the report's data-loss window is the time since
 the backup, the application writes to new1 afterwards, and db1's fencing is "pending".
 
 Then db1 comes back (empty, then with a running server) and dr_fence.yml fences it: the application's
 role cannot log in, writes are refused, the application's commits all land on new1. Last, the same
-loss with WAL archived to backup1 over SFTP (archive_timeout 2 s) and dr_method=pitr, new1 reading
-the base backup and the WAL from backup1 itself: only the commits of the last archive_timeout are lost.
+loss with dr_method=pitr from S3: an S3-compatible server (moto_server) runs inside backup1 on its lab
+address, db1 archives its WAL there (archive_timeout 2 s) and puts a base backup there, new1 reads both
+from it itself (s3:// with dr_storage): only the commits of the last archive_timeout are lost.
 """
 
 from __future__ import absolute_import, division, print_function
 
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 
+import boto3
 import psycopg2
 import pytest
 
 from tests.lib.ansible_run import REPO_ROOT
-from tests.lib.lab import running_lab
+from tests.lib.lab import hostfs, running_lab
+from tests.lib.lab.shapes import venv_site_packages
+from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
 from tests.lib.standin_app import WRITE_SQL
 from tests.lib.tododb import create_todo_db
 
@@ -45,6 +54,8 @@ SFTP_REPOSITORY = "/var/backups/todoapi-db1"  # on backup1
 LOCAL_REPOSITORY = "/var/backups/todoapi"  # on db1, lost with it
 KEY_ON_DB1 = "/etc/todoapi-pgbackup/backup1.key"
 KNOWN_HOSTS_ON_DB1 = "/etc/todoapi-pgbackup/backup1.known_hosts"
+KEY_ON_NEW1 = "/etc/todoapi-pgbackup/dr-backup1.key"
+KNOWN_HOSTS_ON_NEW1 = "/etc/todoapi-pgbackup/dr-backup1.known_hosts"
 REPORT_DIR = "/var/log/todoapi-dr"
 
 SETUP = """
@@ -81,6 +92,22 @@ SETUP = """
     - name: The runner, repositories local and sftp://backup1 (no schedule; the test runs it as cron would)
       ansible.builtin.include_role:
         name: todoapi.pgbackup.backup
+"""
+
+NEW1_ACCESS = """
+- name: new1 reads backup1 over SFTP itself (its key and backup1's host key)
+  hosts: new1
+  gather_facts: false
+  become: true
+  tasks:
+    - name: Copy them
+      ansible.builtin.copy:
+        src: "{{{{ item.src }}}}"
+        dest: "{{{{ item.dest }}}}"
+        mode: "0600"
+      loop:
+        - {{src: "{key}", dest: {key_on_new1}}}
+        - {{src: "{known_hosts}", dest: {known_hosts_on_new1}}}
 """
 
 BACKUP = """
@@ -201,7 +228,9 @@ def primary(lab):
     """db1 with a small TodoDb under a running workload from app1; its runner deployed (no backup yet)."""
     extra = dict(server_vars(lab), **backup_vars(lab))
     lab.playbook(SETUP.format(sftp_repository=SFTP_REPOSITORY, key=lab.private_key, key_on_db1=KEY_ON_DB1,
-                              known_hosts=lab.known_hosts, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1),
+                              known_hosts=lab.known_hosts, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1)
+                 + NEW1_ACCESS.format(key=lab.private_key, key_on_new1=KEY_ON_NEW1, known_hosts=lab.known_hosts,
+                                      known_hosts_on_new1=KNOWN_HOSTS_ON_NEW1),
                  extra_vars=extra, env=PLAY_ENV)
     create_todo_db({"host": str(lab.address("db1")), "port": 5432, "user": "postgres", "password": ADMIN_PASSWORD},
                    size_mb=1)
@@ -218,8 +247,9 @@ def dr_vars(lab, workload, incident_time, **overrides):
     values = {
         "ansible_python_interpreter": PYTHON,
         "dr_target": "new1",
-        "dr_backup_host": "backup1",
-        "dr_source": SFTP_REPOSITORY,
+        # new1 downloads the backup from backup1 over SFTP itself: no copy through the controller.
+        "dr_source": "sftp://pgbackup-lab@backup1%s" % SFTP_REPOSITORY,
+        "dr_storage": {"sftp_key_file": KEY_ON_NEW1, "sftp_known_hosts": KNOWN_HOSTS_ON_NEW1, "sftp_timeout": 10},
         "dr_install_packages": False,
         "dr_service_manager": "pg_ctlcluster",
         "dr_app_networks": [str(lab.network)],
@@ -364,52 +394,25 @@ def test_db1_back_on_the_network_takes_no_writes(lab, primary, disaster):
         admin.close()
 
 
-BASE_REPOSITORY = "/var/backups/base-db1"  # on backup1
-WAL_ARCHIVE = "/var/backups/wal-db1"  # on backup1
+S3_PORT = 9000  # moto's port in backup1's own network namespace
+S3_BUCKET = "todoapi-db1"
+BASE_PREFIX = "s3://%s/base" % S3_BUCKET
+WAL_PREFIX = "s3://%s/wal" % S3_BUCKET
 ARCHIVE_TIMEOUT = 2  # seconds: bounds what archiving can lose
-KEY_ON_NEW1 = "/etc/todoapi-pgbackup/dr-backup1.key"
-KNOWN_HOSTS_ON_NEW1 = "/etc/todoapi-pgbackup/dr-backup1.known_hosts"
 
 PITR_SETUP = """
-- name: backup1 keeps db1's base backups and WAL archive
-  hosts: backup1
-  gather_facts: false
-  become: true
-  tasks:
-    - name: Create the directories
-      ansible.builtin.file:
-        path: "{{{{ item }}}}"
-        state: directory
-        owner: pgbackup-lab
-        mode: "0700"
-      loop: [{base}, {wal}]
-
-- name: new1 reads them over SFTP itself (its key and backup1's host key)
-  hosts: new1
-  gather_facts: false
-  become: true
-  tasks:
-    - name: Copy them
-      ansible.builtin.copy:
-        src: "{{{{ item.src }}}}"
-        dest: "{{{{ item.dest }}}}"
-        mode: "0600"
-      loop:
-        - {{src: "{key}", dest: {key_on_new1}}}
-        - {{src: "{known_hosts}", dest: {known_hosts_on_new1}}}
-
-- name: db1 archives its WAL to backup1 over SFTP
+- name: db1 archives its WAL to the object store on backup1
   hosts: db1
   gather_facts: false
   become: true
   tasks:
-    - name: WAL archiving (role wal_archiving, archive_url sftp://backup1)
+    - name: WAL archiving (role wal_archiving, archive_url s3:// on backup1)
       ansible.builtin.include_role:
         name: todoapi.pgbackup.wal_archiving
 """
 
 BASE_BACKUP = """
-- name: A base backup of db1, straight to backup1
+- name: A base backup of db1, straight to the object store on backup1
   hosts: db1
   gather_facts: false
   become: true
@@ -417,37 +420,101 @@ BASE_BACKUP = """
   tasks:
     - name: Take it
       todoapi.pgbackup.pg_basebackup:
-        repository: sftp://pgbackup-lab@backup1{base}
-        sftp_key_file: {key_on_db1}
-        sftp_known_hosts: {known_hosts_on_db1}
+        repository: {base}
+        s3_endpoint_url: {endpoint}
+        s3_region: {region}
+        aws_access_key: {access_key}
+        aws_secret_key: {secret_key}
         work_dir: /var/lib/postgresql
 """
 
 
-def test_pitr_from_wal_pushed_to_backup1_loses_at_most_archive_timeout(lab, primary):
-    """db1 again (empty), archiving its WAL to backup1 (archive_timeout 2 s), a base backup there; db1 lost whole
-    mid-workload; dr_method=pitr on an empty new1, which reads base backup and WAL from backup1 over SFTP itself."""
+class LabS3(object):
+    """An S3-compatible server (moto_server from the test venv) running INSIDE backup1: its network namespace,
+    bound to backup1's lab address, so db1 and new1 reach it over the lab network as they would an object store
+    on the backup host. Started in the background (its start-up overlaps the plays), stopped by stop()."""
+
+    def __init__(self, lab, host="backup1"):
+        self.lab = lab
+        self.endpoint = "http://%s:%d" % (lab.address(host), S3_PORT)
+        self.log_path = os.path.join(tempfile.mkdtemp(prefix="pgbackup-lab-s3-"), "moto.log")
+        # The host's own Python (the venv's interpreter lives under /root, which each host has empty) with the
+        # venv's packages (moto), the same CPython 3.11.
+        env = dict(hostfs.HOST_ENV, PYTHONPATH=venv_site_packages())
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(lab.enter_argv(host) + [PYTHON, "-c", "from moto.server import main; main()",
+                                                                    "-H", str(lab.address(host)), "-p", str(S3_PORT)],
+                                            stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def client(self, timeout=60):
+        """A boto3 client once the server answers (from the controller, over the lab bridge)."""
+        client = boto3.client("s3", endpoint_url=self.endpoint, region_name=S3_REGION, aws_access_key_id=S3_ACCESS_KEY,
+                              aws_secret_access_key=S3_SECRET_KEY)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client.list_buckets()
+                return client
+            except Exception:  # not listening yet
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    with open(self.log_path) as handle:
+                        raise AssertionError("moto_server on backup1 did not answer:\n" + handle.read()[-2000:])
+                time.sleep(0.2)
+
+    def storage(self):
+        """The storage options (dr_storage, pg_basebackup's) of this server, secrets included."""
+        return {"s3_endpoint_url": self.endpoint, "s3_region": S3_REGION, "aws_access_key": S3_ACCESS_KEY,
+                "aws_secret_key": S3_SECRET_KEY}
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        shutil.rmtree(os.path.dirname(self.log_path), ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def backup1_s3(lab):
+    server = LabS3(lab)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_pitr_from_wal_pushed_to_backup1_loses_at_most_archive_timeout(lab, primary, backup1_s3):
+    """db1 again (empty), archiving its WAL to the object store on backup1 (S3, archive_timeout 2 s), a base backup
+    there; db1 lost whole mid-workload; dr_method=pitr on an empty new1, which reads base backup and WAL from the
+    object store itself (s3:// with dr_storage), nothing through the controller."""
     workload = primary
     workload.stop()
     lab.lose("db1")
     lab.reconnect("db1")
     lab.run("new1", ["pg_dropcluster", "--stop", "15", "main"], check=False)  # new1 empty again (after the logical DR)
-    sftp = {"sftp_key_file": KEY_ON_DB1, "sftp_known_hosts": KNOWN_HOSTS_ON_DB1, "sftp_timeout": 10}
+    backup1_s3.client().create_bucket(Bucket=S3_BUCKET)  # before the archiving role checks a segment arrives
     extra = dict(server_vars(lab), **backup_vars(lab))
-    extra.update({"wal_archiving_archive_url": "sftp://pgbackup-lab@backup1%s" % WAL_ARCHIVE,
-                  "wal_archiving_storage_options": sftp, "wal_archiving_archive_timeout": "%ds" % ARCHIVE_TIMEOUT,
+    extra.update({"wal_archiving_archive_url": WAL_PREFIX,
+                  "wal_archiving_storage_options": {"s3_endpoint_url": backup1_s3.endpoint, "s3_region": S3_REGION},
+                  "wal_archiving_credentials": "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (
+                      S3_ACCESS_KEY, S3_SECRET_KEY),
+                  "wal_archiving_archive_timeout": "%ds" % ARCHIVE_TIMEOUT,
                   "wal_archiving_spool_dir": "/var/lib/postgresql/wal-spool",  # /var/spool is the machine's
                   "wal_archiving_login_host": "127.0.0.1", "wal_archiving_login_password": ADMIN_PASSWORD})
     lab.playbook(SETUP.format(sftp_repository=SFTP_REPOSITORY, key=lab.private_key, key_on_db1=KEY_ON_DB1,
                               known_hosts=lab.known_hosts, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1)
-                 + PITR_SETUP.format(base=BASE_REPOSITORY, wal=WAL_ARCHIVE, key=lab.private_key, key_on_new1=KEY_ON_NEW1,
-                                     known_hosts=lab.known_hosts, known_hosts_on_new1=KNOWN_HOSTS_ON_NEW1),
+                 + PITR_SETUP,
                  extra_vars=extra, env=PLAY_ENV)
     create_todo_db({"host": str(lab.address("db1")), "port": 5432, "user": "postgres", "password": ADMIN_PASSWORD},
                    size_mb=1)
     before = len(workload.acks())
     workload.start_on("db1")
-    lab.playbook(BASE_BACKUP.format(base=BASE_REPOSITORY, key_on_db1=KEY_ON_DB1, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1),
+    storage = backup1_s3.storage()
+    lab.playbook(BASE_BACKUP.format(base=BASE_PREFIX, endpoint=storage["s3_endpoint_url"], region=storage["s3_region"],
+                                    access_key=storage["aws_access_key"], secret_key=storage["aws_secret_key"]),
                  env=PLAY_ENV)
     workload.wait_for_acks(before + 20)
     time.sleep(4 * ARCHIVE_TIMEOUT)  # commits after the base backup: only the archived WAL brings them back
@@ -455,13 +522,10 @@ def test_pitr_from_wal_pushed_to_backup1_loses_at_most_archive_timeout(lab, prim
     lost_at = time.time()
     lab.lose("db1")
     acked = workload.acks()[before:]
-    storage = {"sftp_key_file": KEY_ON_NEW1, "sftp_known_hosts": KNOWN_HOSTS_ON_NEW1, "sftp_timeout": 10}
     started = time.time()
     lab.playbook(DR_PLAYBOOK, extra_vars=dr_vars(
-        lab, workload, iso(lost_at), dr_method="pitr", dr_backup_host="",
-        dr_source="sftp://pgbackup-lab@backup1%s" % BASE_REPOSITORY,
-        dr_wal_archive="sftp://pgbackup-lab@backup1%s" % WAL_ARCHIVE, dr_storage=storage,
-        dr_fence_hosts=["db1"]), env=PLAY_ENV)
+        lab, workload, iso(lost_at), dr_method="pitr", dr_source=BASE_PREFIX, dr_wal_archive=WAL_PREFIX,
+        dr_storage=storage, dr_fence_hosts=["db1"]), env=PLAY_ENV)
     wall = time.time() - started
     report = read_report(lab, "new1")
     assert report["outcome"] == "succeeded" and report["context"]["method"] == "pitr", report
