@@ -32,7 +32,7 @@ from ..core.errors import PgBackupError
 from .pitr_wal_scan import segment_size_of
 from .wal_archive import WalSegmentMissing
 from .wal_archive_layout import strip_encoding
-from .wal_names import SEGMENT, parse_segment
+from .wal_names import DEFAULT_SEGMENT_SIZE, SEGMENT, parse_segment
 from .wal_remote import restore_segment
 from ..storage.working_copy import private_directory
 
@@ -124,6 +124,93 @@ class WalDownload(object):
 
     def describe(self):
         return {"url": self.url, "files": len(self.files or []), "directory": self.directory}
+
+    def close(self):
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+
+STREAM_PREFIX = "pgbackup-stream-"
+
+
+def stream_names(names, backups):
+    """The files of a remote pg_receivewal directory (``names``) a recovery from ``backups`` may read: history
+    files, complete segments from the oldest backup's start on, and the newest ``.partial`` (the WAL the stream
+    had received when the primary was lost) unless its complete segment is there too."""
+    size = segment_size_of(backups[0]) if backups else DEFAULT_SEGMENT_SIZE
+    first = min(parse_segment(m["wal_start_segment"], size)[1] for m in backups) if backups else 0
+    plain = set(names)
+    wanted = [n for n in plain if HISTORY.match(n) or (SEGMENT.match(n) and parse_segment(n, size)[1] >= first)]
+    partials = sorted(n for n in plain if n.endswith(".partial") and SEGMENT.match(n[:-len(".partial")])
+                      and parse_segment(n[:-len(".partial")], size)[1] >= first and n[:-len(".partial")] not in plain)
+    return sorted(wanted) + partials[-1:], size
+
+
+class StreamDownload(object):
+    """A pg_receivewal directory on another host (``repository``: the storage at its URL, e.g. ``sftp://``), made
+    a local directory the recovery searches after the archive (``stream_dirs``): the segments and the newest
+    ``.partial``, each downloaded to a temporary name and renamed into place only once it has the listed size,
+    which must be the segment size (pg_receivewal pads its ``.partial`` to it), so a half download is never used.
+    Owned by the server's OS user, mode 0700, removed when the recovery is over."""
+
+    def __init__(self, repository, work_dir=None, owner=None):
+        self.repository = repository
+        self.url = repository.url
+        self.work_dir = work_dir
+        self.owner = owner
+        self.directory = None
+        self.files = None
+
+    def fetch(self, backups):
+        """The local directory holding the streamed WAL a recovery from ``backups`` can need (downloaded once)."""
+        if self.directory is not None:
+            return self.directory
+        ids = fsutil.resolve_owner(self.owner)
+        self.directory = private_directory(STREAM_PREFIX, self.work_dir, "a directory for the WAL stream '%s'" % self.url,
+                                           "with room for the streamed WAL since the oldest base backup")
+        try:
+            if ids:
+                refuse_unreachable(self.directory, self.owner, ids)
+            self.repository.check_access()
+            names, size = stream_names(self.repository.names(), backups)
+            sizes = self.repository.existing(names)
+            self.files = [self._download(name, sizes.get(name), size) for name in names if name in sizes]
+            if ids:
+                for path in [self.directory] + [os.path.join(self.directory, n) for n in self.files]:
+                    os.chown(path, ids[0], ids[1])
+        except PgBackupError as exc:
+            self.close()
+            raise PgBackupError("Download of the WAL stream '%s' failed: %s" % (self.url, exc.message),
+                                hint="Nothing of it is used and nothing was changed on this host; check the connection "
+                                     "to the backup host and dr_storage/sftp_* options, then retry. %s" % (exc.hint or ""))
+        except OSError as exc:
+            self.close()
+            raise fsutil.describe_os_error(exc, self.work_dir or tempfile.gettempdir())
+        return self.directory
+
+    def _download(self, name, listed, segment_size):
+        """One file, through a temporary name; a segment whose size is not the segment size is refused."""
+        is_segment = not HISTORY.match(name)
+        if is_segment and listed != segment_size:
+            raise PgBackupError("'%s' is %d bytes, not a WAL segment of %d bytes." % (
+                self.repository.url_of(name), listed, segment_size),
+                hint="A compressed or damaged pg_receivewal file: stream without compression, or leave the stream out.")
+        temp = os.path.join(self.directory, ".download-" + name)
+        self.repository.fetch(name, temp)
+        got = os.path.getsize(temp)
+        if got != listed:
+            os.unlink(temp)
+            raise PgBackupError("'%s' was downloaded with %d bytes instead of %d." % (self.repository.url_of(name), got, listed),
+                                hint="The file changed or the connection broke during the download.")
+        os.rename(temp, os.path.join(self.directory, name))
+        return name
+
+    def describe(self):
+        files = self.files or []
+        partial = [name for name in files if name.endswith(".partial")]
+        return {"url": self.url, "files": len(files), "partial": partial[0] if partial else None,
+                "directory": self.directory}
 
     def close(self):
         if self.directory is not None:
