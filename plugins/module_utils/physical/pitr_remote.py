@@ -76,15 +76,19 @@ def refuse_unreachable(directory, owner, ids):
         parent = os.path.dirname(parent)
 
 
-class WalDownload(object):
-    """The remote WAL archive ``archive`` (a ``wal_remote.RemoteWalArchive``), made a local directory."""
+class _Download(object):
+    """A remote location made a private local directory (owned by the server's OS user ``owner``, mode 0700) the
+    recovery reads; subclasses say what to download (``_download_all``) and what it is (``what``, ``hint``)."""
 
-    def __init__(self, archive, work_dir=None, owner=None, identity_file=None):
-        self.archive = archive
-        self.url = archive.url
+    prefix = TEMP_PREFIX
+    what = "the WAL archive"
+    room = "with room for the WAL since the oldest base backup"
+    hint = "check the connection to the storage and its credentials, then retry."
+
+    def __init__(self, url, work_dir=None, owner=None):
+        self.url = url
         self.work_dir = work_dir
         self.owner = owner
-        self.identity_file = identity_file
         self.directory = None
         self.files = None
 
@@ -93,29 +97,20 @@ class WalDownload(object):
         if self.directory is not None:
             return self.directory
         ids = fsutil.resolve_owner(self.owner)
-        self.directory = private_directory(TEMP_PREFIX, self.work_dir, "a directory for the WAL of '%s'" % self.url,
-                                           "with room for the WAL since the oldest base backup")
+        self.directory = private_directory(self.prefix, self.work_dir, "a directory for %s '%s'" % (self.what, self.url),
+                                           self.room)
         try:
             if ids:
                 refuse_unreachable(self.directory, self.owner, ids)
-            names = wanted_names(self.archive.entries(), backups)
-            fetched = []
-            for name in names:
-                try:
-                    restore_segment(name, os.path.join(self.directory, name), self.archive,
-                                    identity_file=self.identity_file)
-                except WalSegmentMissing:  # removed since the listing (retention): the hole check reports it
-                    continue
-                fetched.append(name)
+            fetched = self._download_all(backups)
             if ids:
                 for path in [self.directory] + [os.path.join(self.directory, n) for n in fetched]:
                     os.chown(path, ids[0], ids[1])
         except PgBackupError as exc:
             self.close()
-            raise PgBackupError("Download of the WAL archive '%s' failed: %s" % (self.url, exc.message),
-                                hint="Nothing of it is used and nothing was changed on this host; check the "
-                                     "connection to the storage and its credentials (and identity_file for an "
-                                     "encrypted archive), then retry. %s" % (exc.hint or ""))
+            raise PgBackupError("Download of %s '%s' failed: %s" % (self.what, self.url, exc.message),
+                                hint="Nothing of it is used and nothing was changed on this host; %s %s" % (
+                                    self.hint, exc.hint or ""))
         except OSError as exc:
             self.close()
             raise fsutil.describe_os_error(exc, self.work_dir or tempfile.gettempdir())
@@ -129,6 +124,28 @@ class WalDownload(object):
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+
+class WalDownload(_Download):
+    """The remote WAL archive ``archive`` (a ``wal_remote.RemoteWalArchive``), made a local directory."""
+
+    hint = ("check the connection to the storage and its credentials (and identity_file for an encrypted archive), "
+            "then retry.")
+
+    def __init__(self, archive, work_dir=None, owner=None, identity_file=None):
+        super(WalDownload, self).__init__(archive.url, work_dir, owner)
+        self.archive = archive
+        self.identity_file = identity_file
+
+    def _download_all(self, backups):
+        fetched = []
+        for name in wanted_names(self.archive.entries(), backups):
+            try:
+                restore_segment(name, os.path.join(self.directory, name), self.archive, identity_file=self.identity_file)
+            except WalSegmentMissing:  # removed since the listing (retention): the hole check reports it
+                continue
+            fetched.append(name)
+        return fetched
 
 
 STREAM_PREFIX = "pgbackup-stream-"
@@ -147,47 +164,27 @@ def stream_names(names, backups):
     return sorted(wanted) + partials[-1:], size
 
 
-class StreamDownload(object):
+class StreamDownload(_Download):
     """A pg_receivewal directory on another host (``repository``: the storage at its URL, e.g. ``sftp://``), made
     a local directory the recovery searches after the archive (``stream_dirs``): the segments and the newest
     ``.partial``, each downloaded to a temporary name and renamed into place only once it has the listed size,
     which must be the segment size (pg_receivewal pads its ``.partial`` to it), so a half download is never used.
     Owned by the server's OS user, mode 0700, removed when the recovery is over."""
 
-    def __init__(self, repository, work_dir=None, owner=None):
-        self.repository = repository
-        self.url = repository.url
-        self.work_dir = work_dir
-        self.owner = owner
-        self.directory = None
-        self.files = None
+    prefix = STREAM_PREFIX
+    what = "the WAL stream"
+    room = "with room for the streamed WAL since the oldest base backup"
+    hint = "check the connection to the backup host and the sftp_* options (dr_storage), then retry."
 
-    def fetch(self, backups):
-        """The local directory holding the streamed WAL a recovery from ``backups`` can need (downloaded once)."""
-        if self.directory is not None:
-            return self.directory
-        ids = fsutil.resolve_owner(self.owner)
-        self.directory = private_directory(STREAM_PREFIX, self.work_dir, "a directory for the WAL stream '%s'" % self.url,
-                                           "with room for the streamed WAL since the oldest base backup")
-        try:
-            if ids:
-                refuse_unreachable(self.directory, self.owner, ids)
-            self.repository.check_access()
-            names, size = stream_names(self.repository.names(), backups)
-            sizes = self.repository.existing(names)
-            self.files = [self._download(name, sizes.get(name), size) for name in names if name in sizes]
-            if ids:
-                for path in [self.directory] + [os.path.join(self.directory, n) for n in self.files]:
-                    os.chown(path, ids[0], ids[1])
-        except PgBackupError as exc:
-            self.close()
-            raise PgBackupError("Download of the WAL stream '%s' failed: %s" % (self.url, exc.message),
-                                hint="Nothing of it is used and nothing was changed on this host; check the connection "
-                                     "to the backup host and dr_storage/sftp_* options, then retry. %s" % (exc.hint or ""))
-        except OSError as exc:
-            self.close()
-            raise fsutil.describe_os_error(exc, self.work_dir or tempfile.gettempdir())
-        return self.directory
+    def __init__(self, repository, work_dir=None, owner=None):
+        super(StreamDownload, self).__init__(repository.url, work_dir, owner)
+        self.repository = repository
+
+    def _download_all(self, backups):
+        self.repository.check_access()
+        names, size = stream_names(self.repository.names(), backups)
+        sizes = self.repository.existing(names)
+        return [self._download(name, sizes[name], size) for name in names if name in sizes]
 
     def _download(self, name, listed, segment_size):
         """One file, through a temporary name; a segment whose size is not the segment size is refused."""
@@ -207,12 +204,5 @@ class StreamDownload(object):
         return name
 
     def describe(self):
-        files = self.files or []
-        partial = [name for name in files if name.endswith(".partial")]
-        return {"url": self.url, "files": len(files), "partial": partial[0] if partial else None,
-                "directory": self.directory}
-
-    def close(self):
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
+        partial = [name for name in self.files or [] if name.endswith(".partial")]
+        return dict(super(StreamDownload, self).describe(), partial=partial[0] if partial else None)
