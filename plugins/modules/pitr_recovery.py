@@ -65,8 +65,9 @@ options:
     required: true
   work_dir:
     description:
-      - Local directory below which a backup of a URL O(repository) and the WAL of a URL O(archive_dir) are downloaded
-        (private temporary directories, removed afterwards). Default is the system's temporary directory.
+      - Local directory below which a backup of a URL O(repository), the WAL of a URL O(archive_dir) and that of a URL in
+        O(stream_dirs) are downloaded (private temporary directories, removed afterwards). Default is the system's
+        temporary directory.
       - It needs room for the backup (its chain) and the WAL since the oldest base backup, and the O(owner) must be
         able to reach it (the recovering server reads the WAL there).
       - Not used when both are local directories.

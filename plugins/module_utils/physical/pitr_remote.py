@@ -15,6 +15,11 @@ storage's credentials nor its client library in the server's environment and is 
 stopped by the network while PostgreSQL replays. The directory (owned by the server's OS user, mode
 0700) is removed when the recovery is over, whatever happened.
 
+A ``pg_receivewal`` directory on another host (``stream_dirs`` given as a URL, typically ``sftp://`` to the backup
+host) is downloaded the same way by ``StreamDownload``: its segments from the oldest base backup's start on and its
+newest ``.partial`` (the WAL received last, all a synchronous stream had when the primary was lost), each checked
+to be a whole segment and renamed into place only once complete; the recovery searches it after the archive.
+
 The cost is local disk for that WAL (what retention keeps for the oldest kept base backup) and its
 download before the server starts.
 """
