@@ -415,44 +415,55 @@ BASE_BACKUP = """
 """
 
 
-def test_pitr_from_wal_pushed_to_backup1_loses_at_most_archive_timeout(lab, primary):
-    """db1 again (empty), archiving its WAL to backup1 (archive_timeout 2 s), a base backup there; db1 lost whole
-    mid-workload; dr_method=pitr on an empty new1, which reads base backup and WAL from backup1 over SFTP itself."""
-    workload = primary
+def archiving_db1(lab, workload, base, wal, archive_timeout, more_play=""):
+    """db1 again (empty), archiving its WAL to backup1's directory wal (archive_timeout seconds), with a small TodoDb
+    under the workload and a base backup in backup1's directory base; new1 empty, with its key for backup1.
+    more_play: more plays to run with the setup. The number of acknowledged commits before this one's."""
     workload.stop()
     lab.lose("db1")
     lab.reconnect("db1")
-    lab.run("new1", ["pg_dropcluster", "--stop", "15", "main"], check=False)  # new1 empty again (after the logical DR)
+    lab.run("new1", ["pg_dropcluster", "--stop", "15", "main"], check=False)  # new1 empty again (after another DR)
     sftp = {"sftp_key_file": KEY_ON_DB1, "sftp_known_hosts": KNOWN_HOSTS_ON_DB1, "sftp_timeout": 10}
     extra = dict(server_vars(lab), **backup_vars(lab))
-    extra.update({"wal_archiving_archive_url": "sftp://pgbackup-lab@backup1%s" % WAL_ARCHIVE,
-                  "wal_archiving_storage_options": sftp, "wal_archiving_archive_timeout": "%ds" % ARCHIVE_TIMEOUT,
+    extra.update({"wal_archiving_archive_url": "sftp://pgbackup-lab@backup1%s" % wal,
+                  "wal_archiving_storage_options": sftp, "wal_archiving_archive_timeout": "%ds" % archive_timeout,
                   "wal_archiving_spool_dir": "/var/lib/postgresql/wal-spool",  # /var/spool is the machine's
                   "wal_archiving_login_host": "127.0.0.1", "wal_archiving_login_password": ADMIN_PASSWORD})
     lab.playbook(SETUP.format(sftp_repository=SFTP_REPOSITORY, key=lab.private_key, key_on_db1=KEY_ON_DB1,
                               known_hosts=lab.known_hosts, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1)
-                 + PITR_SETUP.format(base=BASE_REPOSITORY, wal=WAL_ARCHIVE, key=lab.private_key, key_on_new1=KEY_ON_NEW1,
-                                     known_hosts=lab.known_hosts, known_hosts_on_new1=KNOWN_HOSTS_ON_NEW1),
+                 + PITR_SETUP.format(base=base, wal=wal, key=lab.private_key, key_on_new1=KEY_ON_NEW1,
+                                     known_hosts=lab.known_hosts, known_hosts_on_new1=KNOWN_HOSTS_ON_NEW1) + more_play,
                  extra_vars=extra, env=PLAY_ENV)
     create_todo_db({"host": str(lab.address("db1")), "port": 5432, "user": "postgres", "password": ADMIN_PASSWORD},
                    size_mb=1)
     before = len(workload.acks())
     workload.start_on("db1")
-    lab.playbook(BASE_BACKUP.format(base=BASE_REPOSITORY, key_on_db1=KEY_ON_DB1, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1),
+    lab.playbook(BASE_BACKUP.format(base=base, key_on_db1=KEY_ON_DB1, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1),
                  env=PLAY_ENV)
+    return before
+
+
+def pitr_storage_vars(base, wal):
+    """dr_restore.yml's extra vars for a PITR on new1 from backup1's base and wal directories over SFTP."""
+    return {"dr_method": "pitr", "dr_backup_host": "", "dr_source": "sftp://pgbackup-lab@backup1%s" % base,
+            "dr_wal_archive": "sftp://pgbackup-lab@backup1%s" % wal, "dr_fence_hosts": ["db1"],
+            "dr_storage": {"sftp_key_file": KEY_ON_NEW1, "sftp_known_hosts": KNOWN_HOSTS_ON_NEW1, "sftp_timeout": 10}}
+
+
+def test_pitr_from_wal_pushed_to_backup1_loses_at_most_archive_timeout(lab, primary):
+    """db1 again (empty), archiving its WAL to backup1 (archive_timeout 2 s), a base backup there; db1 lost whole
+    mid-workload; dr_method=pitr on an empty new1, which reads base backup and WAL from backup1 over SFTP itself."""
+    workload = primary
+    before = archiving_db1(lab, workload, BASE_REPOSITORY, WAL_ARCHIVE, ARCHIVE_TIMEOUT)
     workload.wait_for_acks(before + 20)
     time.sleep(4 * ARCHIVE_TIMEOUT)  # commits after the base backup: only the archived WAL brings them back
 
     lost_at = time.time()
     lab.lose("db1")
     acked = workload.acks()[before:]
-    storage = {"sftp_key_file": KEY_ON_NEW1, "sftp_known_hosts": KNOWN_HOSTS_ON_NEW1, "sftp_timeout": 10}
     started = time.time()
-    lab.playbook(DR_PLAYBOOK, extra_vars=dr_vars(
-        lab, workload, iso(lost_at), dr_method="pitr", dr_backup_host="",
-        dr_source="sftp://pgbackup-lab@backup1%s" % BASE_REPOSITORY,
-        dr_wal_archive="sftp://pgbackup-lab@backup1%s" % WAL_ARCHIVE, dr_storage=storage,
-        dr_fence_hosts=["db1"]), env=PLAY_ENV)
+    lab.playbook(DR_PLAYBOOK, extra_vars=dr_vars(lab, workload, iso(lost_at), **pitr_storage_vars(BASE_REPOSITORY, WAL_ARCHIVE)),
+                 env=PLAY_ENV)
     wall = time.time() - started
     report = read_report(lab, "new1")
     assert report["outcome"] == "succeeded" and report["context"]["method"] == "pitr", report

@@ -15,10 +15,7 @@ from __future__ import absolute_import, division, print_function
 import time
 
 from tests.integration.lab.test_lab_dr import (
-    ADMIN_PASSWORD, BASE_BACKUP, DR_PLAYBOOK, KEY_ON_DB1, KEY_ON_NEW1, KNOWN_HOSTS_ON_DB1, KNOWN_HOSTS_ON_NEW1,
-    PITR_SETUP, PLAY_ENV, SETUP, SFTP_REPOSITORY, Workload, backup_vars, dr_vars, iso, read_report, server_vars,
-    tokens_on)
-from tests.lib.tododb import create_todo_db
+    DR_PLAYBOOK, PLAY_ENV, Workload, archiving_db1, dr_vars, iso, pitr_storage_vars, read_report, tokens_on)
 
 BASE_REPOSITORY = "/var/backups/base-db1-sync"  # on backup1
 WAL_ARCHIVE = "/var/backups/wal-db1-sync"  # on backup1
@@ -70,42 +67,18 @@ STREAMING = """
 
 def test_pitr_with_synchronous_stream_on_backup1_loses_no_acknowledged_commit(lab):
     workload = Workload(lab)
-    workload.stop()
-    lab.lose("db1")  # whatever an earlier test left there: an empty db1
-    lab.reconnect("db1")
-    lab.run("new1", ["pg_dropcluster", "--stop", "15", "main"], check=False)
-    sftp = {"sftp_key_file": KEY_ON_DB1, "sftp_known_hosts": KNOWN_HOSTS_ON_DB1, "sftp_timeout": 10}
-    extra = dict(server_vars(lab), **backup_vars(lab))
-    extra.update({"wal_archiving_archive_url": "sftp://pgbackup-lab@backup1%s" % WAL_ARCHIVE,
-                  "wal_archiving_storage_options": sftp, "wal_archiving_archive_timeout": "%ds" % ARCHIVE_TIMEOUT,
-                  "wal_archiving_spool_dir": "/var/lib/postgresql/wal-spool",
-                  "wal_archiving_login_host": "127.0.0.1", "wal_archiving_login_password": ADMIN_PASSWORD})
-    lab.playbook(SETUP.format(sftp_repository=SFTP_REPOSITORY, key=lab.private_key, key_on_db1=KEY_ON_DB1,
-                              known_hosts=lab.known_hosts, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1)
-                 + PITR_SETUP.format(base=BASE_REPOSITORY, wal=WAL_ARCHIVE, key=lab.private_key, key_on_new1=KEY_ON_NEW1,
-                                     known_hosts=lab.known_hosts, known_hosts_on_new1=KNOWN_HOSTS_ON_NEW1)
-                 + STREAMING.format(password=LOGIN_PASSWORD, stream=STREAM_DIR),
-                 extra_vars=extra, env=PLAY_ENV)
-    create_todo_db({"host": str(lab.address("db1")), "port": 5432, "user": "postgres", "password": ADMIN_PASSWORD},
-                   size_mb=1)
-    before = len(workload.acks())
-    workload.start_on("db1")
-    lab.playbook(BASE_BACKUP.format(base=BASE_REPOSITORY, key_on_db1=KEY_ON_DB1, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1),
-                 env=PLAY_ENV)
+    before = archiving_db1(lab, workload, BASE_REPOSITORY, WAL_ARCHIVE, ARCHIVE_TIMEOUT,
+                           more_play=STREAMING.format(password=LOGIN_PASSWORD, stream=STREAM_DIR))
     workload.wait_for_acks(before + 40)
     time.sleep(3)  # commits after the base backup, acknowledged: only backup1's stream holds the newest
 
     lost_at = time.time()
     lab.lose("db1")
     acked = workload.acks()[before:]
-    storage = {"sftp_key_file": KEY_ON_NEW1, "sftp_known_hosts": KNOWN_HOSTS_ON_NEW1, "sftp_timeout": 10}
     started = time.time()
     result = lab.playbook(DR_PLAYBOOK, extra_vars=dr_vars(
-        lab, workload, iso(lost_at), dr_method="pitr", dr_backup_host="",
-        dr_source="sftp://pgbackup-lab@backup1%s" % BASE_REPOSITORY,
-        dr_wal_archive="sftp://pgbackup-lab@backup1%s" % WAL_ARCHIVE,
-        dr_wal_stream="sftp://pgbackup-lab@backup1%s" % STREAM_DIR, dr_storage=storage,
-        dr_fence_hosts=["db1"]), env=PLAY_ENV)
+        lab, workload, iso(lost_at), dr_wal_stream="sftp://pgbackup-lab@backup1%s" % STREAM_DIR,
+        **pitr_storage_vars(BASE_REPOSITORY, WAL_ARCHIVE)), env=PLAY_ENV)
     wall = time.time() - started
     report = read_report(lab, "new1")
     assert report["outcome"] == "succeeded" and report["context"]["method"] == "pitr", report
