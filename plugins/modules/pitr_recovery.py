@@ -65,8 +65,9 @@ options:
     required: true
   work_dir:
     description:
-      - Local directory below which a backup of a URL O(repository) and the WAL of a URL O(archive_dir) are downloaded
-        (private temporary directories, removed afterwards). Default is the system's temporary directory.
+      - Local directory below which a backup of a URL O(repository), the WAL of a URL O(archive_dir) and that of a URL in
+        O(stream_dirs) are downloaded (private temporary directories, removed afterwards). Default is the system's
+        temporary directory.
       - It needs room for the backup (its chain) and the WAL since the oldest base backup, and the O(owner) must be
         able to reach it (the recovering server reads the WAL there).
       - Not used when both are local directories.
@@ -76,8 +77,13 @@ options:
     description:
       - Directories of C(pg_receivewal) searched after the archive; its C(.partial) segment holds the newest WAL
         when the primary is lost.
+      - Each one a local directory, or a URL (typically C(sftp://) to the backup host that runs C(pg_receivewal))
+        reached with the same C(sftp_*) (C(s3_*)/C(aws_*), C(azure_*)) options as O(repository). From a URL the
+        segments from the oldest usable base backup's start on and the newest C(.partial) are downloaded into a
+        private directory below O(work_dir) (owned by O(owner), mode 0700, removed afterwards), each under a
+        temporary name until it has the listed size, which must be the WAL segment size (uncompressed stream).
     type: list
-    elements: path
+    elements: str
     default: []
   target:
     description:
@@ -213,6 +219,18 @@ EXAMPLES = r'''
     target_name: before-migration
     stop_server: true
 
+- name: Rebuild a lost server with no committed transaction lost - the synchronous pg_receivewal stream on the backup host
+  todoapi.pgbackup.pitr_recovery:
+    repository: sftp://backup@backup1.example.com/var/backups/todoapi
+    archive_dir: sftp://backup@backup1.example.com/var/backups/wal-db1
+    stream_dirs: [sftp://backup@backup1.example.com/var/lib/pgbackup/wal-stream/db1]
+    sftp_key_file: /etc/todoapi-pgbackup/sftp_key
+    sftp_known_hosts: /etc/todoapi-pgbackup/known_hosts
+    work_dir: /var/tmp
+    cluster_version: "15"
+    cluster_name: main
+    stop_server: true
+
 - name: Drill from an SFTP server into a scratch data directory
   todoapi.pgbackup.pitr_recovery:
     repository: sftp://backup@vault.example.com/srv/backups/todoapi
@@ -278,16 +296,27 @@ recovery:
           segments) and C(directory) (removed when the module ended); null for a directory archive.
       type: dict
       version_added: 0.2.0
+    stream_downloads:
+      description:
+        - For each URL in O(stream_dirs), what was downloaded - C(url), C(files) (history files, segments and the
+          C(.partial)), C(partial) (the name of the newest C(.partial), the WAL received last; null when there was
+          none) and C(directory) (removed when the module ended). Empty when all O(stream_dirs) are directories.
+      type: list
+      elements: dict
+      version_added: 0.2.0
 '''
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import pitr
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import pitr_safety
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.pitr_remote import WalDownload
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.pitr_remote import StreamDownload, WalDownload
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.remote_backups import DownloadedBackups
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
-    STORAGE_ARGS, archive_from, repository_from, run_or_fail)
+    STORAGE_ARGS, archive_from, repository_from, run_or_fail, storage_options)
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.base import is_remote
 
 
@@ -296,7 +325,7 @@ def argument_spec():
     spec.update(
         archive_dir=dict(type="str", required=True),
         work_dir=dict(type="path"),
-        stream_dirs=dict(type="list", elements="path", default=[]),
+        stream_dirs=dict(type="list", elements="str", default=[]),
         target=dict(type="str", default="latest", choices=["latest", "immediate"]),
         target_time=dict(type="str"),
         target_xid=dict(type="str"),
@@ -337,14 +366,27 @@ def main():
     if not isinstance(archive, str):  # its WAL is downloaded, verified, below work_dir before the checks
         download = WalDownload(archive, params["work_dir"], owner=params["owner"], identity_file=params["identity_file"])
         downloads.append(download)
+    streams = [StreamDownload(stream, params["work_dir"], owner=params["owner"]) for stream in stream_urls(module)]
+    downloads.extend(streams)
     try:
-        recover(module, repository, archive, download)
+        recover(module, repository, archive, download, streams)
     finally:
         for downloaded in downloads:
             downloaded.close()
 
 
-def recover(module, repository, archive, download):
+def stream_urls(module):
+    """The storages of the URL stream_dirs (a pg_receivewal directory on another host), opened as the repository is."""
+    return [run_or_fail(module, factory.open_repository, location, **storage_options(module.params))
+            for location in module.params["stream_dirs"] if "://" in location]
+
+
+def local_stream_dirs(module):
+    return [os.path.expanduser(os.path.expandvars(location)) for location in module.params["stream_dirs"]
+            if "://" not in location]
+
+
+def recover(module, repository, archive, download, streams):
     params = module.params
     request = run_or_fail(
         module, pitr.PitrRequest, repository, archive if download is None else archive.url,
@@ -353,9 +395,9 @@ def recover(module, repository, archive, download):
         backup=params["backup"], cluster_version=params["cluster_version"], cluster_name=params["cluster_name"],
         data_dir=params["data_dir"], port=params["port"], owner=params["owner"], wal_command=params["wal_command"],
         restore_command=params["restore_command"], identity_file=params["identity_file"],
-        stream_dirs=params["stream_dirs"], stop_server=params["stop_server"],
+        stream_dirs=local_stream_dirs(module), stop_server=params["stop_server"],
         archive_after_recovery=params["archive_after_recovery"], timeout=params["timeout"],
-        pg_bin_dir=params["pg_bin_dir"], wal_download=download)
+        pg_bin_dir=params["pg_bin_dir"], wal_download=download, stream_downloads=streams)
     if params["archive_after_recovery"]:
         # recover exactly the backup whose archiving settings were checked
         request.backup = run_or_fail(module, pitr_safety.check_archiving_after_recovery, request)

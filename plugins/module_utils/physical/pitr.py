@@ -78,6 +78,10 @@ def plan(request):
     backups = backups_for_target(repo.list(kind="physical"), target_major, target)
     if request.wal_download is not None:  # a remote archive: its WAL downloaded into a local directory, verified
         request.archive_dir = request.wal_download.fetch(backups)
+    for stream in request.stream_downloads:  # a remote pg_receivewal directory: downloaded, verified, searched last
+        directory = stream.fetch(backups)
+        if directory not in request.stream_dirs:
+            request.stream_dirs.append(directory)
     major = backup_major(backups[-1]) if backups else (target_major or 15)
     waldump = find_tool("pg_waldump", major, request.pg_bin_dir)[0]
     name_lsn = locate_target(request, backups, waldump)
@@ -95,6 +99,7 @@ def plan(request):
         "server": server, "data_dir": server.data_dir, "port": server.port,
         "restore_command": restore_command_for(request),
         "wal_download": request.wal_download.describe() if request.wal_download is not None else None,
+        "stream_downloads": [stream.describe() for stream in request.stream_downloads],
     }
 
 
@@ -158,7 +163,7 @@ def recover(request):
                    "previous_data_dir": moved_to, "port": server.port, "wal": details["wal"],
                    "archive": details["archive"], "target": details["target"],
                    "skipped_backups": details["skipped_backups"], "restore_command": details["restore_command"],
-                   "wal_download": details["wal_download"]})
+                   "wal_download": details["wal_download"], "stream_downloads": details["stream_downloads"]})
     return result
 
 

@@ -15,6 +15,11 @@ storage's credentials nor its client library in the server's environment and is 
 stopped by the network while PostgreSQL replays. The directory (owned by the server's OS user, mode
 0700) is removed when the recovery is over, whatever happened.
 
+A ``pg_receivewal`` directory on another host (``stream_dirs`` given as a URL, typically ``sftp://`` to the backup
+host) is downloaded the same way by ``StreamDownload``: its segments from the oldest base backup's start on and its
+newest ``.partial`` (the WAL received last, all a synchronous stream had when the primary was lost), each checked
+to be a whole segment and renamed into place only once complete; the recovery searches it after the archive.
+
 The cost is local disk for that WAL (what retention keeps for the oldest kept base backup) and its
 download before the server starts.
 """
@@ -32,7 +37,7 @@ from ..core.errors import PgBackupError
 from .pitr_wal_scan import segment_size_of
 from .wal_archive import WalSegmentMissing
 from .wal_archive_layout import strip_encoding
-from .wal_names import SEGMENT, parse_segment
+from .wal_names import DEFAULT_SEGMENT_SIZE, SEGMENT, parse_segment
 from .wal_remote import restore_segment
 from ..storage.working_copy import private_directory
 
@@ -76,15 +81,19 @@ def refuse_unreachable(directory, owner, ids):
         parent = os.path.dirname(parent)
 
 
-class WalDownload(object):
-    """The remote WAL archive ``archive`` (a ``wal_remote.RemoteWalArchive``), made a local directory."""
+class _Download(object):
+    """A remote location made a private local directory (owned by the server's OS user ``owner``, mode 0700) the
+    recovery reads; subclasses say what to download (``_download_all``) and what it is (``what``, ``hint``)."""
 
-    def __init__(self, archive, work_dir=None, owner=None, identity_file=None):
-        self.archive = archive
-        self.url = archive.url
+    prefix = TEMP_PREFIX
+    what = "the WAL archive"
+    room = "with room for the WAL since the oldest base backup"
+    hint = "check the connection to the storage and its credentials, then retry."
+
+    def __init__(self, url, work_dir=None, owner=None):
+        self.url = url
         self.work_dir = work_dir
         self.owner = owner
-        self.identity_file = identity_file
         self.directory = None
         self.files = None
 
@@ -93,29 +102,20 @@ class WalDownload(object):
         if self.directory is not None:
             return self.directory
         ids = fsutil.resolve_owner(self.owner)
-        self.directory = private_directory(TEMP_PREFIX, self.work_dir, "a directory for the WAL of '%s'" % self.url,
-                                           "with room for the WAL since the oldest base backup")
+        self.directory = private_directory(self.prefix, self.work_dir, "a directory for %s '%s'" % (self.what, self.url),
+                                           self.room)
         try:
             if ids:
                 refuse_unreachable(self.directory, self.owner, ids)
-            names = wanted_names(self.archive.entries(), backups)
-            fetched = []
-            for name in names:
-                try:
-                    restore_segment(name, os.path.join(self.directory, name), self.archive,
-                                    identity_file=self.identity_file)
-                except WalSegmentMissing:  # removed since the listing (retention): the hole check reports it
-                    continue
-                fetched.append(name)
+            fetched = self._download_all(backups)
             if ids:
                 for path in [self.directory] + [os.path.join(self.directory, n) for n in fetched]:
                     os.chown(path, ids[0], ids[1])
         except PgBackupError as exc:
             self.close()
-            raise PgBackupError("Download of the WAL archive '%s' failed: %s" % (self.url, exc.message),
-                                hint="Nothing of it is used and nothing was changed on this host; check the "
-                                     "connection to the storage and its credentials (and identity_file for an "
-                                     "encrypted archive), then retry. %s" % (exc.hint or ""))
+            raise PgBackupError("Download of %s '%s' failed: %s" % (self.what, self.url, exc.message),
+                                hint="Nothing of it is used and nothing was changed on this host; %s %s" % (
+                                    self.hint, exc.hint or ""))
         except OSError as exc:
             self.close()
             raise fsutil.describe_os_error(exc, self.work_dir or tempfile.gettempdir())
@@ -129,3 +129,85 @@ class WalDownload(object):
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+
+class WalDownload(_Download):
+    """The remote WAL archive ``archive`` (a ``wal_remote.RemoteWalArchive``), made a local directory."""
+
+    hint = ("check the connection to the storage and its credentials (and identity_file for an encrypted archive), "
+            "then retry.")
+
+    def __init__(self, archive, work_dir=None, owner=None, identity_file=None):
+        super(WalDownload, self).__init__(archive.url, work_dir, owner)
+        self.archive = archive
+        self.identity_file = identity_file
+
+    def _download_all(self, backups):
+        fetched = []
+        for name in wanted_names(self.archive.entries(), backups):
+            try:
+                restore_segment(name, os.path.join(self.directory, name), self.archive, identity_file=self.identity_file)
+            except WalSegmentMissing:  # removed since the listing (retention): the hole check reports it
+                continue
+            fetched.append(name)
+        return fetched
+
+
+STREAM_PREFIX = "pgbackup-stream-"
+
+
+def stream_names(names, backups):
+    """The files of a remote pg_receivewal directory (``names``) a recovery from ``backups`` may read: history
+    files, complete segments from the oldest backup's start on, and the newest ``.partial`` (the WAL the stream
+    had received when the primary was lost) unless its complete segment is there too."""
+    size = segment_size_of(backups[0]) if backups else DEFAULT_SEGMENT_SIZE
+    first = min(parse_segment(m["wal_start_segment"], size)[1] for m in backups) if backups else 0
+    plain = set(names)
+    wanted = [n for n in plain if HISTORY.match(n) or (SEGMENT.match(n) and parse_segment(n, size)[1] >= first)]
+    partials = sorted(n for n in plain if n.endswith(".partial") and SEGMENT.match(n[:-len(".partial")])
+                      and parse_segment(n[:-len(".partial")], size)[1] >= first and n[:-len(".partial")] not in plain)
+    return sorted(wanted) + partials[-1:], size
+
+
+class StreamDownload(_Download):
+    """A pg_receivewal directory on another host (``repository``: the storage at its URL, e.g. ``sftp://``), made
+    a local directory the recovery searches after the archive (``stream_dirs``): the segments and the newest
+    ``.partial``, each downloaded to a temporary name and renamed into place only once it has the listed size,
+    which must be the segment size (pg_receivewal pads its ``.partial`` to it), so a half download is never used.
+    Owned by the server's OS user, mode 0700, removed when the recovery is over."""
+
+    prefix = STREAM_PREFIX
+    what = "the WAL stream"
+    room = "with room for the streamed WAL since the oldest base backup"
+    hint = "check the connection to the backup host and the sftp_* options (dr_storage), then retry."
+
+    def __init__(self, repository, work_dir=None, owner=None):
+        super(StreamDownload, self).__init__(repository.url, work_dir, owner)
+        self.repository = repository
+
+    def _download_all(self, backups):
+        self.repository.check_access()
+        names, size = stream_names(self.repository.names(), backups)
+        sizes = self.repository.existing(names)
+        return [self._download(name, sizes[name], size) for name in names if name in sizes]
+
+    def _download(self, name, listed, segment_size):
+        """One file, through a temporary name; a segment whose size is not the segment size is refused."""
+        is_segment = not HISTORY.match(name)
+        if is_segment and listed != segment_size:
+            raise PgBackupError("'%s' is %d bytes, not a WAL segment of %d bytes." % (
+                self.repository.url_of(name), listed, segment_size),
+                hint="A compressed or damaged pg_receivewal file: stream without compression, or leave the stream out.")
+        temp = os.path.join(self.directory, ".download-" + name)
+        self.repository.fetch(name, temp)
+        got = os.path.getsize(temp)
+        if got != listed:
+            os.unlink(temp)
+            raise PgBackupError("'%s' was downloaded with %d bytes instead of %d." % (self.repository.url_of(name), got, listed),
+                                hint="The file changed or the connection broke during the download.")
+        os.rename(temp, os.path.join(self.directory, name))
+        return name
+
+    def describe(self):
+        partial = [name for name in self.files or [] if name.endswith(".partial")]
+        return dict(super(StreamDownload, self).describe(), partial=partial[0] if partial else None)

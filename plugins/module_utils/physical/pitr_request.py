@@ -26,7 +26,7 @@ class PitrRequest(object):
                  target_name=None, target_inclusive=True, backup=None, cluster_version=None, cluster_name=None,
                  data_dir=None, port=None, owner="postgres", wal_command=DEFAULT_WAL_COMMAND, restore_command=None,
                  identity_file=None, stream_dirs=None, stop_server=False, archive_after_recovery=False,
-                 timeout=3600, pg_bin_dir=None, wal_download=None):
+                 timeout=3600, pg_bin_dir=None, wal_download=None, stream_downloads=None):
         candidates = (("time", target_time), ("xid", target_xid), ("lsn", target_lsn), ("name", target_name))
         given = [(kind, value) for kind, value in candidates if value not in (None, "")]
         if len(given) > 1:
@@ -54,6 +54,9 @@ class PitrRequest(object):
             raise PgBackupError("The WAL archive '%s' is a URL, which is read through a download." % archive_dir,
                                 hint="Pass a pitr_remote.WalDownload of it (module pitr_recovery does).")
         self.stream_dirs = [os.path.abspath(d) for d in (stream_dirs or []) if d]
+        # pg_receivewal directories on another host (pitr_remote.StreamDownload): pitr.plan downloads them and
+        # adds their local directories to stream_dirs
+        self.stream_downloads = list(stream_downloads or [])
         self.backup = backup if backup not in (None, "", "auto") else None
         if cluster_name and data_dir:
             raise PgBackupError("Give either cluster_version+cluster_name (Debian cluster) or data_dir+port, not both.")

@@ -51,3 +51,21 @@ def test_a_directory_others_cannot_enter_is_refused(open_base):
         pitr_remote.refuse_unreachable(inside, "nobody", nobody)
     os.chmod(closed, 0o711)
     pitr_remote.refuse_unreachable(inside, "nobody", nobody)
+
+
+STREAM = ["000000010000000000000002", "000000010000000000000003", "000000010000000000000004",
+          "000000010000000000000005.partial", "000000010000000000000004.partial", "00000001.history",
+          "000000010000000000000006.gz.partial", ".download-x", "000000010000000000000003.partial"]
+
+
+def test_stream_segments_from_the_oldest_backup_on_and_only_the_newest_partial():
+    names, size = pitr_remote.stream_names(STREAM, [backup("000000010000000000000003")])
+    assert size == 16 * 1024 * 1024
+    # 3.partial and 4.partial are older than the complete segments beside them: only 5.partial is the newest WAL
+    assert names == ["00000001.history", "000000010000000000000003", "000000010000000000000004",
+                     "000000010000000000000005.partial"]
+
+
+def test_a_partial_whose_segment_is_complete_is_not_taken():
+    names, _ = pitr_remote.stream_names(["000000010000000000000004", "000000010000000000000004.partial"], [])
+    assert names == ["000000010000000000000004"]
