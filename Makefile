@@ -77,9 +77,12 @@ units: venv
 	@bash $(ROOT)/scripts/ansible-test.sh units
 
 # pytest exits 5 when it collects no tests; that is a failure here.
+# Two pytest-xdist workers: a file stays on one worker (its module fixtures are built once) and the lab
+# tests share one (tests/integration/conftest.py); PYTEST_WORKERS=0 runs them one after the other.
+PYTEST_WORKERS ?= 2
 integration: venv collection-link
-	@echo "== pytest tests/integration"
-	$(PYTHON) -m pytest tests/integration
+	@echo "== pytest tests/integration ($(PYTEST_WORKERS) workers)"
+	$(PYTHON) -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup) --durations=25 tests/integration
 
 molecule: venv collection-link
 	@if [ -d molecule/default ]; then \
