@@ -42,7 +42,7 @@ def two_backups(archiving_pg15, collections_root):
     source = archiving_pg15.cluster
     repo = archiving_pg15.new_repository("walprune-%s" % uuid.uuid4().hex[:6])
     taken = []
-    for _ in range(2):
+    for _round in range(2):
         result = run_playbook(play("todoapi.pgbackup.pg_basebackup", connection(source, repository=repo)),
                               collections_root=collections_root).task("Run")
         taken.append(result["backup"])

@@ -25,8 +25,7 @@ def lab(collections_root):
     stale = cleanup_stale_labs()
     if stale:
         sys.stderr.write("removed stale labs: %s\n" % ", ".join(stale))
-    for the_lab in running_lab(collections_root):
-        yield the_lab
+    yield from running_lab(collections_root)
 
 
 @pytest.fixture(scope="session")

@@ -219,8 +219,7 @@ class Workload(object):
 def lab(collections_root):
     """This module loses db1 for good (disks deleted): it runs on a lab of its own, so the tests after it find the
     session's lab with every host."""
-    for the_lab in running_lab(collections_root):
-        yield the_lab
+    yield from running_lab(collections_root)
 
 
 @pytest.fixture(scope="module")
@@ -322,11 +321,11 @@ def test_rpo_counted_in_acknowledged_commits_after_losing_db1(lab, primary, disa
     lost = [(token, at) for token, at in acked if token not in on_new1]
     kept_times = [at for token, at in acked if token in on_new1]
     assert lost, "nothing was lost although the workload ran after the backup"
-    assert all(at > disaster["backup_started"] for _, at in lost), "a commit acknowledged before the backup was lost"
+    assert all(at > disaster["backup_started"] for _token, at in lost), "a commit acknowledged before the backup was lost"
     assert max(kept_times) < disaster["backup_done"]
     # The report's data-loss window runs from the backup's snapshot to the incident: it covers every lost commit.
     lost_at = disaster["lost_at"]
-    lost_window = lost_at - min(at for _, at in lost)
+    lost_window = lost_at - min(at for _token, at in lost)
     print("\nlab DR logical: %d of %d acknowledged commits lost, over %.1f s (backup %.1f-%.1f s before the loss); "
           "report RPO %.1f s, RTO %.1f s (play %.1f s); steps %s; load %s" % (
               len(lost), len(acked), lost_window, lost_at - disaster["backup_started"], lost_at - disaster["backup_done"],
@@ -343,7 +342,7 @@ def test_rpo_counted_in_acknowledged_commits_after_losing_db1(lab, primary, disa
 
     # The application was re-pointed: its new commits land on new1.
     after = primary.wait_for_acks(len(acked) + 20)
-    assert {token for token, _ in after[len(acked):]} <= tokens_on(lab, "new1")
+    assert {token for token, _at in after[len(acked):]} <= tokens_on(lab, "new1")
     with open(lab.host_path("app1", APP_SETTINGS)) as handle:
         assert "Host=%s;" % lab.address("new1") in handle.read()
 
@@ -383,7 +382,7 @@ def test_db1_back_on_the_network_takes_no_writes(lab, primary, disaster):
 
     # Meanwhile the application writes to new1 only.
     count = len(primary.acks())
-    newer = {token for token, _ in primary.wait_for_acks(count + 10)[count:]}
+    newer = {token for token, _at in primary.wait_for_acks(count + 10)[count:]}
     assert newer <= tokens_on(lab, "new1")
     admin = connect(lab, "db1")
     try:
@@ -533,7 +532,7 @@ def test_pitr_from_wal_pushed_to_backup1_loses_at_most_archive_timeout(lab, prim
     on_new1 = tokens_on(lab, "new1")
     lost = [(token, at) for token, at in acked if token not in on_new1]
     kept = [at for token, at in acked if token in on_new1]
-    lost_window = (lost_at - min(at for _, at in lost)) if lost else 0.0
+    lost_window = (lost_at - min(at for _token, at in lost)) if lost else 0.0
     print("\nlab DR pitr: %d of %d acknowledged commits lost, over %.1f s (archive_timeout %d s); newest kept %.1f s "
           "before the loss; report RPO %.1f s, RTO %.1f s (play %.1f s); steps %s; load %s" % (
               len(lost), len(acked), lost_window, ARCHIVE_TIMEOUT, lost_at - max(kept), report["rpo_seconds"],
@@ -541,9 +540,9 @@ def test_pitr_from_wal_pushed_to_backup1_loses_at_most_archive_timeout(lab, prim
                                                      for s in report["steps"]),
               open("/proc/loadavg").read().split()[:3]))
     # Only the tail is lost: everything acknowledged before the last archive_timeout (plus the push) is back.
-    assert all(at > lost_at - ARCHIVE_TIMEOUT - 3 for _, at in lost), (lost_window, ARCHIVE_TIMEOUT)
+    assert all(at > lost_at - ARCHIVE_TIMEOUT - 3 for _token, at in lost), (lost_window, ARCHIVE_TIMEOUT)
     assert lost_window <= report["rpo_seconds"] + 0.5, (lost_window, report["rpo_seconds"])
     assert [(f["host"], f["status"]) for f in report["fencing"]] == [("db1", "pending")]
     count = len(workload.acks())
-    newer = {token for token, _ in workload.wait_for_acks(count + 10)[count:]}
+    newer = {token for token, _at in workload.wait_for_acks(count + 10)[count:]}
     assert newer <= tokens_on(lab, "new1")

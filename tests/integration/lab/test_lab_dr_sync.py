@@ -74,8 +74,7 @@ STREAMING = """
 def lab(collections_root):
     """This module loses db1 for good (disks deleted): it runs on a lab of its own, so the tests after it find the
     session's lab with every host."""
-    for the_lab in running_lab(collections_root):
-        yield the_lab
+    yield from running_lab(collections_root)
 
 
 SFTP_PITR_SETUP = """
@@ -189,7 +188,7 @@ def test_pitr_with_synchronous_stream_on_backup1_loses_no_acknowledged_commit(la
     assert len(streams) == 1 and streams[0]["partial"], streams  # the newest WAL came from backup1's .partial
 
     on_new1 = tokens_on(lab, "new1")
-    lost = [token for token, _ in acked if token not in on_new1]
+    lost = [token for token, _at in acked if token not in on_new1]
     print("\nlab DR pitr + synchronous stream on backup1: %d of %d acknowledged commits lost (archive_timeout %d s); "
           "%d stream files downloaded; report RPO %.1f s, RTO %.1f s (play %.1f s); steps %s; load %s" % (
               len(lost), len(acked), ARCHIVE_TIMEOUT, streams[0]["files"], report["rpo_seconds"], report["rto_seconds"],
@@ -197,6 +196,6 @@ def test_pitr_with_synchronous_stream_on_backup1_loses_no_acknowledged_commit(la
               open("/proc/loadavg").read().split()[:3]))
     assert not lost, "acknowledged commits lost although backup1 streamed synchronously: %s" % lost[:5]
     count = len(workload.acks())
-    newer = {token for token, _ in workload.wait_for_acks(count + 10)[count:]}
+    newer = {token for token, _at in workload.wait_for_acks(count + 10)[count:]}
     assert newer <= tokens_on(lab, "new1")
     workload.stop()

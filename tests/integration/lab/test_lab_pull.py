@@ -117,7 +117,7 @@ def test_pull_backups_over_the_network_and_a_synchronous_stream_on_backup1(lab, 
         cancelled = shapes.psql("db1", "SELECT pg_cancel_backend(pid) FROM pg_stat_activity"
                                        " WHERE wait_event = 'SyncRep' AND query LIKE '%%%s%%'" % marker)
         assert cancelled.stdout.strip() == "t", cancelled.stdout + cancelled.stderr
-        _, stderr = waiting.communicate(timeout=30)
+        _stdout, stderr = waiting.communicate(timeout=30)
         assert "canceling wait for synchronous replication" in stderr, stderr
         assert not streamed(lab, "db1", marker)
         assert shapes.psql("db1", "SELECT count(*) FROM probe WHERE note = '%s'" % marker).stdout.strip() == "1", \

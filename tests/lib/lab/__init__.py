@@ -20,7 +20,7 @@ In pytest, ask for the session fixture ``lab`` (tests/integration/lab/conftest.p
 from __future__ import absolute_import, division, print_function
 
 from tests.lib.lab.cleanup import cleanup_stale_labs, known_lab_ids, leftovers
-from tests.lib.lab.lab import Lab
+from tests.lib.lab.lab import Lab, running_lab
 from tests.lib.lab.topology import HOST_NAMES, HOSTS, LAB_USER
 
 __all__ = ["Lab", "cleanup_stale_labs", "known_lab_ids", "leftovers", "HOSTS", "HOST_NAMES", "LAB_USER", "running_lab"]

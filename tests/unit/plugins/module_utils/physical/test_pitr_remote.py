@@ -67,5 +67,5 @@ def test_stream_segments_from_the_oldest_backup_on_and_only_the_newest_partial()
 
 
 def test_a_partial_whose_segment_is_complete_is_not_taken():
-    names, _ = pitr_remote.stream_names(["000000010000000000000004", "000000010000000000000004.partial"], [])
+    names, _newest = pitr_remote.stream_names(["000000010000000000000004", "000000010000000000000004.partial"], [])
     assert names == ["000000010000000000000004"]
