@@ -306,7 +306,6 @@ recovery:
       version_added: 0.2.0
 '''
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import pitr
@@ -315,7 +314,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.pitr_rem
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.remote_backups import DownloadedBackups
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import (
-    STORAGE_ARGS, archive_from, repository_from, run_or_fail, storage_options)
+    STORAGE_ARGS, archive_from, expanded, repository_from, run_or_fail, storage_options)
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import factory
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.base import is_remote
 
@@ -382,8 +381,7 @@ def stream_urls(module):
 
 
 def local_stream_dirs(module):
-    return [os.path.expanduser(os.path.expandvars(location)) for location in module.params["stream_dirs"]
-            if "://" not in location]
+    return [expanded(location) for location in module.params["stream_dirs"] if "://" not in location]
 
 
 def recover(module, repository, archive, download, streams):

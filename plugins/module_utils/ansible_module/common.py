@@ -91,18 +91,21 @@ def repository_from(module):
     params = module.params
     if "sftp_timeout" not in module.argument_spec:  # REPOSITORY_ARGS: a directory, as its documentation says
         return LocalRepository(params["repository"], owner=params["owner"])
-    location = params["repository"]
-    if "://" not in location:
-        location = os.path.expanduser(os.path.expandvars(location))  # what type=path did before URLs
-    return run_or_fail(module, factory.open_repository, location, owner=params["owner"], **storage_options(params))
+    return run_or_fail(module, factory.open_repository, expanded(params["repository"]), owner=params["owner"],
+                       **storage_options(params))
+
+
+def expanded(location):
+    """A path option that may also be a URL: the path expanded as type=path does (~, $VARS), a URL unchanged."""
+    return location if "://" in location else os.path.expanduser(os.path.expandvars(location))
 
 
 def archive_from(module, option="archive_dir"):
     """A WAL archive option: a directory path (expanded as type=path does), or for a URL the
     ``wal_remote.RemoteWalArchive`` there, opened with the module's storage options as the repository is."""
-    location = module.params[option]
+    location = expanded(module.params[option])
     if "://" not in location:
-        return os.path.expanduser(os.path.expandvars(location))
+        return location
     return RemoteWalArchive(run_or_fail(module, factory.open_repository, location, **storage_options(module.params)))
 
 
