@@ -89,6 +89,7 @@ def archiving_any(request):
     return request.getfixturevalue("archiving_pg15" if request.param == 15 else "archiving_pg18")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the groups into the nodes' @group suffix
 def pytest_collection_modifyitems(config, items):
     """With pytest-xdist (``-n 2 --dist loadgroup``): one worker takes a whole file (its module fixtures are built
     once), and every lab test goes to the same worker, so the session's lab and its shapes are built once."""
