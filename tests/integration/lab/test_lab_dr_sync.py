@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.integration.lab.test_lab_dr import (
-    ADMIN_PASSWORD, DR_PLAYBOOK, KEY_ON_DB1, KEY_ON_NEW1, KNOWN_HOSTS_ON_DB1, KNOWN_HOSTS_ON_NEW1, PLAY_ENV, SETUP,
+    ADMIN_PASSWORD, DR_PLAYBOOK, KEY_ON_DB1, KEY_ON_NEW1, KNOWN_HOSTS_ON_DB1, KNOWN_HOSTS_ON_NEW1, NEW1_ACCESS, PLAY_ENV, SETUP,
     SFTP_REPOSITORY, Workload, backup_vars, dr_vars, iso, read_report, server_vars, tokens_on)
 from tests.lib.lab import running_lab
 from tests.lib.tododb import create_todo_db
@@ -91,20 +91,6 @@ SFTP_PITR_SETUP = """
         mode: "0700"
       loop: [{base}, {wal}]
 
-- name: new1 reads them over SFTP itself (its key and backup1's host key)
-  hosts: new1
-  gather_facts: false
-  become: true
-  tasks:
-    - name: Copy them
-      ansible.builtin.copy:
-        src: "{{{{ item.src }}}}"
-        dest: "{{{{ item.dest }}}}"
-        mode: "0600"
-      loop:
-        - {{src: "{key}", dest: {key_on_new1}}}
-        - {{src: "{known_hosts}", dest: {known_hosts_on_new1}}}
-
 - name: db1 archives its WAL to backup1 over SFTP
   hosts: db1
   gather_facts: false
@@ -147,8 +133,9 @@ def archiving_db1(lab, workload, base, wal, archive_timeout, more_play=""):
                   "wal_archiving_login_host": "127.0.0.1", "wal_archiving_login_password": ADMIN_PASSWORD})
     lab.playbook(SETUP.format(sftp_repository=SFTP_REPOSITORY, key=lab.private_key, key_on_db1=KEY_ON_DB1,
                               known_hosts=lab.known_hosts, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1)
-                 + SFTP_PITR_SETUP.format(base=base, wal=wal, key=lab.private_key, key_on_new1=KEY_ON_NEW1,
-                                          known_hosts=lab.known_hosts, known_hosts_on_new1=KNOWN_HOSTS_ON_NEW1) + more_play,
+                 + SFTP_PITR_SETUP.format(base=base, wal=wal)
+                 + NEW1_ACCESS.format(key=lab.private_key, key_on_new1=KEY_ON_NEW1, known_hosts=lab.known_hosts,
+                                      known_hosts_on_new1=KNOWN_HOSTS_ON_NEW1) + more_play,
                  extra_vars=extra, env=PLAY_ENV)
     create_todo_db({"host": str(lab.address("db1")), "port": 5432, "user": "postgres", "password": ADMIN_PASSWORD},
                    size_mb=1)
