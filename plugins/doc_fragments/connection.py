@@ -42,18 +42,3 @@ options:
     type: path
 '''
 
-    REPOSITORY = r'''
-options:
-  repository:
-    description:
-      - Backup repository, a local directory (or a mounted NFS path).
-      - Each backup is an artifact plus a C(<id>.manifest.json) file beside it.
-    type: path
-    required: true
-  owner:
-    description:
-      - OS user that owns the repository, its artifacts (mode 0600) and directories (mode 0700).
-      - Only applied when the module runs as root.
-    type: str
-    default: postgres
-'''

@@ -20,7 +20,6 @@ from ..storage import factory
 from ..storage import s3
 from ..storage import sftp
 from ..storage.base import is_remote
-from ..storage.local import LocalRepository
 from ..storage.working_copy import StagingRepository
 
 CONNECTION_ARGS = dict(
@@ -30,12 +29,6 @@ CONNECTION_ARGS = dict(
     password=dict(type="str", no_log=True, aliases=["login_password"]),
     sslmode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
     pg_bin_dir=dict(type="path"),
-)
-
-# A local directory only (doc fragment todoapi.pgbackup.connection.repository).
-REPOSITORY_ARGS = dict(
-    repository=dict(type="path", required=True),
-    owner=dict(type="str", default="postgres"),
 )
 
 # A path or a URL, and the options of every back-end (doc fragments todoapi.pgbackup.remote and
@@ -54,14 +47,6 @@ UPLOAD_ARGS = dict(
     keep_local_copy=dict(type="bool", default=False),
 )
 UPLOAD_PREFIX = "pgbackup-upload-"
-
-
-def argument_spec(**specific):
-    """Connection options, a local repository and ``specific``."""
-    spec = dict(CONNECTION_ARGS)
-    spec.update(REPOSITORY_ARGS)
-    spec.update(specific)
-    return spec
 
 
 def storage_argument_spec(**specific):
@@ -85,12 +70,10 @@ def storage_options(params):
 
 
 def repository_from(module):
-    """The module's ``repository``: a LocalRepository for a path; for a URL (modules with STORAGE_ARGS)
-    the S3, Azure or SFTP repository, opened with the module's storage options. Opening checks the
-    URL, the credentials' shape and the client library; it does not contact the service yet."""
+    """The module's ``repository``: a LocalRepository for a path; for a URL the S3, Azure or SFTP
+    repository, opened with the module's storage options. Opening checks the URL, the credentials'
+    shape and the client library; it does not contact the service yet."""
     params = module.params
-    if "sftp_timeout" not in module.argument_spec:  # REPOSITORY_ARGS: a directory, as its documentation says
-        return LocalRepository(params["repository"], owner=params["owner"])
     return run_or_fail(module, factory.open_repository, expanded(params["repository"]), owner=params["owner"],
                        **storage_options(params))
 

@@ -323,26 +323,6 @@ def apply_retention(repository, policy, now=None, dry_run=False, database=None, 
     }
 
 
-def oldest_kept_physical(result, repository):
-    """WAL cleanup hook: {database: manifest of its oldest kept physical backup} for a retention result.
-
-    WAL older than what that backup needs can go; backups with an unreadable time sort first
-    (the cautious answer: keep more WAL).
-    """
-    oldest = {}
-    for entry in result["kept"]:
-        if entry["kind"] != "physical":
-            continue
-        try:
-            moment = manifests.parse_time(entry["finished_at"])
-        except PgBackupError:
-            moment = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
-        current = oldest.get(entry["database"])
-        if current is None or (moment, entry["id"]) < current[0]:
-            oldest[entry["database"]] = ((moment, entry["id"]), entry["id"])
-    return dict((database, repository.load(backup_id)) for database, (_key, backup_id) in oldest.items())
-
-
 def check_wal_archive(archive):
     """Raise a clear error unless the WAL archive (directory or remote archive) can be listed: called
     before any backup is deleted, so a wrong archive never leaves retention half done."""

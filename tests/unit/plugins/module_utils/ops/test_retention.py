@@ -295,18 +295,6 @@ def test_database_and_kind_filters_leave_other_groups_alone(repo):
     assert len(result["deleted"]) == 6
 
 
-def test_oldest_kept_physical_for_wal_cleanup(repo):
-    daily_series(repo, 60, kind="physical")
-    daily_series(repo, 10, kind="logical")
-    daily_series(repo, 5, database="Other", kind="physical")
-    repository = LocalRepository(repo)
-    result = run(repo, dry_run=True)
-    oldest = retention.oldest_kept_physical(result, repository)
-    assert sorted(oldest) == ["Other", "TodoDb"]
-    assert oldest["TodoDb"]["kind"] == "physical" and day_of(oldest["TodoDb"]["id"]) == "20240421"  # newest of ISO week 2024-W16
-    assert day_of(oldest["Other"]["id"]) == "20240611"
-
-
 def with_wal_start(repo_path, manifest, segment):
     manifest.update(wal_start_segment=segment)
     with open(os.path.join(repo_path, manifest["id"] + manifests.MANIFEST_SUFFIX), "w") as handle:
