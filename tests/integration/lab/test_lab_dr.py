@@ -410,22 +410,14 @@ PITR_SETUP = """
         name: todoapi.pgbackup.wal_archiving
 """
 
-BASE_BACKUP = """
-- name: A base backup of db1, straight to the object store on backup1
-  hosts: db1
-  gather_facts: false
-  become: true
-  become_user: postgres
-  tasks:
-    - name: Take it
-      todoapi.pgbackup.pg_basebackup:
-        repository: {base}
-        s3_endpoint_url: {endpoint}
-        s3_region: {region}
-        aws_access_key: {access_key}
-        aws_secret_key: {secret_key}
-        work_dir: /var/lib/postgresql
-"""
+
+def base_backup_play(repository, storage):
+    """A play that takes a base backup of db1 straight into ``repository`` (a URL on backup1) with the module's
+    storage options ``storage``."""
+    task = dict(storage, repository=repository, work_dir="/var/lib/postgresql")
+    return json.dumps([{"name": "A base backup of db1, straight to backup1", "hosts": "db1", "gather_facts": False,
+                        "become": True, "become_user": "postgres",
+                        "tasks": [{"name": "Take it", "todoapi.pgbackup.pg_basebackup": task}]}])
 
 
 class LabS3(object):
@@ -512,9 +504,7 @@ def test_pitr_from_wal_pushed_to_backup1_loses_at_most_archive_timeout(lab, prim
     before = len(workload.acks())
     workload.start_on("db1")
     storage = backup1_s3.storage()
-    lab.playbook(BASE_BACKUP.format(base=BASE_PREFIX, endpoint=storage["s3_endpoint_url"], region=storage["s3_region"],
-                                    access_key=storage["aws_access_key"], secret_key=storage["aws_secret_key"]),
-                 env=PLAY_ENV)
+    lab.playbook(base_backup_play(BASE_PREFIX, storage), env=PLAY_ENV)
     workload.wait_for_acks(before + 20)
     time.sleep(4 * ARCHIVE_TIMEOUT)  # commits after the base backup: only the archived WAL brings them back
 

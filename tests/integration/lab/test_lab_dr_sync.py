@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration.lab.test_lab_dr import (
     ADMIN_PASSWORD, DR_PLAYBOOK, KEY_ON_DB1, KEY_ON_NEW1, KNOWN_HOSTS_ON_DB1, KNOWN_HOSTS_ON_NEW1, NEW1_ACCESS, PLAY_ENV, SETUP,
-    SFTP_REPOSITORY, Workload, backup_vars, dr_vars, iso, read_report, server_vars, tokens_on)
+    SFTP_REPOSITORY, Workload, backup_vars, base_backup_play, dr_vars, iso, read_report, server_vars, tokens_on)
 from tests.lib.lab import running_lab
 from tests.lib.tododb import create_todo_db
 
@@ -101,21 +101,6 @@ SFTP_PITR_SETUP = """
         name: todoapi.pgbackup.wal_archiving
 """
 
-SFTP_BASE_BACKUP = """
-- name: A base backup of db1, straight to backup1
-  hosts: db1
-  gather_facts: false
-  become: true
-  become_user: postgres
-  tasks:
-    - name: Take it
-      todoapi.pgbackup.pg_basebackup:
-        repository: sftp://pgbackup-lab@backup1{base}
-        sftp_key_file: {key_on_db1}
-        sftp_known_hosts: {known_hosts_on_db1}
-        work_dir: /var/lib/postgresql
-"""
-
 
 def archiving_db1(lab, workload, base, wal, archive_timeout, more_play=""):
     """db1 again (empty), archiving its WAL to backup1's directory wal (archive_timeout seconds), with a small TodoDb
@@ -141,8 +126,8 @@ def archiving_db1(lab, workload, base, wal, archive_timeout, more_play=""):
                    size_mb=1)
     before = len(workload.acks())
     workload.start_on("db1")
-    lab.playbook(SFTP_BASE_BACKUP.format(base=base, key_on_db1=KEY_ON_DB1, known_hosts_on_db1=KNOWN_HOSTS_ON_DB1),
-                 env=PLAY_ENV)
+    lab.playbook(base_backup_play("sftp://pgbackup-lab@backup1%s" % base,
+                                  {"sftp_key_file": KEY_ON_DB1, "sftp_known_hosts": KNOWN_HOSTS_ON_DB1}), env=PLAY_ENV)
     return before
 
 
