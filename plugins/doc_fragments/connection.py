@@ -41,4 +41,3 @@ options:
       - By default the programs of the server's major version (Debian's C(/usr/lib/postgresql/<major>/bin)) or a newer one are used.
     type: path
 '''
-
