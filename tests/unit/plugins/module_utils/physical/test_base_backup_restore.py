@@ -66,8 +66,7 @@ def chain(tmp_path):
                                (("full", FULL), ("incr1", INCR1), ("incr2", INCR2))]
 
 
-def test_members_are_extracted_in_parallel_without_the_files_pg_combinebackup_does_not_read(chain, tmp_path,
-                                                                                           monkeypatch):
+def test_members_are_extracted_in_parallel_without_the_files_never_read(chain, tmp_path, monkeypatch):
     repository, members = chain
     scratch = str(tmp_path / "scratch")
     os.mkdir(scratch)
