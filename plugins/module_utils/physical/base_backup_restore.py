@@ -157,27 +157,40 @@ def _readable_directories(repository, chain, scratch):
 
 
 def _manifest_paths(repository, member):
-    """The paths the backup_manifest of ``member``'s artifact lists (none for a plain-format artifact, whose
-    directory pg_combinebackup reads in place)."""
-    artifact = repository.artifact_path(member)
-    if not tar_members(artifact):
-        return []
-    return list(backup_manifest.BackupManifest.load(os.path.join(artifact, "backup_manifest")).files)
+    """The paths the backup_manifest of ``member``'s artifact lists; None when it cannot be read here (then
+    nothing of the members before it is left out: pg_combinebackup and pg_verifybackup judge the manifest)."""
+    try:
+        return list(backup_manifest.BackupManifest.load(
+            os.path.join(repository.artifact_path(member), "backup_manifest")).files)
+    except (PgBackupError, OSError, ValueError):
+        return None
 
 
 def unread_files(members):
-    """For each member of a chain (the paths its backup_manifest lists, full backup first): the files that
-    pg_combinebackup never reads, which need not be extracted. For every file of the last backup that is an
-    incremental one (``INCREMENTAL.<name>``) it reads the backups before, newest first, up to the first that
-    has the whole file; of every backup it reads backup_label and global/pg_control; the last one it reads
+    """For each member of a chain (the paths its backup_manifest lists, None if unknown; full backup first): the
+    files that pg_combinebackup never reads, which need not be extracted. For every file of the last backup that
+    is an incremental one (``INCREMENTAL.<name>``) it reads the backups before, newest first, up to the first
+    that has the whole file; of every backup it reads backup_label and global/pg_control; the last one it reads
     whole. Everything else (the whole files that a later backup has again: configuration, pg_xact, relations
     sent whole) is not read."""
     skipped = [set()]
-    wanted = set(_whole_name(path) for path in members[-1] if _is_incremental(path))
+    wanted = _incremental_names(members[-1])  # None: not known, every file is wanted
     for paths in reversed(members[:-1]):
-        skipped.insert(0, set(path for path in paths if _whole_name(path) not in wanted and path not in ALWAYS_READ))
-        wanted &= set(_whole_name(path) for path in paths if _is_incremental(path))
+        if paths is None or wanted is None:
+            skipped.insert(0, set())
+        else:
+            skipped.insert(0, set(path for path in paths if _whole_name(path) not in wanted and path not in ALWAYS_READ))
+        if wanted is not None:
+            names = _incremental_names(paths)
+            wanted = None if names is None else wanted & names
     return skipped
+
+
+def _incremental_names(paths):
+    """The whole files' paths of the incremental files among ``paths`` (None: not known)."""
+    if paths is None:
+        return None
+    return set(_whole_name(path) for path in paths if _is_incremental(path))
 
 
 def _is_incremental(path):

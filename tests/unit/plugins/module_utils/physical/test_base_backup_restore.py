@@ -33,6 +33,11 @@ def test_unread_files_are_the_whole_files_a_later_backup_has_again():
     # a relation created after the full backup is read from the backup that has it whole
     assert base_backup_restore.unread_files([FULL[:2], INCR1[:2] + ["base/5/20000"], ["base/5/INCREMENTAL.20000"]]) \
         == [set(), set(), set()]
+    # a manifest that could not be read (None) keeps every file of the members before it
+    assert base_backup_restore.unread_files([FULL, None, INCR2]) == [set(), set(), set()]
+    assert base_backup_restore.unread_files([FULL, INCR1, None]) == [set(), set(), set()]
+    unread = base_backup_restore.unread_files([None, INCR1, INCR2])
+    assert unread == [set(), {"postgresql.conf", "base/5/INCREMENTAL.16399"}, set()]
 
 
 class _Repository(object):
