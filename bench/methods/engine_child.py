@@ -65,7 +65,9 @@ def _physical_restore(engine, spec, repo, connection):
     made durable (one syncfs of its file system, fsutil.sync_filesystem)."""
     chain = engine["base_backup"].chain_of(repo, repo.load(spec["backup"]))
     result = engine["base_backup"].restore_into(repo, chain, spec["destination"], spec.get("pg_bin_dir"))
+    clock = time.monotonic()
     result["synced_by"] = engine["fsutil"].sync_filesystem(spec["destination"])
+    result.setdefault("seconds", {})["sync"] = round(time.monotonic() - clock, 3)
     return dict(result, settings={"function": "base_backup_restore.restore_into + fsutil.sync_filesystem",
                                   "chain": len(chain)})
 

@@ -66,7 +66,8 @@ class IncrementalMethods(object):
             output, tree_rss = self.collection.engine("physical_restore", name, repository=self.rounds[tag]["repo"],
                                                       backup=backup_id, destination=dest, pg_bin_dir=self.ws.bin)
         rmtree(dest)
-        return dict(self._fields(timed, output, tree_rss), restored_by=output["method"], chain=len(output["chain"]))
+        return dict(self._fields(timed, output, tree_rss), restored_by=output["method"], chain=len(output["chain"]),
+                    step_seconds=output.get("seconds"))
 
     def restore_full(self, db, tag):
         return self._restore(tag, self.rounds[tag]["full"], "pg18-full-restore-%s" % tag)

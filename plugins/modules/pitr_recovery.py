@@ -20,10 +20,12 @@ description:
     C(pg_ctl) in O(pg_bin_dir)); when the repository holds none, or O(backup) names one of another major version, the
     module fails naming both versions B(before anything is changed).
   - Moves an existing data directory aside to C(<data_dir>.pre-pitr-<UTC time>) (it is never deleted), extracts the
-    backup - or, for an incremental backup, extracts every backup of its chain into a scratch directory beside the
-    data directory and combines them into it with C(pg_combinebackup) (hard links with PostgreSQL 18, so the scratch
-    space is about the size of the chain) -, checks it (a full tar backup against its C(backup_manifest) while it is
-    extracted, then with C(pg_verifybackup --skip-checksums); a chain with C(pg_verifybackup)), writes C(restore_command)
+    backup - or, for an incremental backup, extracts every backup of its chain (in parallel, without the files
+    C(pg_combinebackup) does not read) into a scratch directory beside the data directory and combines them into it
+    with C(pg_combinebackup) (hard links with PostgreSQL 18, so the scratch space is at most the size of the chain;
+    it is removed before the data directory is made durable) -, checks it (a full tar backup against its
+    C(backup_manifest) while it is extracted, then with C(pg_verifybackup --skip-checksums); a chain with
+    C(pg_verifybackup)), writes C(restore_command)
     (the C(todoapi-pgbackup-wal restore-wal) helper
     of role C(todoapi.pgbackup.wal_archiving)), the recovery target and C(recovery_target_action=promote) into
     C(postgresql.auto.conf), and creates C(recovery.signal), without which PostgreSQL ignores all recovery settings;

@@ -11,12 +11,16 @@ import uuid
 
 import pytest
 
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup as engine
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.base_backup_tar import tar_members
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage import transfer
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.storage.local import LocalRepository
 
 from tests.integration.test_version_matrix import connection, playbook, stop_recovered
 from tests.lib.ansible_run import REPO_ROOT
 from tests.lib.archiving import shared_dir, wait_archived
+from tests.lib.engine import spec_of
 from tests.lib.pg18 import pg18_available
 from tests.lib.pgcluster import PgCluster, find_free_port
 from tests.lib.servers import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, moto  # noqa: F401  # pylint: disable=unused-import
@@ -128,6 +132,41 @@ def test_a_chain_is_taken_verified_and_restored_by_pitr(archiving_pg18, ansible_
     ansible_playbook(playbook(("Retention", "todoapi.pgbackup.backup_retention", policy)))
     assert sorted(name for name in os.listdir(repo) if name.endswith(".manifest.json")) == \
         [newer["id"] + ".manifest.json"]
+
+
+def test_a_damaged_member_fails_the_chain_restore_before_the_data_directory_is_written(archiving_pg18):
+    """The engine's chain restore (members extracted in parallel, without what pg_combinebackup does not read):
+    an intact chain is combined (hard links) and verified; with a member's base tar damaged it fails naming that
+    member before pg_combinebackup writes anything, and leaves no scratch directory."""
+    source = archiving_pg18.cluster
+    repository = LocalRepository(archiving_pg18.new_repository("damaged-chain-%s" % uuid.uuid4().hex[:6]))
+    taken = []
+    for step, backup_type in enumerate(("full", "incr", "incr")):
+        source.sql(CHANGE_SQL % (10 + step), dbname="TodoDb")
+        taken.append(engine.backup(engine.PhysicalBackupRequest(
+            repository, spec_of(source), backup_type=backup_type, pg_bin_dir=source.bindir, cluster_name=CLUSTER)))
+    chain = engine.chain_of(repository, taken[-1])
+    parent = shared_dir("pgbackup-chain-restore-")
+    try:
+        good, bad = os.path.join(parent, "good"), os.path.join(parent, "bad")
+        os.mkdir(good, 0o700)
+        restored = engine.restore_into(repository, chain, good, source.bindir)
+        assert restored["method"] == "pg_combinebackup" and restored["linked"]
+        assert restored["chain"] == [member["id"] for member in taken]
+        assert os.path.isfile(os.path.join(good, "global", "pg_control"))
+
+        artifact = repository.artifact_path(taken[1])
+        damaged = os.path.join(artifact, [name for name in tar_members(artifact) if name.startswith("base.tar")][0])
+        with open(damaged, "r+b") as handle:
+            handle.truncate(os.path.getsize(damaged) // 2)
+        os.mkdir(bad, 0o700)
+        with pytest.raises(PgBackupError) as failure:
+            engine.restore_into(repository, chain, bad, source.bindir)
+        assert "Backup '%s' of the chain could not be extracted" % taken[1]["id"] in failure.value.message
+        assert os.listdir(bad) == []
+        assert sorted(os.listdir(parent)) == ["bad", "good"], "a scratch directory was left"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def test_dr_assess_downloads_the_whole_chain_from_a_remote_repository(archiving_pg18, ansible_playbook, moto, tmp_path):

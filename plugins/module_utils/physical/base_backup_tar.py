@@ -48,8 +48,9 @@ def decompress_stage_for(name):
     return None
 
 
-def extract_tar(tar_path, destination):
-    """Extract one (possibly compressed) tar of pg_basebackup into ``destination``."""
+def extract_tar(tar_path, destination, exclude_from=None):
+    """Extract one (possibly compressed) tar of pg_basebackup into ``destination``; ``exclude_from``: a file
+    naming, one per line, members (backup-relative paths, matched literally) that are not to be written."""
     if not os.path.isdir(destination):
         os.makedirs(destination, fsutil.DIR_MODE)
     stages = []
@@ -57,13 +58,15 @@ def extract_tar(tar_path, destination):
     if decompress:
         stages.append(decompress)
     tar = require_tool("tar", "the tar package")
-    stages.append(Stage([tar, "-x", "-f", "-", "-C", destination, "--no-same-owner"], name="tar"))
+    exclude = ["--anchored", "--no-wildcards", "--exclude-from", exclude_from] if exclude_from else []
+    stages.append(Stage([tar, "-x", "-f", "-", "-C", destination, "--no-same-owner"] + exclude, name="tar"))
     Pipeline(stages, stdin=tar_path).run()
 
 
-def extract_backup(artifact_dir, destination, wal=True):
+def extract_backup(artifact_dir, destination, wal=True, exclude_from=None):
     """Turn a stored base backup (tar or plain) into a data directory at ``destination``; ``wal=False`` leaves
-    out the WAL of a tar-format backup (pg_wal.tar), which pg_combinebackup reads from the last backup only."""
+    out the WAL of a tar-format backup (pg_wal.tar), which pg_combinebackup reads from the last backup only;
+    ``exclude_from``: a file naming members of base.tar not to write (``extract_tar``)."""
     names = os.listdir(artifact_dir)
     tars = tar_members(artifact_dir)
     if not tars:  # plain format: the artifact is a data directory
@@ -83,7 +86,7 @@ def extract_backup(artifact_dir, destination, wal=True):
         raise PgBackupError("Base backup '%s' contains tablespace archives (%s), which this collection cannot "
                             "restore yet." % (artifact_dir, ", ".join(others)),
                             hint="Extract them by hand next to the data directory and fix pg_tblspc links.")
-    extract_tar(os.path.join(artifact_dir, base[0]), destination)
+    extract_tar(os.path.join(artifact_dir, base[0]), destination, exclude_from)
     for name in tars:
         if name.startswith("pg_wal.tar") and wal:
             wal_dir = os.path.join(destination, "pg_wal")
