@@ -222,9 +222,8 @@ def after_swap_failure(database, backup_id, usable_after_seconds, built, failed,
         "Database '%s' IS in place and usable (backup %s was swapped in after %.1f s), but %d index(es) left out of "
         "the load could not be built afterwards: %s. Their INVALID leftovers were dropped: queries work, without "
         "these indexes.%s" % (database, backup_id, usable_after_seconds, len(failed), indexes, keys),
-        hint="Fix what the error names, then run %s%s Or restore with build_indexes: during, which builds them before "
-             "the database replaces the old one." % (" ".join(item["statement"] for item in failed),
-                                                      "".join(" " + item["statement"] for item in failed_keys)),
+        hint="Fix what the error names, then run %s Or restore with build_indexes: during, which builds them before "
+             "the database replaces the old one." % " ".join(item["statement"] for item in failed + failed_keys),
         database=database, database_in_place=True, usable_after_seconds=usable_after_seconds,
         failed_indexes=failed, built_indexes=built, failed_foreign_keys=failed_keys,
         validated_foreign_keys=validated_keys)
