@@ -20,7 +20,7 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import de
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.logical import restore as logical_restore
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from tests.integration.faults.faultlib import take_backup
-from tests.integration.test_restore_time_to_usable import restore, run_runner
+from tests.integration.test_restore_time_to_usable import hooks_before, restore, run_runner
 from tests.lib.dbcompare import assert_same_data, index_and_constraint_defs
 from tests.lib.scratchdb import scratch_database
 
@@ -77,15 +77,7 @@ def target_db(pg):
 @pytest.fixture
 def before_builds(monkeypatch):
     """Run ``hook()`` between the swap-in and the deferred index builds."""
-    hooks = []
-    original = deferred_indexes.DeferredIndexes.build
-
-    def build(self, *args, **kwargs):
-        for hook in hooks:
-            hook(self)
-        return original(self, *args, **kwargs)
-    monkeypatch.setattr(deferred_indexes.DeferredIndexes, "build", build)
-    return hooks.append
+    return hooks_before(monkeypatch, deferred_indexes.DeferredIndexes, "build")
 
 
 def index_state(pg, dbname):

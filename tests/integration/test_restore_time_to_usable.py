@@ -75,18 +75,23 @@ def databases(pg):
     return sorted(row[0] for row in pg.sql("SELECT datname FROM pg_database"))
 
 
-@pytest.fixture
-def before_validation(monkeypatch):
-    """Run ``hook()`` between the swap-in and the validation of the deferred keys."""
+def hooks_before(monkeypatch, owner, method):
+    """A function that adds ``hook(instance)``, run before every call of ``owner.method``."""
     hooks = []
-    original = deferred_foreign_keys.DeferredForeignKeys.validate
+    original = getattr(owner, method)
 
-    def validate(self, *args, **kwargs):
+    def hooked(self, *args, **kwargs):
         for hook in hooks:
             hook(self)
         return original(self, *args, **kwargs)
-    monkeypatch.setattr(deferred_foreign_keys.DeferredForeignKeys, "validate", validate)
+    monkeypatch.setattr(owner, method, hooked)
     return hooks.append
+
+
+@pytest.fixture
+def before_validation(monkeypatch):
+    """Run ``hook()`` between the swap-in and the validation of the deferred keys."""
+    return hooks_before(monkeypatch, deferred_foreign_keys.DeferredForeignKeys, "validate")
 
 
 @pytest.mark.parametrize("options", [
