@@ -6,7 +6,8 @@ Against a real server: the database is in place and answers queries while a defe
 application's open write transaction on the table, which CONCURRENTLY waits for); at the end every index is
 valid and defined as in the source; the indexes that are not plain (unique, commented, CLUSTER ON,
 partitioned) are built during the load; a build that fails is dropped, reported and fails the restore with the
-database in place; a per-table restore is unaffected; the runner passes the option."""
+database in place; a per-table restore is unaffected; the runner passes the option; PostgreSQL 18's
+pg_restore gives the same listing and script."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -187,3 +188,13 @@ def test_the_runner_passes_build_indexes(pg, source_db, backed_up, target_db, tm
     done = events["restore_ok"]
     assert done["build_indexes"] == "after_swap" and sorted(done["built_indexes"]) == sorted(DEFERRED)
     assert 0 < done["usable_after_seconds"] < done["checks_finished_after_seconds"]
+
+
+def test_postgresql_18_defers_and_builds_the_same_indexes(pg18, tmp_path):
+    with scratch_database(pg18, "idxdefer_src18_%d" % os.getpid(), SCHEMA) as source, \
+            scratch_database(pg18, "idxdefer_dst18_%d" % os.getpid()) as target:
+        take_backup(pg18, source, str(tmp_path), pg_bin_dir=pg18.bindir)
+        result = restore(pg18, str(tmp_path), source, target, jobs=2, build_indexes="after_swap",
+                         validate_foreign_keys="after_swap", pg_bin_dir=pg18.bindir)
+        assert sorted(item["index"] for item in result["built_indexes"]) == sorted(DEFERRED)
+        assert_same_indexes(pg18, source, target)
