@@ -69,7 +69,7 @@ class CollectionMethods(object):
         ws.drop_db(target)
         return dict(timed.fields(), engine_seconds=output.get("engine_seconds"), rss_kb=output["maxrss_self_kb"],
                     tree_rss_kb=tree_rss, settings=output["settings"], extra_env=extra_env,
-                    validated_foreign_keys=output.get("validated_foreign_keys"),
+                    validated_foreign_keys=output.get("validated_foreign_keys"), built_indexes=output.get("built_indexes"),
                     **time_to_usable(timed.seconds, output))
 
     def basebackup(self, db, tag, overrides=None, key="coll_base"):

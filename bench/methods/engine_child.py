@@ -48,7 +48,7 @@ def _logical_restore(engine, spec, repo, connection):
     return dict(settings=kwargs, mode=result.get("mode"), engine_seconds=result.get("duration_seconds"),
                 tables=result.get("tables"), usable_after_seconds=result.get("usable_after_seconds"),
                 checks_finished_after_seconds=result.get("checks_finished_after_seconds"),
-                validated_foreign_keys=result.get("validated_foreign_keys"))
+                validated_foreign_keys=result.get("validated_foreign_keys"), built_indexes=result.get("built_indexes"))
 
 
 def _physical_backup(engine, spec, repo, connection):

@@ -81,7 +81,8 @@ def main_section(report):
     lines += ["", "### Logical restore: time to usable", ""] + (usable_lines(rows) or ["(not measured in this run)"])
     lines += ["", "Usable: the restored database is in place under its name and takes the application's queries",
               "(the swap-in), counted from the start of the module process like the whole run. With",
-              "`validate_foreign_keys=after_swap` the foreign keys are validated after that moment."]
+              "`validate_foreign_keys=after_swap` the foreign keys are validated after that moment, with",
+              "`build_indexes=after_swap` the plain indexes are built after it (`CREATE INDEX CONCURRENTLY`)."]
     lines += ["", "### Disaster recovery: `dr_restore.yml`", ""] + (dr_lines(report) or ["(not measured in this run)"])
     lines += ["", "### Incremental base backups (PostgreSQL 18)", "",
               "In the `incremental` section below (written by this run too when it measured them)."]

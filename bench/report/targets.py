@@ -54,15 +54,22 @@ def _logical_restore(rows):
         row["time_ratio"], row["time"], find_row(rows, "seed_restore")["time"]), row["time_ratio"] <= limit)]
 
 
+USABLE_METHODS = (("coll_restore_after_swap", "validate_foreign_keys=after_swap"),
+                  ("coll_restore_deferred", "validate_foreign_keys=after_swap, build_indexes=after_swap"))
+
+
 def _time_to_usable(rows):
-    row, seed = find_row(rows, "coll_restore_after_swap"), find_row(rows, "seed_restore")
-    if not row or row["usable_median"] is None or not seed or not seed["time"]:
-        return []
+    seed, out = find_row(rows, "seed_restore"), []
     limit = TARGETS["logical_restore_usable_ratio"]
-    ratio = row["usable_median"] / seed["time"]
-    return [("logical restore usable (validate_foreign_keys=after_swap) ≤ %g × the seed's whole restore" % limit,
-             "%.2f × (usable after %.1f s, checks done after %.1f s; seed %.1f s)" % (
-                 ratio, row["usable_median"], row["checks_finished_median"], seed["time"]), ratio <= limit)]
+    for key, options in USABLE_METHODS:
+        row = find_row(rows, key)
+        if not row or row["usable_median"] is None or not seed or not seed["time"]:
+            continue
+        ratio = row["usable_median"] / seed["time"]
+        out.append(("logical restore usable (%s) ≤ %g × the seed's whole restore" % (options, limit),
+                    "%.2f × (usable after %.1f s, checks done after %.1f s; seed %.1f s)" % (
+                        ratio, row["usable_median"], row["checks_finished_median"], seed["time"]), ratio <= limit))
+    return out
 
 
 def _dr_rto(report):

@@ -16,7 +16,8 @@ description:
   - B(Full restore) (no O(tables)) restores into a new staging database, compares every table's row count with
     the manifest, and only then puts it in place of O(database). A failure drops the staging database and leaves
     the target as it was. A target that already holds tables is only replaced with O(force=true).
-    O(validate_foreign_keys=after_swap) moves the foreign-key checks after the swap-in.
+    O(validate_foreign_keys=after_swap) moves the foreign-key checks after the swap-in, O(build_indexes=after_swap)
+    the builds of the plain indexes.
   - Before it starts, a full restore drops the staging databases that earlier restores into O(database) left
     behind when they died (killed, host lost). A staging database carries an owner record in its comment; it is
     dropped only when that record shows that its restore's session to the server is gone and, when the record names
@@ -130,6 +131,32 @@ options:
     type: str
     choices: [during, after_swap]
     default: during
+  build_indexes:
+    description:
+      - When a full restore through a staging database builds the backup's plain indexes.
+      - V(during) (the default) builds every index while the staging database is loaded, before it is swapped in.
+      - V(after_swap) leaves the plain indexes out of the load, swaps the database in once its data, primary keys,
+        unique and other constraints are in, and then builds each of them with C(CREATE INDEX CONCURRENTLY) (the
+        archive's statement, same name and definition), which lets the application read and write meanwhile; the
+        application runs without these indexes until they are built. The indexes of one table are built one after
+        the other, O(jobs) tables at a time. The module waits for the builds; RV(usable_after_seconds) says when the
+        database could be used, RV(checks_finished_after_seconds) when the last index was built.
+      - A plain index is one that is not a constraint, not UNIQUE, not on a partitioned table or attached to a
+        partitioned table's index, not the table's CLUSTER or REPLICA IDENTITY index, and that no other object
+        (a comment, a foreign key) depends on. Every other index is built during the load whatever this says.
+      - A build that fails (for example on a row the application wrote after the swap-in that the index expression
+        cannot handle) leaves an INVALID index, which is dropped; the task then fails with a message that says that
+        O(database) IS in place and usable, which indexes are missing and the statement that builds each once the
+        cause is fixed; see RV(failed_indexes).
+      - With O(validate_foreign_keys=after_swap) too, the indexes are built first (the application's queries need
+        them; a foreign key's validation scans the whole table and probes only the referenced key, which is built
+        before the swap-in), then the foreign keys are validated.
+      - V(after_swap) needs a custom or directory format backup and a staging database, as
+        O(validate_foreign_keys=after_swap) does. A per-table restore (O(tables)) builds the indexes in its
+        transaction whatever this says.
+    type: str
+    choices: [during, after_swap]
+    default: during
   globals:
     description: Restore the roles and tablespaces stored with the backup first (existing roles are kept).
     type: bool
@@ -186,6 +213,7 @@ EXAMPLES = r'''
     clean: true
     force: true
     validate_foreign_keys: after_swap
+    build_indexes: after_swap
   register: restored
 
 - name: Say when the application could use it
@@ -258,7 +286,8 @@ usable_after_seconds:
 checks_finished_after_seconds:
   description:
     - Seconds from the start of the restore until every check of the restored data had finished (row counts
-      against the manifest; foreign keys, validated after the swap-in with O(validate_foreign_keys=after_swap)).
+      against the manifest; foreign keys, validated after the swap-in with O(validate_foreign_keys=after_swap); the
+      indexes built after the swap-in with O(build_indexes=after_swap)).
     - Before the swap-in, so not more than RV(usable_after_seconds), when the checks run during the load.
   returned: success
   type: float
@@ -282,6 +311,26 @@ failed_foreign_keys:
   sample: [{"table": "public.\"Todos\"", "constraint": "\"FK_Todos_Users_UserId\"",
             "error": "insert or update on table \"Todos\" violates foreign key constraint ...",
             "statement": "ALTER TABLE ONLY public.\"Todos\" VALIDATE CONSTRAINT \"FK_Todos_Users_UserId\";"}]
+built_indexes:
+  description:
+    - With O(build_indexes=after_swap), the indexes built after the swap-in, each with C(index), C(table) (both
+      as SQL identifiers) and C(seconds) its build took; empty otherwise.
+  returned: success and O(tables) is empty
+  type: list
+  elements: dict
+  sample: [{"index": "\"IX_Todos_UserId\"", "table": "public.\"Todos\"", "seconds": 1.92}]
+failed_indexes:
+  description:
+    - When the task failed because indexes could not be built after the swap-in (O(build_indexes=after_swap)),
+      each with C(index), C(table), C(error) and C(statement), the C(CREATE INDEX CONCURRENTLY) to run once the
+      cause is fixed. Their INVALID leftovers are dropped. O(database) is then in place and usable
+      (C(database_in_place) is V(true)); C(built_indexes), C(failed_foreign_keys) and C(validated_foreign_keys)
+      say what else was done after the swap-in.
+  returned: failure of an index build after the swap-in
+  type: list
+  elements: dict
+  sample: [{"index": "\"IX_Todos_Ratio\"", "table": "public.\"Todos\"", "error": "division by zero",
+            "statement": "CREATE INDEX CONCURRENTLY \"IX_Todos_Ratio\" ON public.\"Todos\" USING btree ((100 / \"Weight\"));"}]
 connections:
   description:
     - Connections that loaded the data of a full restore (1 when it ran serially, see O(jobs)).
@@ -324,7 +373,7 @@ def restore_request(module, repository):
         identity_file=params["identity_file"], no_owner=params["no_owner"],
         maintenance_db=params["maintenance_db"], work_dir=params["work_dir"], pg_bin_dir=params["pg_bin_dir"],
         maintenance_work_mem=params["maintenance_work_mem"], toast_compression=params["toast_compression"],
-        validate_foreign_keys=params["validate_foreign_keys"])
+        validate_foreign_keys=params["validate_foreign_keys"], build_indexes=params["build_indexes"])
 
 
 def restore(module, request):
@@ -349,6 +398,7 @@ def main():
             maintenance_work_mem=dict(type="str", default="256MB"),
             toast_compression=dict(type="str", default="auto", choices=["auto", "lz4", "pglz", "server"]),
             validate_foreign_keys=dict(type="str", default="during", choices=["during", "after_swap"]),
+            build_indexes=dict(type="str", default="during", choices=["during", "after_swap"]),
             globals=dict(type="bool", default=False),
             identity_file=dict(type="path"),
             no_owner=dict(type="bool", default=False),
@@ -375,7 +425,7 @@ def main():
 def _restore(module, request):
     try:
         return logical_restore.restore(request)
-    except logical_restore.ForeignKeysNotValidated as exc:  # the database is in place: the result says so too
+    except logical_restore.FailedAfterSwap as exc:  # the database is in place: the result says so too
         module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint, **exc.details)
 
 

@@ -185,14 +185,16 @@ def test_dr_rebuilds_lost_server_and_reconnects_the_app(collections_root, work_d
         assert app.health()[0] == 503
 
         started = time.time()
-        # after_swap: the keys are validated once the database is in place (the default, during, is what
-        # the other DR runs and the bench's drill use)
+        # after_swap: the plain indexes are built and the keys validated once the database is in place (the
+        # default, during, is what the other DR runs and the bench's drill use)
         result = run_playbook(DR_PLAYBOOK, extra_vars=dict(dr_vars(tmp_repo, work_dir, new_host, app),
-                                                           dr_validate_foreign_keys="after_swap"),
+                                                           dr_validate_foreign_keys="after_swap",
+                                                           dr_build_indexes="after_swap"),
                               collections_root=collections_root, env=PLAYBOOK_ENV)
         wall = time.time() - started
         restored = result.task("todoapi.pgbackup.restore : Restore the whole database")
         assert len(restored["validated_foreign_keys"]) == 3, restored
+        assert '"IX_Categories_UserId"' in [index["index"] for index in restored["built_indexes"]], restored
         assert 0 < restored["usable_after_seconds"] <= restored["checks_finished_after_seconds"]
 
         # The data is what the source held at backup time.

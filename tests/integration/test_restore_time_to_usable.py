@@ -8,7 +8,8 @@ during the load, the database is swapped in, rows written then are checked by th
 row is rejected), the validation does not wait for the application's open write transaction, keys
 the backup holds NOT VALID stay so, and a backup whose rows break a key is refused with ``during``
 and, with ``after_swap``, leaves the database in place with an error that says so. The restore role
-passes the option through, and so does the runner's restore (--validate-foreign-keys)."""
+passes the option through (and build_indexes, see test_restore_deferred_indexes.py), and so does the runner's
+restore (--validate-foreign-keys)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -74,18 +75,23 @@ def databases(pg):
     return sorted(row[0] for row in pg.sql("SELECT datname FROM pg_database"))
 
 
-@pytest.fixture
-def before_validation(monkeypatch):
-    """Run ``hook()`` between the swap-in and the validation of the deferred keys."""
+def hooks_before(monkeypatch, owner, method):
+    """A function that adds ``hook(instance)``, run before every call of ``owner.method``."""
     hooks = []
-    original = deferred_foreign_keys.DeferredForeignKeys.validate
+    original = getattr(owner, method)
 
-    def validate(self, *args, **kwargs):
+    def hooked(self, *args, **kwargs):
         for hook in hooks:
             hook(self)
         return original(self, *args, **kwargs)
-    monkeypatch.setattr(deferred_foreign_keys.DeferredForeignKeys, "validate", validate)
+    monkeypatch.setattr(owner, method, hooked)
     return hooks.append
+
+
+@pytest.fixture
+def before_validation(monkeypatch):
+    """Run ``hook()`` between the swap-in and the validation of the deferred keys."""
+    return hooks_before(monkeypatch, deferred_foreign_keys.DeferredForeignKeys, "validate")
 
 
 @pytest.mark.parametrize("options", [
@@ -234,10 +240,11 @@ def test_the_restore_role_passes_the_option_through_and_says_when_the_database_w
         "pgbackup_restore_repository": tmp_repo, "pgbackup_restore_database": todo_db.name,
         "pgbackup_restore_db_host": pg.host, "pgbackup_restore_db_port": pg.port,
         "pgbackup_restore_db_password": pg.password, "pgbackup_restore_confirm": True, "pgbackup_restore_amcheck": False,
-        "pgbackup_restore_validate_foreign_keys": "after_swap"})
+        "pgbackup_restore_validate_foreign_keys": "after_swap", "pgbackup_restore_build_indexes": "after_swap"})
 
     restored = result.task("todoapi.pgbackup.restore : Restore the whole database")
     assert len(restored["validated_foreign_keys"]) == 3
+    assert '"IX_Categories_UserId"' in [index["index"] for index in restored["built_indexes"]], restored
     said = result.task("todoapi.pgbackup.restore : Say what was restored")["msg"]
     assert "(usable after %s s, checks done after %s s)" % (
         restored["usable_after_seconds"], restored["checks_finished_after_seconds"]) in said

@@ -27,7 +27,6 @@ import time
 from . import restore_steps as steps
 from ..core import pgconn
 from ..core.errors import PgBackupError
-from ..core.pipeline import Pipeline, Stage
 
 DURING, AFTER_SWAP = "during", "after_swap"
 CHOICES = (DURING, AFTER_SWAP)
@@ -38,8 +37,17 @@ ADD_ON_TABLE = re.compile(r"^ALTER TABLE ONLY (?P<table>%s\.%s)\n\s+ADD CONSTRAI
 UNCHECKED = re.compile(r"\bNOT (VALID|ENFORCED)\b")
 
 
-class ForeignKeysNotValidated(PgBackupError):
+class FailedAfterSwap(PgBackupError):
+    """The restored database is in place and usable, but work left for after the swap-in failed
+    (``event``: what the runner logs)."""
+
+    event = "restore_failed_after_swap"
+
+
+class ForeignKeysNotValidated(FailedAfterSwap):
     """The restored database is in place and usable, but foreign keys of the backup do not hold."""
+
+    event = "restore_foreign_keys_not_validated"
 
 
 class ForeignKey(object):
@@ -92,25 +100,26 @@ def listing_without(listing, lines):
 
 
 class DeferredForeignKeys(object):
-    """The foreign keys a restore leaves out of its load; empty with ``during``."""
+    """The foreign keys a restore leaves out of its load (empty with ``during``), and the pg_restore list
+    that leaves them and whatever else is deferred out."""
 
     def __init__(self, keys=(), restore_list=None):
         self.keys = list(keys)
         self.restore_list = restore_list
 
     def restore_options(self):
-        """pg_restore options that leave these keys out of the load."""
-        return ["-L", self.restore_list] if self.keys else []
+        """pg_restore options that leave these keys (and the other deferred entries) out of the load."""
+        return ["-L", self.restore_list] if self.restore_list else []
 
     def add_not_valid(self, conn):
         if self.keys:
             pgconn.query(conn, "\n".join(key.add_not_valid() for key in self.keys))
 
-    def validate(self, connect, database, backup_id, usable_after_seconds):
-        """VALIDATE every key, one transaction each; returns [{table, constraint, seconds}] or raises
-        ForeignKeysNotValidated naming every key that failed (the others are validated)."""
+    def validate(self, connect):
+        """VALIDATE every key, one transaction each; returns (validated [{table, constraint, seconds}],
+        failed [{table, constraint, error, statement}]): a key that fails stays NOT VALID."""
         if not self.keys:
-            return []
+            return [], []
         validated, failed = [], []
         conn = connect()
         try:
@@ -126,15 +135,13 @@ class DeferredForeignKeys(object):
                                   "seconds": round(time.monotonic() - started, 3)})
         finally:
             conn.close()
-        if failed:
-            raise _not_validated(database, backup_id, usable_after_seconds, failed, validated)
-        return validated
+        return validated, failed
 
 
 NONE = DeferredForeignKeys()
 
 
-def _not_validated(database, backup_id, usable_after_seconds, failed, validated):
+def not_validated(database, backup_id, usable_after_seconds, failed, validated):
     keys = "; ".join("%s on %s: %s" % (item["constraint"], item["table"], item["error"]) for item in failed)
     return ForeignKeysNotValidated(
         "Database '%s' IS in place and usable (backup %s was swapped in after %.1f s), but %d foreign key(s) "
@@ -149,33 +156,34 @@ def _not_validated(database, backup_id, usable_after_seconds, failed, validated)
 
 
 @contextlib.contextmanager
-def left_out_of_load(request, listing, toc_file, env, major):
-    """The archive's foreign keys to defer (``NONE`` unless ``request.validate_foreign_keys`` is
-    after_swap), with the pg_restore list file that leaves them out while the block runs."""
-    lines = foreign_key_lines(listing) if request.validate_foreign_keys == AFTER_SWAP else []
-    if not lines:
+def left_out_of_load(request, listing, toc_file, env, major, other_lines=()):
+    """The archive's foreign keys to defer (none unless ``request.validate_foreign_keys`` is after_swap),
+    with the pg_restore list file that leaves them and ``other_lines`` out while the block runs."""
+    keys = _deferrable_keys(request, listing, toc_file, env, major)
+    left_out = [key.toc_line for key in keys] + list(other_lines)
+    if not left_out:
         yield NONE
         return
-    with _list_file(request.work_dir, "\n".join(lines) + "\n") as only_keys:
-        pg_restore = steps.pg_restore_path(request, major)
-        pipeline = Pipeline([Stage([pg_restore, "-f", "-", "-L", only_keys, toc_file], name="pg_restore (foreign keys)",
-                                   error_pattern=steps.PG_RESTORE_ERROR)], env=env, capture_stdout=True).start()
-        script = b"".join(pipeline.stdout_chunks()).decode("utf-8")
-        steps.finish(pipeline)
+    with list_file(request.work_dir, listing_without(listing, left_out)) as restore_list:
+        yield DeferredForeignKeys(keys, restore_list)
+
+
+def _deferrable_keys(request, listing, toc_file, env, major):
+    lines = foreign_key_lines(listing) if request.validate_foreign_keys == AFTER_SWAP else []
+    if not lines:
+        return []
+    with list_file(request.work_dir, "\n".join(lines) + "\n") as only_keys:
+        script = steps.output([steps.pg_restore_path(request, major), "-f", "-", "-L", only_keys, toc_file], env,
+                              "pg_restore (foreign keys)")
     found = statements(script)
     if len(found) != len(lines):
         raise PgBackupError("Cannot tell the foreign keys of this archive apart (%d entries, %d statements)."
                             % (len(lines), len(found)), hint="Restore it with validate_foreign_keys: during.")
-    keys = [key for key in map(ForeignKey, lines, found) if key.deferrable]
-    if not keys:
-        yield NONE
-        return
-    with _list_file(request.work_dir, listing_without(listing, [key.toc_line for key in keys])) as restore_list:
-        yield DeferredForeignKeys(keys, restore_list)
+    return [key for key in map(ForeignKey, lines, found) if key.deferrable]
 
 
 @contextlib.contextmanager
-def _list_file(work_dir, text):
+def list_file(work_dir, text):
     handle, path = tempfile.mkstemp(prefix="pgbackup-list-", suffix=".txt", dir=work_dir)
     try:
         with os.fdopen(handle, "w") as out:

@@ -3,12 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Restore a logical backup: whole (into a staging database swapped in only after its row counts
 match the manifest) or per table (in one transaction that rolls back on any error), so a failed
-restore never leaves the target half-changed. With validate_foreign_keys: after_swap the foreign keys
-are validated once the restored database is in place (and usable), see deferred_foreign_keys.
+restore never leaves the target half-changed. With build_indexes: after_swap the plain indexes are built,
+and with validate_foreign_keys: after_swap the foreign keys are validated, once the restored database is
+in place (and usable), see deferred_indexes and deferred_foreign_keys.
 
 The entry point callers use (``LogicalRestoreRequest``, ``plan``, ``restore``); the work is done in
 restore_request (the request and its checks), restore_full, restore_tables, restore_globals,
-restore_steps (what the modes share), deferred_foreign_keys, staging (the staging database),
+restore_steps (what the modes share), deferred_foreign_keys, deferred_indexes, staging (the staging database),
 staging_owner and staging_leftovers (staging databases that restores which died left behind)."""
 
 from __future__ import absolute_import, division, print_function
@@ -20,15 +21,16 @@ from . import restore_full
 from . import restore_steps
 from . import restore_tables
 from . import staging_leftovers
-from .deferred_foreign_keys import ForeignKeysNotValidated
+from .deferred_foreign_keys import FailedAfterSwap, ForeignKeysNotValidated
+from .deferred_indexes import IndexesNotBuilt
 from .restore_globals import keep_own_password, restore_globals
 from .restore_request import (MAX_AUTO_JOBS, LogicalRestoreRequest, check_foreign_key_validation, check_overwrite_allowed,
                               check_target_exists_for_tables, default_jobs, restores_in_place, select_backup, target_state)
 from .staging import staging_name as _staging_name  # ops/verify.py drops a scratch database's staging copy
 from ..core.errors import PgBackupError
 
-__all__ = ["ForeignKeysNotValidated", "LogicalRestoreRequest", "MAX_AUTO_JOBS", "default_jobs", "keep_own_password", "plan",
-           "restore", "_staging_name"]
+__all__ = ["FailedAfterSwap", "ForeignKeysNotValidated", "IndexesNotBuilt", "LogicalRestoreRequest", "MAX_AUTO_JOBS",
+           "default_jobs", "keep_own_password", "plan", "restore", "_staging_name"]
 
 
 def plan(request):

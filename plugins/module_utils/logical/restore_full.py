@@ -12,6 +12,7 @@ import os
 import time
 
 from . import deferred_foreign_keys
+from . import deferred_indexes
 from . import parallel_restore
 from . import restore_steps as steps
 from . import staging
@@ -23,15 +24,17 @@ from ..core.pipeline import Pipeline, Stage
 
 
 def restore_via_staging(request, manifest, major, target_exists, started):
-    """Restore into a new database, check it, then put it in place of the target (and with
-    validate_foreign_keys: after_swap, validate its foreign keys there)."""
+    """Restore into a new database, check it, then put it in place of the target (and there, with
+    build_indexes: after_swap, build its plain indexes, then with validate_foreign_keys: after_swap,
+    validate its foreign keys: the indexes first, as the application's queries need them, while a
+    validation scans the whole table and probes only the referenced key, which is in before the swap-in)."""
     name = staging.staging_name(request.database)
     admin = pgconn.connect(request.connection, request.maintenance_db)
     try:
         staging.create_database(admin, name, manifest)
         try:
             staging_owner.record_owner(admin, name, request.database)  # admin stays open until the swap-in
-            connections, deferred = load_archive(request, manifest, major, name)
+            connections, deferred, indexes = load_archive(request, manifest, major, name)
             conn = pgconn.connect(request.connection, name)
             try:
                 deferred.add_not_valid(conn)
@@ -45,18 +48,25 @@ def restore_via_staging(request, manifest, major, target_exists, started):
             raise
     finally:
         admin.close()
-    validated = deferred.validate(lambda: pgconn.connect(request.connection, request.database), request.database,
-                                  manifest["id"], usable)
+
+    def connect():
+        return pgconn.connect(request.connection, request.database)
+    built, failed = indexes.build(connect, request.jobs, request.maintenance_work_mem)
+    validated, failed_keys = deferred.validate(connect)
+    failure = deferred_indexes.after_swap_failure(request.database, manifest["id"], usable, built, failed, validated,
+                                                  failed_keys)
+    if failure:
+        raise failure
     return {"mode": "full", "tables": counts, "restored_tables": sorted(counts), "changed": True,
             "connections": connections, "usable_after_seconds": usable,
-            "checks_finished_after_seconds": _since(started) if validated else checked,
-            "validated_foreign_keys": validated}
+            "checks_finished_after_seconds": _since(started) if validated or built else checked,
+            "validated_foreign_keys": validated, "built_indexes": built}
 
 
 def restore_over_existing(request, manifest, major, started):
     """force without clean: replace the backup's objects in place, in one transaction."""
-    connections, _deferred = load_archive(request, manifest, major, request.database,
-                                          ["--clean", "--if-exists", "--single-transaction"])
+    connections, _deferred, _indexes = load_archive(request, manifest, major, request.database,
+                                                    ["--clean", "--if-exists", "--single-transaction"])
     usable = _since(started)  # the transaction has committed
     conn = pgconn.connect(request.connection, request.database)
     try:
@@ -65,7 +75,7 @@ def restore_over_existing(request, manifest, major, started):
         conn.close()
     return {"mode": "full", "tables": counts, "restored_tables": sorted(counts), "changed": True,
             "connections": connections, "usable_after_seconds": usable,
-            "checks_finished_after_seconds": _since(started), "validated_foreign_keys": []}
+            "checks_finished_after_seconds": _since(started), "validated_foreign_keys": [], "built_indexes": []}
 
 
 def _since(started):
@@ -74,7 +84,8 @@ def _since(started):
 
 def load_archive(request, manifest, major, dbname, extra=()):
     """Restore the archive into ``dbname``; returns (connections that loaded it, the foreign keys
-    left out of the load: deferred_foreign_keys.NONE unless validate_foreign_keys is after_swap)."""
+    left out of the load: deferred_foreign_keys.NONE unless validate_foreign_keys is after_swap, the
+    indexes left out of it: deferred_indexes.NONE unless build_indexes is after_swap)."""
     stages, path = steps.decoded_input(request, manifest)
     fmt = manifest.get("format", "custom")
     # pg_restore refuses -j with --single-transaction: an in-place restore stays one transaction, run serially.
@@ -84,19 +95,21 @@ def load_archive(request, manifest, major, dbname, extra=()):
         if fmt == "plain":
             steps.run(stages + [Stage(steps.psql_argv(request, major, dbname, ["--single-transaction"]), name="psql",
                                       error_pattern=steps.PSQL_ERROR)], env, stdin=path)
-            return 1, deferred_foreign_keys.NONE
+            return 1, deferred_foreign_keys.NONE, deferred_indexes.NONE
         parallel = jobs > 1 and fmt == "custom"
-        if not parallel and request.validate_foreign_keys != deferred_foreign_keys.AFTER_SWAP:
-            return _load_whole(request, stages, path, env, major, dbname, fmt, jobs, extra), deferred_foreign_keys.NONE
+        if not parallel and deferred_foreign_keys.AFTER_SWAP not in (request.validate_foreign_keys, request.build_indexes):
+            return (_load_whole(request, stages, path, env, major, dbname, fmt, jobs, extra), deferred_foreign_keys.NONE,
+                    deferred_indexes.NONE)
         with _archive_toc(request, manifest, major, env, stages, path) as (listing, toc_file):
-            with deferred_foreign_keys.left_out_of_load(request, listing, toc_file, env, major) as deferred:
+            indexes = deferred_indexes.left_out_of_load(request, listing, toc_file, env, major)
+            with deferred_foreign_keys.left_out_of_load(request, listing, toc_file, env, major, indexes.lines) as deferred:
                 if parallel and not steps.holds_large_objects(listing):
                     connections = _parallel_custom_restore(request, stages, path, env, major, dbname, toc_file,
                                                            deferred.restore_options())
                 else:
                     connections = _load_whole(request, stages, path, env, major, dbname, fmt, jobs,
                                               list(extra) + deferred.restore_options())
-        return connections, deferred
+        return connections, deferred, indexes
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ class LogicalRestoreRequest(object):
                  tables=None, clean=False, force=False, jobs=1, globals_=False, identity_file=None,
                  no_owner=False, maintenance_db="postgres", work_dir=None, pg_bin_dir=None,
                  maintenance_work_mem=DEFAULT_MAINTENANCE_WORK_MEM, toast_compression=DEFAULT_TOAST_COMPRESSION,
-                 validate_foreign_keys=deferred_foreign_keys.DURING):
+                 validate_foreign_keys=deferred_foreign_keys.DURING, build_indexes=deferred_foreign_keys.DURING):
         if not database and not source_database:
             raise PgBackupError("No target database given.", hint="Set 'database' (and 'source_database' if it differs).")
         self.repository = repository
@@ -47,10 +47,8 @@ class LogicalRestoreRequest(object):
         if self.toast_compression not in TOAST_COMPRESSION_CHOICES:
             raise PgBackupError("toast_compression must be one of %s, not '%s'."
                                 % (", ".join(TOAST_COMPRESSION_CHOICES), toast_compression))
-        self.validate_foreign_keys = validate_foreign_keys or deferred_foreign_keys.DURING
-        if self.validate_foreign_keys not in deferred_foreign_keys.CHOICES:
-            raise PgBackupError("validate_foreign_keys must be one of %s, not '%s'."
-                                % (", ".join(deferred_foreign_keys.CHOICES), validate_foreign_keys))
+        self.validate_foreign_keys = _when("validate_foreign_keys", validate_foreign_keys)
+        self.build_indexes = _when("build_indexes", build_indexes)
         self.session_settings = {}  # set by target_state() once the server is known
         self.globals = bool(globals_)
         self.identity_file = identity_file
@@ -59,6 +57,13 @@ class LogicalRestoreRequest(object):
         self.work_dir = work_dir
         self.pg_bin_dir = pg_bin_dir
         self.written_by = None  # (program, version) that wrote the archive: set by select_backup
+
+
+def _when(option, value):
+    value = value or deferred_foreign_keys.DURING
+    if value not in deferred_foreign_keys.CHOICES:
+        raise PgBackupError("%s must be one of %s, not '%s'." % (option, ", ".join(deferred_foreign_keys.CHOICES), value))
+    return value
 
 
 def _memory_setting(value):
@@ -139,13 +144,14 @@ def restores_in_place(request, exists, tables):
 
 
 def check_foreign_key_validation(request, manifest, exists, tables):
-    """validate_foreign_keys: after_swap needs a staging database to swap in and a table of contents."""
-    if request.validate_foreign_keys != deferred_foreign_keys.AFTER_SWAP:
-        return
-    if manifest.get("format") == "plain":
-        raise PgBackupError("validate_foreign_keys: after_swap cannot defer the foreign keys of a plain-format backup "
-                            "(one SQL script).", hint="Restore it with validate_foreign_keys: during.")
-    if restores_in_place(request, exists, tables):
-        raise PgBackupError("validate_foreign_keys: after_swap needs a staging database to swap in, and force without "
-                            "clean restores in place, in one transaction.",
-                            hint="Set clean: true, or validate_foreign_keys: during.")
+    """validate_foreign_keys or build_indexes: after_swap needs a staging database to swap in and a table of contents."""
+    for option in ("validate_foreign_keys", "build_indexes"):
+        if getattr(request, option) != deferred_foreign_keys.AFTER_SWAP:
+            continue
+        what = "foreign keys" if option == "validate_foreign_keys" else "indexes"
+        if manifest.get("format") == "plain":
+            raise PgBackupError("%s: after_swap cannot defer the %s of a plain-format backup (one SQL script)."
+                                % (option, what), hint="Restore it with %s: during." % option)
+        if restores_in_place(request, exists, tables):
+            raise PgBackupError("%s: after_swap needs a staging database to swap in, and force without clean restores "
+                                "in place, in one transaction." % option, hint="Set clean: true, or %s: during." % option)

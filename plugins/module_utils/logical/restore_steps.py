@@ -81,6 +81,14 @@ def pg_restore_argv(request, major, dbname, extra=()):
     return argv + list(extra)
 
 
+def output(argv, env, name):
+    """What one pg_restore that reads no table data (a listing, a script of some entries) prints."""
+    pipeline = Pipeline([Stage(argv, name=name, error_pattern=PG_RESTORE_ERROR)], env=env, capture_stdout=True).start()
+    text = b"".join(pipeline.stdout_chunks()).decode("utf-8")
+    finish(pipeline)
+    return text
+
+
 def list_archive(request, manifest, major, env):
     """The archive's table of contents (``pg_restore -l``)."""
     stages, path = decoded_input(request, manifest)

@@ -37,6 +37,9 @@ def add_arguments(parser):
     add("--validate-foreign-keys", choices=deferred_foreign_keys.CHOICES, default=deferred_foreign_keys.DURING,
         help="during (default): check foreign keys before the swap-in; after_swap: add them NOT VALID, swap the database "
              "in, then validate them while it is in use (event restore_foreign_keys_not_validated if that fails)")
+    add("--build-indexes", choices=deferred_foreign_keys.CHOICES, default=deferred_foreign_keys.DURING,
+        help="during (default): build every index before the swap-in; after_swap: build the plain (non-unique) indexes "
+             "with CREATE INDEX CONCURRENTLY once the database is in use (event restore_indexes_not_built if one fails)")
     add("--dry-run", action="store_true", help="check the backup and the target, change nothing")
 
 
@@ -88,7 +91,7 @@ def restore_from(args, config, log, repository, selector, source):
         repository, connection, database=args.database or source, backup=selector, source_database=source,
         tables=args.tables, clean=args.clean, force=args.force, jobs=args.jobs or 1, globals_=args.globals,
         identity_file=args.identity or config["identity_file"], pg_bin_dir=config["pg_bin_dir"],
-        validate_foreign_keys=args.validate_foreign_keys)
+        validate_foreign_keys=args.validate_foreign_keys, build_indexes=args.build_indexes)
     if args.dry_run:
         plan = logical_restore.plan(request)
         log.info("restore_plan", "would restore %s into %s (%s restore; target %s)" % (
@@ -99,11 +102,12 @@ def restore_from(args, config, log, repository, selector, source):
              database=request.database)
     try:
         result = logical_restore.restore(request)
-    except logical_restore.ForeignKeysNotValidated as exc:  # in place and usable: an alert, not a lost restore
-        log.error("restore_foreign_keys_not_validated", exc, database=request.database,
+    except logical_restore.FailedAfterSwap as exc:  # in place and usable: an alert, not a lost restore
+        log.error(exc.event, exc, database=request.database,
                   usable_after_seconds=exc.details.get("usable_after_seconds"),
                   failed_foreign_keys=exc.details.get("failed_foreign_keys"),
-                  validated_foreign_keys=exc.details.get("validated_foreign_keys"), database_in_place=True)
+                  validated_foreign_keys=exc.details.get("validated_foreign_keys"),
+                  failed_indexes=exc.details.get("failed_indexes"), database_in_place=True)
         return EXIT_FAILED
     except Exception as exc:
         log.error("restore_failed", as_error(exc), prefix="restore into %s failed: " % request.database,
@@ -116,6 +120,7 @@ def restore_from(args, config, log, repository, selector, source):
         database=request.database, backup_id=result["backup_id"], duration=result["duration_seconds"],
         tables=result.get("tables"), usable_after_seconds=usable,
         checks_finished_after_seconds=result.get("checks_finished_after_seconds"),
-        validate_foreign_keys=request.validate_foreign_keys,
+        validate_foreign_keys=request.validate_foreign_keys, build_indexes=request.build_indexes,
+        built_indexes=[index["index"] for index in result.get("built_indexes") or []] or None,
         validated_foreign_keys=[key["constraint"] for key in result.get("validated_foreign_keys") or []] or None)
     return EXIT_OK

@@ -109,5 +109,5 @@ def test_listing_without_comments_out_exactly_the_deferred_lines():
 
 def test_nothing_deferred_means_no_pg_restore_option_and_no_work():
     assert fks.NONE.restore_options() == []
-    assert fks.NONE.validate(None, "db", "id", 1.0) == []
+    assert fks.NONE.validate(None) == ([], [])
     fks.NONE.add_not_valid(None)

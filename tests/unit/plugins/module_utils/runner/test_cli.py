@@ -39,6 +39,9 @@ def test_parse_restore_arguments():
     assert defaults.validate_foreign_keys == "during"
     assert cli.parse_args(["restore", "--validate-foreign-keys", "after_swap"]).validate_foreign_keys == "after_swap"
     assert cli.main(["restore", "--validate-foreign-keys", "later"]) == program.EXIT_USAGE
+    assert defaults.build_indexes == "during"
+    assert cli.parse_args(["restore", "--build-indexes", "after_swap"]).build_indexes == "after_swap"
+    assert cli.main(["restore", "--build-indexes", "later"]) == program.EXIT_USAGE
     backup = cli.parse_args(["--lock-wait", "2.5", "backup", "--database", "A", "--database", "B"])
     assert backup.database == ["A", "B"] and backup.lock_wait == 2.5
 
