@@ -469,3 +469,26 @@ def test_a_backup_that_does_not_verify_is_not_published(pg, tmp_repo):
             take(pg, tmp_repo, pg_bin_dir=bin_dir)
         assert "WAL segment" in failure.value.message and failure.value.details["problems"]
     assert LocalRepository(tmp_repo).list() == [] and os.listdir(tmp_repo) == []
+
+
+CUTTING_PG_BASEBACKUP = """#!/bin/sh
+# The real pg_basebackup, then base.tar.zst cut short while this writer still runs: base.tar was read as it was
+# written (base_backup_early), so the check must see that the file is no longer what it read and read it again.
+dir=""; previous=""
+for arg in "$@"; do
+  [ "$previous" = "-D" ] && dir="$arg"
+  previous="$arg"
+done
+%s/pg_basebackup "$@" || exit $?
+sleep 0.3
+[ -n "$dir" ] && [ -f "$dir/base.tar.zst" ] && truncate -s 65536 "$dir/base.tar.zst"
+exit 0
+"""
+
+
+def test_base_tar_changed_after_it_was_read_while_written_is_checked_again(pg, tmp_repo):
+    with wrapped_pg_basebackup(CUTTING_PG_BASEBACKUP) as bin_dir:
+        with pytest.raises(PgBackupError, match="does not verify, so it was not published: .*base.tar.zst") as failure:
+            take(pg, tmp_repo, pg_bin_dir=bin_dir)
+        assert failure.value.details["problems"]
+    assert LocalRepository(tmp_repo).list() == [] and os.listdir(tmp_repo) == []

@@ -145,7 +145,7 @@ class PhysicalBackupRequest(object):
 
     def __init__(self, repository, connection, fmt="tar", compression=DEFAULT_COMPRESSION, wal_method="stream",
                  max_rate=None, checkpoint="fast", verify=True, label=None, pg_bin_dir=None, cluster_name=None,
-                 manifest_checksums="auto", backup_type="full", parents=None):
+                 manifest_checksums="auto", backup_type="full", parents=None, verify_while_writing=True):
         if fmt not in FORMATS:
             raise PgBackupError("Unknown base backup format '%s'." % fmt, hint="Use tar or plain.")
         if wal_method not in WAL_METHODS:
@@ -169,6 +169,8 @@ class PhysicalBackupRequest(object):
         self.max_rate = str(max_rate) if max_rate else None
         self.checkpoint = checkpoint
         self.verify = bool(verify)
+        # check base.tar as pg_basebackup writes it (base_backup_early); False: read it again afterwards (bench)
+        self.verify_while_writing = bool(verify_while_writing)
         self.label = label
         self.pg_bin_dir = pg_bin_dir
         self.cluster_name = cluster_name
