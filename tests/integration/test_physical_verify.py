@@ -408,7 +408,7 @@ def test_refused_workers_fall_back_to_one_thread_when_auto(pg, tmp_repo, refusin
     assert manifest["verified"]["backup_manifest"] is True
     with open(os.path.join(refusing_bin_dir, "calls")) as handle:
         calls = handle.read()
-    assert "--compress=server-zstd:3" in calls and "workers" not in calls
+    assert "--compress=server-zstd:1" in calls and "workers" not in calls
     assert [n for n in os.listdir(tmp_repo) if n.startswith(".tmp-")] == []
 
 
