@@ -173,6 +173,8 @@ class Catalog(object):
             self._base("x_base_noverify", "as the default, verify=false", {"verify": False}),
             self._base("x_base_verify_after", "as the default, base.tar checked after pg_basebackup (not while it writes)",
                        {"verify_while_writing": False}),
+            self._base("x_base_before_19", "the default before issue 19: level=3, base.tar checked after pg_basebackup",
+                       {"compression": "server-zstd:level=3", "verify_while_writing": False}),
             self._base("x_base_one_thread", "tar server-zstd:level=1,workers=0 (one thread)",
                        {"compression": "server-zstd:level=1,workers=0"}),
             self._base("x_base_sha256", "as the default, manifest_checksums=SHA256", {"manifest_checksums": "SHA256"}),

@@ -74,8 +74,8 @@ options:
         count of the host the module runs on (the database host when it runs there, as the roles and playbooks of
         this collection do; give a number when it runs elsewhere); V(0) compresses in one thread.
       - The default lets the server compress while it reads, in as many threads as the host has cores (measured
-        2.9 s per GiB in one thread and 1.4 s with 2 workers, at a fifth of the size), at level 1: about half the
-        server CPU of level 3 for 4 % more bytes (docs/performance.md).
+        2.9 s per GiB in one thread and 1.4 s with 2 workers, at a fifth of the size), at level 1, which costs the
+        server about half the CPU of level 3 for 4 % more bytes (docs/performance.md).
       - If the server refuses workers (its libzstd cannot compress in threads), a backup with V(workers=auto) is
         taken again in one thread (the result's RV(backup.compression) then holds C(workers_refused)); a backup with
         a number of workers fails with an error that says so.
