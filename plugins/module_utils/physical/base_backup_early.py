@@ -123,8 +123,8 @@ def follow_base_tar(directory, writer_running, algorithm):
     digests = {}
     stream = None
     try:
-        stream = TarStream(early.path, chunks=_hashed(growing_chunks(early.path, writer_running, early.state),
-                                                        digests))
+        chunks = _hashed(growing_chunks(early.path, writer_running, early.state), digests)
+        stream = TarStream(early.path, chunks=chunks)
         _record_members(early, backup_manifest.TarReader(stream.chunks, name))
         stream.finish()
         early.sha256 = digests.get("sha256")
