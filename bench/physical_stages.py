@@ -1,10 +1,14 @@
 # -*- coding: utf-8 -*-
-"""Where the time of a physical restore goes, stage by stage (docs/performance.md, "Where the time goes").
+"""Where the time of a physical restore and backup goes, stage by stage (docs/performance.md, "Where the time goes").
 
 Makes its own cluster and TodoDb as ``make bench`` does (bench/harness), takes one base backup with the
 collection's defaults and one pgBackRest full zst backup, then times the stages::
 
     .venv/bin/python bench/physical_stages.py --size-mb 1024 --rounds 3
+
+The backup's parts: ``--only raw_basebackup_l1,raw_basebackup_l2,raw_basebackup_l3,verify_alone,sha256_alone,
+python_start`` (pg_basebackup alone at zstd levels 1-3 with the server's CPU, the check of the new backup alone, a
+second sha256 read, the engine's start).
 
 Every stage starts with an empty page cache (``sync; echo 3 > drop_caches``); the stages alternate per
 round, so that the load of the machine hits all of them; medians of wall and CPU (user + system of the
@@ -27,6 +31,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 from harness.isolation import drop_caches  # noqa: E402
+from harness.sampling import cluster_cpu_seconds  # noqa: E402
 from harness.paths import import_collection  # noqa: E402
 from harness.workspace import Workspace  # noqa: E402
 from methods.collection import CollectionMethods  # noqa: E402
@@ -151,6 +156,47 @@ class Stages(object):
     def backup_noverify(self):
         """The same without the check of the new backup (verify=false): what pg_basebackup alone costs."""
         return {"module_seconds": self.collection.basebackup(self.db, "stage", {"verify": False}, key="noverify")["seconds"]}
+
+    # -- the backup's parts (issue 19: backup <= 0.5 x pgBackRest zst) --
+    def _raw_basebackup(self, level):
+        """pg_basebackup alone as the engine runs it (no engine, no check), server-side zstd at ``level``; the
+        server's CPU (walsender and its compression threads) is part of the row's ``server_cpu``."""
+        dest = self.fresh("raw")
+        ws = self.collection.ws
+        before = cluster_cpu_seconds(ws.postmaster)
+        subprocess.run([os.path.join(ws.bin, "pg_basebackup"), "-D", dest, "-F", "t", "-X", "stream", "--checkpoint=fast",
+                        "--no-sync", "--no-password", "--manifest-checksums=CRC32C",
+                        "--compress=server-zstd:level=%d,workers=%d" % (level, os.cpu_count())],
+                       env=ws.env, check=True)
+        return {"server_cpu": cluster_cpu_seconds(ws.postmaster) - before,
+                "base_tar_mib": os.path.getsize(os.path.join(dest, "base.tar.zst")) / 1048576.0}
+
+    def raw_basebackup_l1(self):
+        return self._raw_basebackup(1)
+
+    def raw_basebackup_l2(self):
+        return self._raw_basebackup(2)
+
+    def raw_basebackup_l3(self):
+        return self._raw_basebackup(3)
+
+    def verify_alone(self):
+        """The stream check of the default backup on its own (decompress, CRC32C of every file, pg_wal.tar,
+        pg_waldump), with the sha256 of the tars it reads, as after pg_basebackup without base_backup_early."""
+        work = self.fresh("verify")
+        started = time.monotonic()
+        self.engine().verify_tar_backup(self.artifact, work_dir=work, digests={})
+        return {"verify_tar_backup": time.monotonic() - started, "base_tar_mib": os.path.getsize(self.tar) / 1048576.0}
+
+    def sha256_alone(self):
+        """A second read of the artifact for the repository manifest's sha256 (what ``digests`` saves)."""
+        self.fsutil().sha256_tree(self.artifact)
+
+    def python_start(self):
+        """Starting the engine: Python and the imports of the module's engine code."""
+        import_collection()
+        subprocess.run([sys.executable, "-c", "import ansible_collections.todoapi.pgbackup.plugins.module_utils."
+                        "physical.base_backup"], check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
 
     def _pgbackrest(self, processes):
         dest = self.fresh("pgbr", owner="postgres")

@@ -173,12 +173,18 @@ class Catalog(object):
 
     def _explore_basebackups(self):
         return [
-            self._base("x_base_default", "tar server-zstd:level=3,workers=auto, CRC32C, verify (engine default)", {}),
+            self._base("x_base_default", "tar server-zstd:level=1,workers=auto, CRC32C, verify (engine default)", {}),
             self._base("x_base_noverify", "as the default, verify=false", {"verify": False}),
-            self._base("x_base_one_thread", "tar server-zstd:level=3,workers=0 (one thread)",
-                       {"compression": "server-zstd:level=3,workers=0"}),
+            self._base("x_base_verify_after", "as the default, base.tar checked after pg_basebackup (not while it writes)",
+                       {"verify_while_writing": False}),
+            self._base("x_base_before_19", "the default before issue 19: level=3, base.tar checked after pg_basebackup",
+                       {"compression": "server-zstd:level=3", "verify_while_writing": False}),
+            self._base("x_base_one_thread", "tar server-zstd:level=1,workers=0 (one thread)",
+                       {"compression": "server-zstd:level=1,workers=0"}),
             self._base("x_base_sha256", "as the default, manifest_checksums=SHA256", {"manifest_checksums": "SHA256"}),
-            self._base("x_base_server_zstd1", "tar server-zstd:level=1,workers=auto", {"compression": "server-zstd:level=1"}),
+            self._base("x_base_server_zstd3", "tar server-zstd:level=3,workers=auto (the default before)",
+                       {"compression": "server-zstd:level=3"}),
+            self._base("x_base_server_zstd2", "tar server-zstd:level=2,workers=auto", {"compression": "server-zstd:level=2"}),
             self._base("x_base_client_zstd", "tar client-zstd (zstd in pg_basebackup)", {"compression": "client-zstd"}),
             self._base("x_base_none", "tar uncompressed", {"compression": "none"}),
             self._base("x_base_client_gzip", "tar client-gzip", {"compression": "client-gzip"}),

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import backup_manifest
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import base_backup_request
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_names
@@ -59,8 +60,13 @@ def test_tar_backup_through_module_records_wal_range_and_is_verified(ansible_pla
     assert "START WAL LOCATION: %s" % backup["start_lsn"] in backup["backup_label"]
     assert backup["verified"]["backup_manifest"] is True and backup["verified"]["method"] == "stream"
     assert backup["verified"]["wal_parsed"] is True
+    # base.tar was checked while pg_basebackup wrote it, not read again (base_backup_early)
+    assert backup["verified"]["read_while_writing"] == ["base.tar.zst"]
+    with open(os.path.join(backup["path"], "backup_manifest")) as handle:
+        listed_files = [f["Path"] for f in json.load(handle)["Files"] if not backup_manifest.is_ignored(f["Path"])]
+    assert backup["verified"]["files"] == len(listed_files)
     assert {backup["wal_start_segment"], backup["wal_end_segment"]} <= set(backup["verified"]["wal_segments"])
-    assert backup["compression"]["workers"] == os.cpu_count() and backup["compression"]["level"] == 3
+    assert backup["compression"]["workers"] == os.cpu_count() and backup["compression"]["level"] == 1
     assert backup["system_identifier"] == cluster.scalar("SELECT system_identifier::text FROM pg_control_system()")
     assert backup["next_xid_at_start"] <= backup["next_xid_at_end"]
 

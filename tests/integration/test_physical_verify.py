@@ -135,7 +135,7 @@ def test_clean_backup_verifies_with_crc32c_and_sha256(pg, tmp_repo, checksums):
 def test_default_is_crc32c_with_zstd_workers(base):
     repo, manifest, artifact = base
     assert pg_algorithms(artifact) == ["CRC32C"]
-    assert manifest["compression"] == {"method": "zstd", "location": "server", "level": 3,
+    assert manifest["compression"] == {"method": "zstd", "location": "server", "level": 1,
                                        "workers": os.cpu_count(), "applied": "applied_by_pg_basebackup"}
 
 
@@ -408,7 +408,7 @@ def test_refused_workers_fall_back_to_one_thread_when_auto(pg, tmp_repo, refusin
     assert manifest["verified"]["backup_manifest"] is True
     with open(os.path.join(refusing_bin_dir, "calls")) as handle:
         calls = handle.read()
-    assert "--compress=server-zstd:3" in calls and "workers" not in calls
+    assert "--compress=server-zstd:1" in calls and "workers" not in calls
     assert [n for n in os.listdir(tmp_repo) if n.startswith(".tmp-")] == []
 
 
@@ -449,17 +449,20 @@ def test_tablespace_tar_is_checked_under_pg_tblspc(fresh_pg, tmp_repo):
         shutil.rmtree(location, ignore_errors=True)
 
 
-DAMAGING_PG_BASEBACKUP = """#!/bin/sh
-# The real pg_basebackup, then pg_wal.tar cut short: as if the disk had lost its end.
+AFTER_PG_BASEBACKUP = """#!/bin/sh
+# The real pg_basebackup, then %(what)s
 dir=""; previous=""
 for arg in "$@"; do
   [ "$previous" = "-D" ] && dir="$arg"
   previous="$arg"
 done
-%s/pg_basebackup "$@" || exit $?
-[ -n "$dir" ] && [ -f "$dir/pg_wal.tar" ] && truncate -s 4096 "$dir/pg_wal.tar"
+%%s/pg_basebackup "$@" || exit $?
+%(then)s
 exit 0
 """
+DAMAGING_PG_BASEBACKUP = AFTER_PG_BASEBACKUP % {
+    "what": "pg_wal.tar cut short: as if the disk had lost its end.",
+    "then": '[ -n "$dir" ] && [ -f "$dir/pg_wal.tar" ] && truncate -s 4096 "$dir/pg_wal.tar"'}
 
 
 def test_a_backup_that_does_not_verify_is_not_published(pg, tmp_repo):
@@ -468,4 +471,19 @@ def test_a_backup_that_does_not_verify_is_not_published(pg, tmp_repo):
                                                 "middle of '0000000") as failure:
             take(pg, tmp_repo, pg_bin_dir=bin_dir)
         assert "WAL segment" in failure.value.message and failure.value.details["problems"]
+    assert LocalRepository(tmp_repo).list() == [] and os.listdir(tmp_repo) == []
+
+
+# base.tar was read as it was written (base_backup_early): the check must see that the file is no longer what it
+# read, and read it again.
+CUTTING_PG_BASEBACKUP = AFTER_PG_BASEBACKUP % {
+    "what": "base.tar.zst cut short while this writer still runs.",
+    "then": 'sleep 0.3; [ -n "$dir" ] && [ -f "$dir/base.tar.zst" ] && truncate -s 65536 "$dir/base.tar.zst"'}
+
+
+def test_base_tar_changed_after_it_was_read_while_written_is_checked_again(pg, tmp_repo):
+    with wrapped_pg_basebackup(CUTTING_PG_BASEBACKUP) as bin_dir:
+        with pytest.raises(PgBackupError, match="does not verify, so it was not published: .*base.tar.zst") as failure:
+            take(pg, tmp_repo, pg_bin_dir=bin_dir)
+        assert failure.value.details["problems"]
     assert LocalRepository(tmp_repo).list() == [] and os.listdir(tmp_repo) == []

@@ -102,12 +102,14 @@ def test_physical_backup_and_verification(any_pg, matrix_db, tmp_repo, ansible_p
     if major_of(any_pg) == 18:
         # this build has neither zstd on the server nor in pg_basebackup: gzip, and the manifest says why
         assert (compression["method"], compression["location"]) == ("gzip", "server")
-        assert compression["requested"].startswith("server-zstd:level=3")
+        assert compression["requested"].startswith("server-zstd:level=1")
         assert len(compression["unsupported"]) == 2
         assert all("does not support compression with ZSTD" in line for line in compression["unsupported"])
         assert sorted(os.listdir(base["path"])) == ["backup_manifest", "base.tar.gz", "pg_wal.tar"]
+        assert base["verified"]["read_while_writing"] == ["base.tar.gz"]  # the fallback is server side too
     else:
         assert (compression["method"], compression["location"]) == ("zstd", "server") and "requested" not in compression
+        assert base["verified"]["read_while_writing"] == ["base.tar.zst"]
     physical = result.task("Verify the base backup")
     assert physical["verified"] and physical["backup_id"] == base["id"]
     assert physical["details"]["structure"]["wal_parsed"] is True

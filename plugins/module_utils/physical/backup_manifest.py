@@ -228,12 +228,14 @@ class FileCheck(object):
         if self.hasher is not None:
             self.hasher.update(data)
 
-    def done(self):
+    def done(self, digest=None):
+        """The member's data was all fed; ``digest``: its checksum, computed elsewhere from the same bytes (with
+        the entry's algorithm) instead of fed through ``update``."""
         self.check.files_checked += 1
         self.check.bytes_checked += self.size
         if self.hasher is None:
             return
-        digest = self.hasher.hexdigest()
+        digest = digest or self.hasher.hexdigest()
         if digest != self.entry.checksum:
             self.check.problem(self.source, "checksum mismatch for '%s' (%s %s, backup_manifest says %s)"
                                % (self.entry.path, self.entry.algorithm, digest, self.entry.checksum))

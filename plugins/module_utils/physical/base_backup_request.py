@@ -22,7 +22,7 @@ COMPRESSION_METHODS = ("none", "gzip", "lz4", "zstd")
 # pg_basebackup 15's validate_compress_specification() ranges (zstd also has negative "fast" levels,
 # which the collection does not offer).
 LEVEL_RANGES = {"gzip": (1, 9), "lz4": (1, 12), "zstd": (1, 22)}
-DEFAULT_COMPRESSION = "server-zstd:level=3,workers=auto"
+DEFAULT_COMPRESSION = "server-zstd:level=1,workers=auto"
 WORKERS_AUTO = "auto"
 MANIFEST_CHECKSUMS = ("auto", "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512")
 WAL_METHODS = ("stream", "fetch")
@@ -32,7 +32,7 @@ MAX_RATE = re.compile(r"^[0-9]+[kM]?$")
 FALLBACK_COMPRESSION = "server-gzip:1"
 UNSUPPORTED_METHOD = r"this build does not support|not supported by this build"
 COMPRESSION_HINT = ("Use none, or [client-|server-]gzip|lz4|zstd[:level] or [:level=N,workers=N|auto] "
-                    "(workers with zstd only), e.g. server-zstd:level=3,workers=auto.")
+                    "(workers with zstd only), e.g. server-zstd:level=1,workers=auto.")
 
 
 def _parse_detail(detail, method, value):
@@ -145,7 +145,7 @@ class PhysicalBackupRequest(object):
 
     def __init__(self, repository, connection, fmt="tar", compression=DEFAULT_COMPRESSION, wal_method="stream",
                  max_rate=None, checkpoint="fast", verify=True, label=None, pg_bin_dir=None, cluster_name=None,
-                 manifest_checksums="auto", backup_type="full", parents=None):
+                 manifest_checksums="auto", backup_type="full", parents=None, verify_while_writing=True):
         if fmt not in FORMATS:
             raise PgBackupError("Unknown base backup format '%s'." % fmt, hint="Use tar or plain.")
         if wal_method not in WAL_METHODS:
@@ -169,6 +169,8 @@ class PhysicalBackupRequest(object):
         self.max_rate = str(max_rate) if max_rate else None
         self.checkpoint = checkpoint
         self.verify = bool(verify)
+        # check base.tar as pg_basebackup writes it (base_backup_early); False: read it again afterwards (bench)
+        self.verify_while_writing = bool(verify_while_writing)
         self.label = label
         self.pg_bin_dir = pg_bin_dir
         self.cluster_name = cluster_name

@@ -109,16 +109,20 @@ class TarStream(object):
     """One tar of the artifact as byte chunks: straight from the file, or through its decompressor.
 
     ``digests``: a dict that gets ``{file name: sha256}`` of the (compressed) file once it was read to its end,
-    so that a caller reading it anyway need not read it again for its checksum."""
+    so that a caller reading it anyway need not read it again for its checksum. ``chunks``: the file's bytes,
+    given by the caller instead of read from ``path``."""
 
-    def __init__(self, path, digests=None):
+    def __init__(self, path, digests=None, chunks=None):
         self.path = path
         self.name = os.path.basename(path)
         self.pipeline = None
         stage = decompress_stage_for(path)
-        source = path if digests is None else fsutil.hashing_chunks(path, digests, self.name)
+        if chunks is not None:  # the file's bytes from elsewhere (base_backup_early: a file still being written)
+            source = chunks
+        else:
+            source = path if digests is None else fsutil.hashing_chunks(path, digests, self.name)
         if stage is None:
-            self.chunks = fsutil.file_chunks(path) if digests is None else source
+            self.chunks = fsutil.file_chunks(path) if source is path else source
         else:
             self.pipeline = Pipeline([stage], stdin=source, capture_stdout=True).start()
             self.chunks = self.pipeline.stdout_chunks()

@@ -67,7 +67,7 @@ def verify_data_directory(data_dir, manifest_path, bin_dir, skip_checksums=False
 
 
 def verify_tar_backup(artifact_dir, work_dir=None, bin_dir=None, server_major=DEFAULT_MAJOR, segment_size=None,
-                      digests=None):
+                      digests=None, early=None):
     """Check a tar-format base backup against its backup_manifest without extracting it.
 
     Each tar is read once as a stream; the manifest's own checksum, every file's presence, size and
@@ -75,9 +75,11 @@ def verify_tar_backup(artifact_dir, work_dir=None, bin_dir=None, server_major=DE
     manifest's WAL-Ranges are written to a scratch directory in ``work_dir`` (None: the system's
     temporary directory) and parsed with pg_waldump. ``digests`` (a dict) gets the sha256 of every tar file
     read to its end (``TarStream``). Without the crc32c module a CRC32C manifest is
-    checked the old way (extracted into ``work_dir`` and pg_verifybackup).
+    checked the old way (extracted into ``work_dir`` and pg_verifybackup). ``early``: base.tar as read while
+    pg_basebackup wrote it (``base_backup_early.EarlyRead``), replayed instead of read again when usable.
 
-    Returns {method, checksum_algorithms, files, bytes, tars, wal_segments, wal_parsed, backup_label};
+    Returns {method, checksum_algorithms, files, bytes, tars, read_while_writing, wal_segments, wal_parsed,
+    backup_label};
     raises PgBackupError naming every damaged, missing or unexpected file.
     """
     manifest_path = os.path.join(artifact_dir, "backup_manifest")
@@ -93,12 +95,19 @@ def verify_tar_backup(artifact_dir, work_dir=None, bin_dir=None, server_major=DE
         check.problem(None, "there is no base.tar in %s" % artifact_dir)
     scratch = tempfile.mkdtemp(prefix="pgbackup-verify-wal-", dir=work_dir)
     label_holder = []
+    replayed = _usable_early(early, artifact_dir, manifest)
     try:
         wal = WalCollector(manifest.wal_ranges, scratch, segment_size)
         for name in ordered:
             prefix = member_prefix(name)
             if prefix is None:
                 check.problem(name, "this tar is not one pg_basebackup writes (base, pg_wal or a tablespace oid)")
+                continue
+            if replayed and name == early.name:
+                early.replay(check, name)
+                label_holder.extend([early.backup_label] if early.backup_label is not None else [])
+                if digests is not None:
+                    digests[name] = early.sha256
                 continue
             read_tar_checked(os.path.join(artifact_dir, name), check, functools.partial(
                 _check_tar, prefix=prefix, check=check, wal=wal, label_holder=label_holder), digests)
@@ -116,8 +125,15 @@ def verify_tar_backup(artifact_dir, work_dir=None, bin_dir=None, server_major=DE
             artifact_dir, check.problem_count, "" if check.problem_count == 1 else "s", check.summary()),
             hint=backup_manifest.DAMAGED_HINT, problems=check.problems)
     return {"method": "stream", "checksum_algorithms": manifest.algorithms(), "files": check.files_checked,
-            "bytes": check.bytes_checked, "tars": ordered, "wal_segments": wal_segments, "wal_parsed": wal_parsed,
+            "bytes": check.bytes_checked, "tars": ordered, "read_while_writing": [early.name] if replayed else [],
+            "wal_segments": wal_segments, "wal_parsed": wal_parsed,
             "backup_label": label_holder[0] if label_holder else None}
+
+
+def _usable_early(early, artifact_dir, manifest):
+    """Whether ``early`` covers a base.tar of ``artifact_dir`` completely, with the checksums the manifest has."""
+    return (early is not None and os.path.normpath(early.directory) == os.path.normpath(artifact_dir) and early.usable
+            and early.matches(manifest))
 
 
 def _verify_by_extracting(artifact_dir, manifest, work_dir, bin_dir, server_major):

@@ -51,7 +51,7 @@ def test_client_compression_is_refused_for_plain_format():
 
 
 @pytest.mark.parametrize("given, argument", [
-    (base_backup_request.DEFAULT_COMPRESSION, "server-zstd:level=3,workers=%d" % CPUS),
+    (base_backup_request.DEFAULT_COMPRESSION, "server-zstd:level=1,workers=%d" % CPUS),
     ("server-zstd", "server-zstd:workers=%d" % CPUS),
     ("server-zstd:level=5,workers=4", "server-zstd:level=5,workers=4"),
     ("server-zstd:level=5,workers=0", "server-zstd:5"),
