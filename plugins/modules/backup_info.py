@@ -98,7 +98,10 @@ backups:
       C(verified) (V(verified), V(failed) or V(unverified)), C(verified_level), C(verified_at) and C(verify_error).
     - A physical (base) backup also has C(backup_type) (V(full), V(diff) or V(incr)), C(parent) (the id of the backup it
       was taken against, null for a full one) and C(chain) (the ids it is restored from, the full backup first and the
-      backup itself last; one id for a full backup). Restoring it needs every backup of its chain.
+      backup itself last; one id for a full backup). Restoring it needs every backup of its chain. C(wal_tar) is what its
+      WAL tar holds, as in the manifest's C(compression.wal_tar) (null for a backup without one or taken before the
+      engine recorded it); sizes are compared (C(size_anomaly)) only between backups whose WAL tar the engine
+      compressed, or only between backups whose WAL tar it did not compress.
   returned: always
   type: list
   elements: dict

@@ -42,7 +42,12 @@ extends_documentation_fragment:
 options:
   format:
     description:
-      - V(tar) (default) stores C(base.tar) and C(pg_wal.tar), compressed as O(compression) says.
+      - V(tar) (default) stores C(base.tar) and C(pg_wal.tar), both compressed as O(compression) says, for example
+        C(base.tar.zst) and C(pg_wal.tar.zst). pg_basebackup compresses the WAL it streams only with client-side
+        compression (PostgreSQL 15 only with gzip); otherwise the module compresses C(pg_wal.tar) on the host it runs
+        on with the same method and level (gzip and lz4 at level 1 when none is given), checks that the compressed
+        file decompresses to the original, and only then replaces it, before the backup is verified and its
+        checksums are computed (C(wal_tar) in RV(backup.compression)).
       - V(plain) stores a copy of the data directory, uncompressed on disk, which C(pg_verifybackup) checks in place.
     type: str
     choices: [tar, plain]
@@ -278,7 +283,14 @@ backup:
           resolved); C(workers_refused) when the server refused them and the backup was taken in one thread.
         - C(requested) and C(unsupported) (the error of each build that lacked a method) when the compression asked
           for was not available and another one was used.
+        - C(wal_tar) (O(format=tar) with O(wal_method=stream)) says what the stored WAL tar holds - C(file), the name
+          (e.g. C(pg_wal.tar.zst)), and C(applied), who compressed it - C(engine) (the module, after pg_basebackup,
+          then also C(method), C(level), C(bytes_before) and C(bytes), its size before and after, and C(seconds)),
+          C(applied_by_pg_basebackup) (client-side compression) or C(none); null when the backup has no WAL tar.
       type: dict
+      sample: {"method": "zstd", "location": "server", "level": 3, "workers": 2, "applied": "applied_by_pg_basebackup",
+               "wal_tar": {"file": "pg_wal.tar.zst", "applied": "engine", "method": "zstd", "level": 3,
+                           "bytes_before": 16779264, "bytes": 41862, "seconds": 0.061}}
     backup_type:
       description: V(full), V(diff) or V(incr) - what was taken (O(type=auto) becomes V(incr) or V(full)).
       type: str

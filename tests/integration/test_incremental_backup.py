@@ -89,6 +89,10 @@ def test_a_chain_is_taken_verified_and_restored_by_pitr(archiving_pg18, ansible_
     assert auto["chain"] == [full["id"], diff["id"], auto["id"]] and auto["requested_type"] == "auto"
     assert "INCREMENTAL FROM LSN: %s" % diff["start_lsn"] in auto["backup_label"]
     assert base_files(auto)["base.tar.gz"] < base_files(full)["base.tar.gz"] / 3
+    for member in (full, incr, diff, auto):  # server-side gzip left the streamed WAL uncompressed: the engine gzipped it
+        assert sorted(base_files(member)) == ["backup_manifest", "base.tar.gz", "pg_wal.tar.gz"]
+        assert member["compression"]["wal_tar"]["applied"] == "engine"
+        assert base_files(member)["pg_wal.tar.gz"] < member["compression"]["wal_tar"]["bytes_before"] / 10
 
     info = ansible_playbook(playbook(("Info", "todoapi.pgbackup.backup_info", {
         "repository": repo, "database": CLUSTER, "size_anomaly_factor": 2.0}))).task("Info")

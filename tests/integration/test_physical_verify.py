@@ -135,8 +135,17 @@ def test_clean_backup_verifies_with_crc32c_and_sha256(pg, tmp_repo, checksums):
 def test_default_is_crc32c_with_zstd_workers(base):
     repo, manifest, artifact = base
     assert pg_algorithms(artifact) == ["CRC32C"]
-    assert manifest["compression"] == {"method": "zstd", "location": "server", "level": 1,
-                                       "workers": os.cpu_count(), "applied": "applied_by_pg_basebackup"}
+    compression = dict(manifest["compression"])
+    wal_tar = compression.pop("wal_tar")
+    assert compression == {"method": "zstd", "location": "server", "level": 1, "workers": os.cpu_count(),
+                           "applied": "applied_by_pg_basebackup"}
+    # server-side zstd leaves the streamed WAL uncompressed: the engine compressed it the same way, and what is
+    # stored decompresses to what was streamed
+    assert sorted(os.listdir(artifact)) == ["backup_manifest", "base.tar.zst", "pg_wal.tar.zst"]
+    assert (wal_tar["file"], wal_tar["applied"], wal_tar["method"], wal_tar["level"]) == ("pg_wal.tar.zst", "engine", "zstd", 1)
+    streamed = subprocess.run(["zstd", "-q", "-d", "-c", os.path.join(artifact, "pg_wal.tar.zst")], check=True,
+                              stdout=subprocess.PIPE).stdout
+    assert len(streamed) == wal_tar["bytes_before"] >= manifest["wal_segment_size"] > 10 * wal_tar["bytes"]
 
 
 def test_pg_verifybackup_agrees_with_the_stream_check(base):
@@ -230,7 +239,7 @@ def test_wrong_size_fails_naming_the_file(base):
 
 def test_missing_wal_fails_naming_the_segment(base):
     repo, manifest, artifact = base
-    rebuild(artifact, "pg_wal.tar", lambda members: [(i, d) for i, d in members if i.name.startswith("archive_status")])
+    rebuild(artifact, "pg_wal.tar.zst", lambda members: [(i, d) for i, d in members if i.name.startswith("archive_status")])
     needed = "WAL segment %s, needed for timeline 1 from %s" % (manifest["wal_start_segment"], manifest["start_lsn"])
     error = verify_fails(artifact, needed)
     assert "is not in the backup" in error.message
@@ -245,7 +254,7 @@ def test_damaged_wal_fails_in_pg_waldump(base):
         return [(i, d[:start + 24] + bytes(b ^ 0xFF for b in d[start + 24:start + 200]) + d[start + 200:]
                  if i.name == manifest["wal_start_segment"] else d) for i, d in members]
 
-    rebuild(artifact, "pg_wal.tar", damage)
+    rebuild(artifact, "pg_wal.tar.zst", damage)
     verify_fails(artifact, r"the WAL the backup needs \(timeline 1 from %s to %s\) does not parse: pg_waldump"
                  % (manifest["start_lsn"], manifest["end_lsn"]))
 
@@ -331,16 +340,15 @@ def test_verification_writes_only_the_needed_wal(base):
         assert os.listdir(work) == []
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    wal_tar = os.path.getsize(os.path.join(artifact, "pg_wal.tar"))
-    assert watch.peak <= len(result["wal_segments"]) * manifest["wal_segment_size"] <= wal_tar < manifest["size"]
+    wal_tar = manifest["compression"]["wal_tar"]["bytes_before"]  # pg_wal.tar as streamed, before the engine compressed it
+    assert watch.peak <= len(result["wal_segments"]) * manifest["wal_segment_size"] <= wal_tar
     assert watch.names <= set(result["wal_segments"]), "only WAL segments are written, nothing of the data directory"
 
 
 def test_backup_never_holds_more_than_its_artifact_plus_wal(pg, tmp_repo):
     with PeakWatch(tmp_repo) as watch:
         repo, manifest = take(pg, tmp_repo)
-    artifact = repo.artifact_path(manifest)
-    wal_tar = os.path.getsize(os.path.join(artifact, "pg_wal.tar"))
+    wal_tar = manifest["compression"]["wal_tar"]["bytes_before"]  # pg_wal.tar as streamed
     extra = watch.peak - manifest["size"]
     assert extra <= wal_tar + 1024 * 1024, "peak %d bytes for a %d byte artifact" % (watch.peak, manifest["size"])
     assert "PG_VERSION" not in watch.names and "pg_control" not in watch.names
@@ -433,7 +441,7 @@ def test_tablespace_tar_is_checked_under_pg_tblspc(fresh_pg, tmp_repo):
         repo, manifest = take(fresh_pg, tmp_repo)
         artifact = repo.artifact_path(manifest)
         assert "%s.tar.zst" % oid in os.listdir(artifact)
-        assert manifest["verified"]["tars"] == ["base.tar.zst", "%s.tar.zst" % oid, "pg_wal.tar"]
+        assert manifest["verified"]["tars"] == ["base.tar.zst", "%s.tar.zst" % oid, "pg_wal.tar.zst"]
 
         name = {}
 
@@ -467,7 +475,7 @@ DAMAGING_PG_BASEBACKUP = AFTER_PG_BASEBACKUP % {
 
 def test_a_backup_that_does_not_verify_is_not_published(pg, tmp_repo):
     with wrapped_pg_basebackup(DAMAGING_PG_BASEBACKUP) as bin_dir:
-        with pytest.raises(PgBackupError, match="does not verify, so it was not published: .*pg_wal.tar ends in the "
+        with pytest.raises(PgBackupError, match="does not verify, so it was not published: .*pg_wal.tar.zst ends in the "
                                                 "middle of '0000000") as failure:
             take(pg, tmp_repo, pg_bin_dir=bin_dir)
         assert "WAL segment" in failure.value.message and failure.value.details["problems"]

@@ -105,11 +105,14 @@ def test_physical_backup_and_verification(any_pg, matrix_db, tmp_repo, ansible_p
         assert compression["requested"].startswith("server-zstd:level=1")
         assert len(compression["unsupported"]) == 2
         assert all("does not support compression with ZSTD" in line for line in compression["unsupported"])
-        assert sorted(os.listdir(base["path"])) == ["backup_manifest", "base.tar.gz", "pg_wal.tar"]
+        assert sorted(os.listdir(base["path"])) == ["backup_manifest", "base.tar.gz", "pg_wal.tar.gz"]
         assert base["verified"]["read_while_writing"] == ["base.tar.gz"]  # the fallback is server side too
     else:
         assert (compression["method"], compression["location"]) == ("zstd", "server") and "requested" not in compression
+        assert sorted(os.listdir(base["path"])) == ["backup_manifest", "base.tar.zst", "pg_wal.tar.zst"]
         assert base["verified"]["read_while_writing"] == ["base.tar.zst"]
+    # the server compressed base.tar only; the engine compressed the streamed WAL with the same method
+    assert compression["wal_tar"]["applied"] == "engine" and compression["wal_tar"]["method"] == compression["method"]
     physical = result.task("Verify the base backup")
     assert physical["verified"] and physical["backup_id"] == base["id"]
     assert physical["details"]["structure"]["wal_parsed"] is True

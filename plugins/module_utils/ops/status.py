@@ -161,7 +161,7 @@ def backup_status(repository, database=None, now=None, max_age_hours=25, size_an
             "verify_error": verified["error"]})
         if manifest["kind"] == "physical":  # what restoring it takes: its chain, full backup first
             backups[-1].update(backup_type=backup_type_of(manifest), parent=manifest.get("parent"),
-                               chain=chain_ids(manifest))
+                               chain=chain_ids(manifest), wal_tar=(manifest.get("compression") or {}).get("wal_tar"))
     damaged = list(getattr(repository, "problems", []) or [])
     runs = read_run_log(log_file)
     names = set(b["database"] for b in backups) | set(runs)
@@ -194,7 +194,9 @@ def backup_status(repository, database=None, now=None, max_age_hours=25, size_an
 
 
 def _size_class(backup):
-    return backup["kind"], backup["format"], backup.get("backup_type")
+    # a base backup whose pg_wal.tar the engine compressed is 16 MiB or more smaller than one taken before it did
+    compressed_wal = (backup.get("wal_tar") or {}).get("applied") == "engine"
+    return backup["kind"], backup["format"], backup.get("backup_type"), compressed_wal
 
 
 def _same_type(backup):

@@ -4,7 +4,8 @@
 """Physical base backups of a whole cluster with pg_basebackup, for point-in-time recovery.
 
 Layout in the repository: ``<id>.base/`` (a directory artifact) holding what pg_basebackup
-wrote: ``base.tar[.zst|.gz|.lz4]`` and ``pg_wal.tar[...]`` (tar format, the default) or a
+wrote: ``base.tar[.zst|.gz|.lz4]`` and ``pg_wal.tar[...]`` (tar format, the default; the engine compresses
+``pg_wal.tar`` with the method of base.tar when pg_basebackup did not, see ``base_backup_wal_tar``) or a
 plain data directory copy (plain format), plus PostgreSQL's own ``backup_manifest``.
 
 This module takes the backup (``plan``, ``backup``) and is the entry point callers import; the
@@ -14,6 +15,7 @@ parts live in files of their own:
 - ``base_backup_tar``: the artifact's tar files (streams, extraction, backup_label);
 - ``base_backup_verify``: the check against ``backup_manifest`` (as a stream, or pg_verifybackup);
 - ``base_backup_wal``: the WAL range the backup needs, picked from the stream and parsed;
+- ``base_backup_wal_tar``: pg_wal.tar compressed like base.tar when pg_basebackup left it uncompressed;
 - ``base_backup_chain``: incremental backups (PostgreSQL 17+): the parent of a new one, the chain of a backup;
 - ``base_backup_restore``: a backup, or a chain combined with pg_combinebackup, made into a data directory;
 - ``base_backup_extract``: a full tar backup extracted and checked against backup_manifest in one pass;
@@ -32,7 +34,7 @@ Defaults, as measured in docs/performance.md:
   repository manifest's SHA-256 of each artifact file covers the backup end to end either way.
 - verification without extraction (``base_backup_verify``): every tar is read once as a stream and
   checked against ``backup_manifest`` as pg_verifybackup checks a plain directory; only the WAL
-  segments the backup needs are written to a scratch directory, less than ``pg_wal.tar`` itself.
+  segments the backup needs are written to a scratch directory, no more than the WAL pg_basebackup streamed.
   Plain-format backups are checked in place by pg_verifybackup. A backup that does not verify is
   not published.
 
@@ -63,6 +65,7 @@ from .base_backup_request import (DEFAULT_COMPRESSION, FORMATS, MANIFEST_CHECKSU
 from .base_backup_restore import backup_major, restore_into
 from .base_backup_tar import extract_backup, read_backup_label, read_directory_backup_label
 from .base_backup_verify import verify_data_directory, verify_tar_backup
+from .base_backup_wal_tar import compress_wal_tar
 from .wal_names import DEFAULT_SEGMENT_SIZE, segment_for_lsn
 
 # What callers use from here (the modules, the runner's engines, bench/ and the tests).
@@ -276,6 +279,8 @@ def backup(request):
                               type_note=chosen[2])
         taken["next_xid_at_end"] = _next_xid(conn)
         taken["finished"] = manifests.utcnow()
+        # before anything reads or checksums the backup: every check is of what is stored
+        taken["wal_tar"] = compress_wal_tar(temp_dir, taken["compression"]) if request.format == "tar" else None
         taken["pg_manifest"], taken["wal_ranges"] = read_backup_manifest(os.path.join(temp_dir, "backup_manifest"))
         taken["digests"] = {}  # sha256 of the tars, computed while the check reads them
         taken["verified"], taken["backup_label"] = _check_before_publishing(
@@ -364,7 +369,7 @@ def _repository_manifest(request, facts, temp_dir, taken):
         "finished_at": manifests.isoformat(taken["finished"]),
         "duration_seconds": round(time.monotonic() - taken["clock"], 3),
         "format": request.format,
-        "compression": dict(taken["compression"], applied="applied_by_pg_basebackup"),
+        "compression": dict(taken["compression"], applied="applied_by_pg_basebackup", wal_tar=taken["wal_tar"]),
         "backup_type": taken["chain"]["backup_type"],
         "parent": taken["chain"]["parent"],
         "chain": taken["chain"]["chain"],

@@ -120,6 +120,21 @@ def add_base_backup(repo_path, hours_ago, backup_type, size, parent=None):
     return manifest
 
 
+def test_a_compressed_wal_tar_is_no_size_anomaly(tmp_path):
+    """After the engine began to compress pg_wal.tar, a small cluster's backups shrink by the 16 MiB segment."""
+    repo = str(tmp_path)
+    for day in range(4):
+        add_base_backup(repo, 100 - day * 24, "full", 17 * 1024 * 1024)
+    newest = add_base_backup(repo, 1, "full", 1024 * 1024)
+    path = os.path.join(repo, newest["id"] + ".manifest.json")
+    assert codes(check(tmp_path, database="main"), "main") == ["size_anomaly"]  # the same backup without the record
+    newest["compression"] = {"method": "zstd", "wal_tar": {"file": "pg_wal.tar.zst", "applied": "engine"}}
+    fsutil.write_json_atomic(path, newest)
+    result = check(tmp_path, database="main")
+    assert codes(result, "main") == []
+    assert [entry["wal_tar"] for entry in result["backups"]][-2:] == [None, {"file": "pg_wal.tar.zst", "applied": "engine"}]
+
+
 def test_physical_entries_show_their_chain_and_sizes_compare_within_a_type(tmp_path):
     repo = str(tmp_path)
     parent, days = None, []
