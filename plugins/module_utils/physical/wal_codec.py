@@ -79,10 +79,14 @@ def encode_to(source, destination, stored_name, compress, level, recipients, siz
     if compress == "zstd" and not recipients and wal_zstd.available():
         try:
             sha256 = wal_zstd.compress_file(source, destination, level, size, durable=durable, digest=digest)
+            decodes = wal_zstd.decompresses_to(destination, source, size)
         except wal_zstd.zstandard.ZstdError as exc:
             raise WalArchiveError("Compressing '%s' failed: %s." % (stored_name, exc),
                                   hint="The WAL file changed while it was read, or python3-zstandard is broken.")
-        decodes = wal_zstd.decompresses_to(destination, source, size)
+        except (IOError, OSError) as exc:
+            raise WalArchiveError("Cannot write the compressed copy of '%s' to '%s': %s." % (stored_name, destination,
+                                                                                             exc.strerror or exc),
+                                  hint="Check free space and permissions there; PostgreSQL keeps the segment and retries.")
     else:
         Pipeline(stages, stdin=source, stdout_path=destination).run()
         os.chmod(destination, fsutil.FILE_MODE)

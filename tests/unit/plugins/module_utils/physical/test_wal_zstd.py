@@ -92,3 +92,8 @@ def test_the_archive_stores_with_either_codec_the_same_content(segment, tmp_path
         target = str(tmp_path / ("restored-" + codec))
         wal_archive.restore_segment(SEG, target, str(archive))
         assert read(target) == read(segment)
+
+
+def test_a_copy_that_cannot_be_written_is_a_clear_failure(segment, tmp_path):
+    with pytest.raises(wal_archive.WalArchiveError, match="Cannot write the compressed copy"):
+        wal_codec.encode_to(segment, str(tmp_path / "missing-dir" / "out.zst"), SEG + ".zst", "zstd", 3, [], 2 * MB)
