@@ -46,10 +46,17 @@ def main(argv=None):
 
 
 def enable_site():
-    """Add the site directories (-S left them out) before a library that lives there is imported."""
+    """Add the site directories (-S left them out) before a library that lives there is imported, where a
+    normal start puts them: right after the standard library, before what the program appended to sys.path."""
     if sys.flags.no_site:
         import site
+        before = list(sys.path)
         site.main()
+        added = [path for path in sys.path if path not in before]
+        stdlib = os.path.dirname(os.__file__)
+        own = [index for index, path in enumerate(before) if path == stdlib or path.startswith(stdlib + os.sep)]
+        at = own[-1] + 1 if own else len(before)
+        sys.path[:] = before[:at] + added + before[at:]
 
 
 def archived_ahead(argv):

@@ -152,6 +152,11 @@ def test_the_installed_wrapper_runs_without_site_and_adds_it_back_for_the_full_p
             "%s; import zstandard" % (str(lib), "%s")
     for enable, returncode in (("wal_fast.enable_site()", 0), ("pass", 1)):
         assert subprocess.run([sys.executable, "-S", "-c", probe % enable], capture_output=True, check=False).returncode == returncode
+    # where a normal start puts them: before a directory the program appended
+    order = "import sys; sys.path.insert(0, %r); sys.path.append('/appended'); from todoapi_pgbackup_engine.runner import " \
+            "wal_fast; wal_fast.enable_site(); import zstandard, os; print(sys.path.index(os.path.dirname(os.path.dirname(" \
+            "zstandard.__file__))) < sys.path.index('/appended') and sys.path[0] == %r)" % (str(lib), str(lib))
+    assert subprocess.run([sys.executable, "-S", "-c", order], capture_output=True, text=True, check=True).stdout == "True\n"
     usage = subprocess.run([str(wrapper), "archive-wal", segment], capture_output=True, check=False)
     assert usage.returncode == wal_cli.EXIT_USAGE and b"usage:" in usage.stderr
     assert "-S" not in wal_cli.wrapper_script(str(lib), python="/usr/bin/env python3").splitlines()[0]
