@@ -6,7 +6,6 @@ from __future__ import absolute_import, division, print_function
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import pytest
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import wal_spool
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import wal as wal_cli
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.runner import wal_fast
+from tests.lib.archiving import install_wal_tool
 
 SEG = "000000010000000000000002"
 MB = 1024 * 1024
@@ -132,12 +132,8 @@ def test_a_synchronous_config_is_not_answered(cluster, tmp_path):
 
 def test_the_installed_wrapper_runs_without_site_and_adds_it_back_for_the_full_program(cluster, tmp_path):
     segment, config, spool, archive = cluster
-    lib = tmp_path / "lib"
-    utils = os.path.dirname(os.path.dirname(wal_fast.__file__))
-    shutil.copytree(utils, str(lib / "todoapi_pgbackup_engine"), ignore=shutil.ignore_patterns("__pycache__", "ansible_module"))
-    wrapper = tmp_path / "todoapi-pgbackup-wal"
-    wrapper.write_text(wal_cli.wrapper_script(str(lib), python=sys.executable))
-    wrapper.chmod(0o755)
+    wrapper = install_wal_tool(str(tmp_path), python=sys.executable)  # the engine goes to tmp_path/lib
+    lib, wrapper = tmp_path / "lib", tmp_path / os.path.basename(wrapper)
     assert wrapper.read_text().startswith("#!%s -S\n" % sys.executable)
     acknowledge(spool, segment, archive)
     done = subprocess.run([str(wrapper), "archive-wal", segment, SEG, "--config", config], capture_output=True, check=False)
