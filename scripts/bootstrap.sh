@@ -39,6 +39,8 @@ DEB_PACKAGES=(
   python3-boto3
   # sftp:// repositories and WAL archives from the hosts' /usr/bin/python3 (the lab's DR test)
   python3-paramiko
+  # in-process zstd of the WAL helper's background pusher (tests/lib/archiving.py runs it with /usr/bin/python3)
+  python3-zstandard
   pgbackrest
   openssh-client
   openssh-server

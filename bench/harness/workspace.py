@@ -71,13 +71,13 @@ class Workspace(object):
     @contextlib.contextmanager
     def archiving_with(self, command):
         """WAL archiving through ``command`` while the block runs (``IDLE_ARCHIVE_COMMAND`` otherwise)."""
-        self._set_archive_command(command)
+        self.set_archive_command(command)
         try:
             yield
         finally:
-            self._set_archive_command(IDLE_ARCHIVE_COMMAND)
+            self.set_archive_command(IDLE_ARCHIVE_COMMAND)
 
-    def _set_archive_command(self, command):
+    def set_archive_command(self, command):
         self.cluster.sql("ALTER SYSTEM SET archive_command = %s", (command,))
         self.cluster.sql("SELECT pg_reload_conf()")
         deadline = time.time() + 10

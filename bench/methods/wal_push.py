@@ -161,16 +161,16 @@ class WalPush(object):
         self.setup()
         cluster = self.ws.cluster
         command = self.commands[key]
-        self.pgbr.set_archive_command(PAUSED_ARCHIVE_COMMAND)
+        self.ws.set_archive_command(PAUSED_ARCHIVE_COMMAND)
         try:
             last, count = self._pile_up(cluster)
             failed_before = cluster.scalar("SELECT failed_count FROM pg_stat_archiver")
             with Timed(self.ws) as timed:
-                self.pgbr.set_archive_command(command)
+                self.ws.set_archive_command(command)
                 self._wait_archived(cluster, last, failed_before)
             failures = cluster.scalar("SELECT failed_count FROM pg_stat_archiver") - failed_before
         finally:
-            self.pgbr.set_archive_command(IDLE_ARCHIVE_COMMAND)
+            self.ws.set_archive_command(IDLE_ARCHIVE_COMMAND)
             cluster.sql("TRUNCATE wal_push_fill")
             self._wait_for_pusher(key)
         fields = timed.fields()

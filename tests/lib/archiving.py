@@ -36,15 +36,15 @@ def postgres_dir(parent, name):
     return path
 
 
-def install_wal_tool(base):
+def install_wal_tool(base, python="/usr/bin/python3"):
     """What role wal_archiving installs, below ``base``: the engine package + the wrapper, for the
-    system Python. Returns the wrapper's path."""
+    system Python (or ``python``). Returns the wrapper's path."""
     lib = os.path.join(base, "lib")
     shutil.copytree(os.path.join(REPO_ROOT, "plugins", "module_utils"), os.path.join(lib, "todoapi_pgbackup_engine"),
                     ignore=shutil.ignore_patterns("__pycache__", "ansible_module"))
     wrapper = os.path.join(base, "todoapi-pgbackup-wal")
     with open(wrapper, "w") as handle:
-        handle.write(wal_cli.wrapper_script(lib))
+        handle.write(wal_cli.wrapper_script(lib, python=python))
     os.chmod(wrapper, 0o755)
     for root, _dirs, _files in os.walk(base):
         os.chmod(root, 0o755)

@@ -47,12 +47,6 @@ class WalSegmentMissing(PgBackupError):
 
 # -- archive ---------------------------------------------------------------------------------
 
-def check_source_segment(wal_path, wal_name):
-    """(sha256, size) of the WAL file PostgreSQL asks to archive; refuses bad names and truncated segments."""
-    size = check_source_size(wal_path, wal_name)
-    return fsutil.sha256_file(wal_path), size
-
-
 def check_source_size(wal_path, wal_name):
     """The size of the WAL file PostgreSQL asks to archive; refuses bad names and truncated segments."""
     check_wal_name(wal_name)
@@ -89,7 +83,7 @@ def archive_segment(wal_path, wal_name, archive_dir, compress=None, recipients=N
     temp = os.path.join(archive_dir, "%s%s%s.%d" % (TMP_PREFIX, wal_name, suffix, os.getpid()))
     temp_sidecar = temp + CHECKSUM_SUFFIX
     try:
-        if not encode_to(wal_path, temp, final, compress, level, recipients, size):
+        if not encode_to(wal_path, temp, final, compress, level, recipients, size)[0]:
             _copy_file(wal_path, temp)
             fsutil.fsync_path(temp)
         if recipients:

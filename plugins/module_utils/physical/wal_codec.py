@@ -19,6 +19,7 @@ from ..core import fsutil
 from ..core import streams
 from ..core.errors import PgBackupError
 from ..core.pipeline import Pipeline, Stage, require_tool
+from . import wal_zstd
 from .wal_archive_layout import CHECKSUM_SUFFIX, COMPRESSION_CHOICES, WalArchiveError
 
 
@@ -64,23 +65,38 @@ def suffix_for(compress, recipients):
     return (".zst" if compress == "zstd" else "") + (".age" if recipients else "")
 
 
-def encode_to(source, destination, stored_name, compress, level, recipients, size, durable=True):
+def encode_to(source, destination, stored_name, compress, level, recipients, size, durable=True, digest=False):
     """Write ``source`` (``size`` bytes) encoded for ``stored_name`` (its suffix) to the new private file
     ``destination``, fsynced when ``durable`` (not for a copy that is uploaded, then deleted). A zstd copy
     (not encrypted) is proven to decompress to the bytes of ``source``, so a broken compressor is never
-    trusted. Returns False (nothing written) when there is nothing to encode."""
+    trusted. Returns (written, sha256): written False when there is nothing to encode; the sha256 of
+    ``source`` when ``digest`` and it came for free (zstd in the process hashes what it reads), else None."""
     stages = encode_stages(compress, level, recipients)
     if not stages:
-        return False
+        return False, None
     fsutil.remove_quietly(destination)
-    Pipeline(stages, stdin=source, stdout_path=destination).run()
-    os.chmod(destination, fsutil.FILE_MODE)
-    if durable:
-        fsutil.fsync_path(destination)
-    if compress == "zstd" and not recipients and not _decodes_to(destination, stored_name, source, size):
+    sha256 = None
+    if compress == "zstd" and not recipients and wal_zstd.available():
+        try:
+            sha256 = wal_zstd.compress_file(source, destination, level, size, durable=durable, digest=digest)
+            decodes = wal_zstd.decompresses_to(destination, source, size)
+        except wal_zstd.zstandard.ZstdError as exc:
+            raise WalArchiveError("Compressing '%s' failed: %s." % (stored_name, exc),
+                                  hint="The WAL file changed while it was read, or python3-zstandard is broken.")
+        except (IOError, OSError) as exc:
+            raise WalArchiveError("Cannot write the compressed copy of '%s' to '%s': %s." % (stored_name, destination,
+                                                                                             exc.strerror or exc),
+                                  hint="Check free space and permissions there; PostgreSQL keeps the segment and retries.")
+    else:
+        Pipeline(stages, stdin=source, stdout_path=destination).run()
+        os.chmod(destination, fsutil.FILE_MODE)
+        if durable:
+            fsutil.fsync_path(destination)
+        decodes = compress != "zstd" or bool(recipients) or _decodes_to(destination, stored_name, source, size)
+    if not decodes:
         raise WalArchiveError("The compressed copy of '%s' does not decompress to the original." % stored_name,
                               hint="Check the zstd installation and the disk holding '%s'." % destination)
-    return True
+    return True, sha256
 
 
 def _decodes_to(encoded, stored_name, source, size):

@@ -32,7 +32,7 @@ from ..core.errors import PgBackupError
 from ..storage.base import check_private_file
 from ..storage.factory import open_repository
 from ..storage.s3 import s3_options_from_params
-from .wal_archive import WalSegmentMissing, as_archive_error, check_source_segment, check_wal_name, find_in_stream_dirs
+from .wal_archive import WalSegmentMissing, as_archive_error, check_source_size, check_wal_name, find_in_stream_dirs
 from .wal_archive import install_wal_file, refuse_different
 from .wal_archive_layout import ENCODINGS, WalArchiveError
 from .wal_codec import check_compression, decoded_sha256, encode_to, suffix_for
@@ -145,21 +145,24 @@ def archive_segment(wal_path, wal_name, archive, compress=None, recipients=None,
     is uploaded (default the system's temp directory)."""
     compress = check_compression(compress)
     recipients = [r for r in (recipients or []) if r]
-    source_sha, size = check_source_segment(wal_path, wal_name)
+    size = check_source_size(wal_path, wal_name)
     name = wal_name + suffix_for(compress, recipients)
+    source_sha = None
     try:
         stored = archive.stored(wal_name)
         if not stored:
             encoded = _work_file(work_dir, name)
             try:
-                upload = encoded if encode_to(wal_path, encoded, name, compress, level, recipients, size, durable=False) \
-                    else wal_path
-                if archive.repository.put_new(upload, name, {SHA256_KEY: source_sha}):
+                # one read of the segment where zstd runs in the process: it hashes what it compresses
+                written, source_sha = encode_to(wal_path, encoded, name, compress, level, recipients, size, durable=False,
+                                                digest=True)
+                source_sha = source_sha or fsutil.sha256_file(wal_path)
+                if archive.repository.put_new(encoded if written else wal_path, name, {SHA256_KEY: source_sha}):
                     return {"status": "archived", "path": archive.url_of(name), "size": size, "sha256": source_sha}
             finally:
                 fsutil.remove_quietly(encoded)
             stored = archive.stored(wal_name)  # another archiver won a race
-        return _already_archived(archive, stored, wal_name, source_sha, size, work_dir)
+        return _already_archived(archive, stored, wal_name, source_sha or fsutil.sha256_file(wal_path), size, work_dir)
     except PgBackupError as exc:
         raise as_archive_error(exc, wal_name)
 

@@ -27,13 +27,11 @@ import os
 import time
 
 from ..core import fsutil
+from .wal_ack import ERROR_SUFFIX, LOCK_NAME, OK_SUFFIX, POLL_SECONDS, clear_status, identity, lock_held
+from .wal_ack import read_status
 from .wal_archive_layout import WalArchiveError, check_wal_name
 
-OK_SUFFIX = ".ok"
-ERROR_SUFFIX = ".error"
-LOCK_NAME = "pusher.lock"
 LOG_NAME = "pusher.log"
-POLL_SECONDS = 0.02
 RESTART_SECONDS = 5
 STALE_STATUS_SECONDS = 3600
 
@@ -61,14 +59,7 @@ class Spool(object):
 
     def read(self, wal_name):
         """('ok' | 'error', text) of ``wal_name``'s acknowledgement, or None."""
-        for kind, suffix in (("ok", OK_SUFFIX), ("error", ERROR_SUFFIX)):
-            try:
-                with open(self._file(wal_name, suffix)) as handle:
-                    return kind, handle.read().strip()
-            except (IOError, OSError) as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
-        return None
+        return read_status(self.path, wal_name)
 
     def _write(self, wal_name, suffix, text):
         temp = self._file(".tmp-" + wal_name, suffix)
@@ -85,8 +76,7 @@ class Spool(object):
         self._write(wal_name, ERROR_SUFFIX, message)
 
     def clear(self, wal_name):
-        for suffix in (OK_SUFFIX, ERROR_SUFFIX):
-            fsutil.remove_quietly(self._file(wal_name, suffix))
+        clear_status(self.path, wal_name)
 
     def acknowledged(self):
         """The WAL file names that have an acknowledgement."""
@@ -121,11 +111,7 @@ class Spool(object):
         return fd
 
     def pusher_running(self):
-        fd = self.lock()
-        if fd is None:
-            return True
-        os.close(fd)
-        return False
+        return lock_held(self.path)
 
     def log_tail(self, lines=5):
         try:
@@ -138,10 +124,9 @@ class Spool(object):
 def file_identity(path):
     """'<size> <inode> <mtime ns>' of a file: tells it from another file of the same name."""
     try:
-        info = os.stat(path)
+        return identity(path)
     except OSError as exc:
         raise WalArchiveError("Cannot read WAL file '%s': %s." % (path, exc.strerror))
-    return "%d %d %d" % (info.st_size, info.st_ino, info.st_mtime_ns)
 
 
 def archive_async(wal_path, wal_name, spool, location, start_pusher, wait_seconds=60):

@@ -34,11 +34,12 @@ from ..physical import wal_spool
 from ..physical.wal_archive_layout import COMPRESSION_CHOICES
 
 # PostgreSQL starts this program once per WAL file, one after the other, and in asynchronous mode that
-# start is most of the work: the archive engines (``wal_archive``, ``wal_remote`` and the back-ends'
-# libraries, ``wal_push_async``) are imported by the commands that use them, not here.
+# start is most of the work: the installed wrapper enters through ``wal_fast``, which answers a segment the
+# pusher already stored without importing this module; the archive engines (``wal_archive``, ``wal_remote``
+# and the back-ends' libraries, ``wal_push_async``) are imported by the commands that use them, not here.
 
 PROG = "todoapi-pgbackup-wal"
-DEFAULT_CONFIG = "/etc/todoapi-pgbackup/wal.json"
+DEFAULT_CONFIG = "/etc/todoapi-pgbackup/wal.json"  # wal_fast reads it too (it must not import this module)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_MISSING = 1
@@ -261,15 +262,17 @@ def main(argv=None):
         return failed
 
 
-WRAPPER_TEMPLATE = """#!%(python)s
+WRAPPER_TEMPLATE = """#!%(python)s%(flags)s
 # Installed by todoapi.pgbackup: PostgreSQL archive_command/restore_command helper.
 import sys
 sys.path.insert(0, %(lib_dir)r)
-from todoapi_pgbackup_engine.runner.wal import main
+from todoapi_pgbackup_engine.runner.wal_fast import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
 def wrapper_script(lib_dir, python="/usr/bin/python3"):
-    """Text of the installed wrapper: ``lib_dir`` holds the package todoapi_pgbackup_engine."""
-    return WRAPPER_TEMPLATE % {"python": python, "lib_dir": lib_dir}
+    """Text of the installed wrapper (what role wal_archiving's template writes): ``lib_dir`` holds the
+    package todoapi_pgbackup_engine. Python runs without ``site`` (``-S``; wal_fast adds it back where
+    needed) unless ``python`` is a command with arguments, which a ``#!`` line cannot extend."""
+    return WRAPPER_TEMPLATE % {"python": python, "flags": "" if " " in python else " -S", "lib_dir": lib_dir}
