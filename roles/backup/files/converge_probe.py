@@ -10,16 +10,21 @@ The spec (JSON):
              differs when missing, of another type, owner, group or mode, or (sha1 given) of other content:
              exactly what ansible.builtin.file / copy / template compare.
     exists:  [path, ...]: the ones that do not exist (the role creates only missing ones of these).
+    absent:  [path, ...]: the ones that exist (the role removes them).
     crontab: {"user": OS user, "entries": {name: job line, or null for an entry that must be absent}} or null:
              a name differs when ansible.builtin.cron would change it (its "#Ansible: <name>" header and line).
+    units:   {"dir", "patterns": [glob]}: the regular files of dir whose name matches a pattern (what
+             ansible.builtin.find with these patterns finds), e.g. the systemd units of the job name.
 
-Prints one JSON object: {"differ": [path], "missing": [path], "cron_differ": [name], "reasons": [text]}.
+Prints one JSON object: {"differ": [path], "missing": [path], "present": [path], "cron_differ": [name], "units": [path],
+"reasons": [text]}.
 Nothing is changed; no content is printed (the passfile is among the paths).
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import fnmatch
 import grp
 import hashlib
 import json
@@ -68,8 +73,12 @@ def path_difference(want):
 
 
 def crontab_lines(user):
-    done = subprocess.run(["crontab", "-l", "-u", user], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, check=False)
+    """The user's crontab; none without a crontab program (then there is no entry to remove either)."""
+    try:
+        done = subprocess.run(["crontab", "-l", "-u", user], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+    except OSError:
+        return []
     return done.stdout.splitlines() if done.returncode == 0 else []
 
 
@@ -93,6 +102,18 @@ def cron_differences(spec):
     return sorted(name for name, job in spec["entries"].items() if cron_job_line(lines, name) != job)
 
 
+def matching_files(spec):
+    if not spec:
+        return []
+    try:
+        names = sorted(os.listdir(spec["dir"]))
+    except OSError:
+        return []
+    paths = [os.path.join(spec["dir"], name) for name in names if not name.startswith(".")
+             and any(fnmatch.fnmatch(name, pattern) for pattern in spec["patterns"])]
+    return [path for path in paths if stat.S_ISREG(os.lstat(path).st_mode)]
+
+
 def main(spec):
     spec = json.loads(spec)
     differ, reasons = [], []
@@ -102,7 +123,9 @@ def main(spec):
             differ.append(want["path"])
             reasons.append("%s: %s" % (want["path"], reason))
     missing = [path for path in spec.get("exists", []) if not os.path.lexists(path)]
+    present = [path for path in spec.get("absent", []) if os.path.lexists(path)]
     cron = cron_differences(spec.get("crontab"))
     reasons.extend("cron entry %s" % name for name in cron)
-    json.dump({"differ": differ, "missing": missing, "cron_differ": cron, "reasons": reasons}, sys.stdout)
+    json.dump({"differ": differ, "missing": missing, "present": present, "cron_differ": cron, "units": matching_files(spec.get("units")),
+               "reasons": reasons}, sys.stdout)
     sys.stdout.write("\n")
