@@ -78,7 +78,7 @@ def role_defaults(role=ROLE):
         for name in ready:
             try:
                 known[name] = rendered(pending.pop(name), known)
-            except jinja2.UndefinedError:  # needs a fact
+            except (jinja2.UndefinedError, jinja2.TemplateRuntimeError):  # needs a fact or an Ansible filter
                 pass
     return dict((name, known[name]) for name in defaults if name in known)
 
