@@ -63,7 +63,10 @@ def test_provision_is_idempotent_and_lets_the_app_in(ansible_playbook, new_clust
     first = ansible_playbook(PLAYBOOK, extra_vars=role_vars(name, port), env=PLAYBOOK_ENV)
     assert first.stats["changed"] > 0
     assert role_task(first, "Create the cluster")["changed"]
-    assert role_task(first, "Restart PostgreSQL with pg_ctlcluster")["changed"], "listen_addresses change must restart"
+    # A new cluster gets listen_addresses before its first start: started once, never restarted.
+    assert role_task(first, "Start the cluster with pg_ctlcluster")["changed"]
+    assert not role_task(first, "Set listen_addresses")["changed"]
+    assert "todoapi.pgbackup.postgresql_server : Restart PostgreSQL with pg_ctlcluster" not in first.task_names()
 
     second = ansible_playbook(PLAYBOOK, extra_vars=role_vars(name, port), env=PLAYBOOK_ENV)
     changed = [t["task"] for t in second.tasks if t.get("changed")]
@@ -91,3 +94,9 @@ def test_provision_is_idempotent_and_lets_the_app_in(ansible_playbook, new_clust
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         psycopg2.connect(host="127.0.0.1", port=port, user="todoapi_app", password="wrong", dbname="TodoDb",
                          connect_timeout=5).close()
+
+    # On an existing cluster a new listen_addresses goes through ALTER SYSTEM and restarts the server.
+    third = ansible_playbook(PLAYBOOK, extra_vars=role_vars(name, port, postgresql_server_listen_addresses="localhost"),
+                             env=PLAYBOOK_ENV)
+    assert role_task(third, "Restart PostgreSQL with pg_ctlcluster")["changed"], "listen_addresses change must restart"
+    assert cluster.scalar("SHOW listen_addresses") == "localhost"
