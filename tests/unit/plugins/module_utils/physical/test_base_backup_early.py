@@ -75,7 +75,7 @@ def test_compressed_base_tar_read_while_written_replays_like_a_second_read(tmp_p
     assert read.usable and read.failure is None and read.name == "base.tar.zst"
     assert read.sha256 == hashlib.sha256(raw).hexdigest() and read.backup_label == LABEL.decode()
     check = replayed(read)
-    assert check.problems == [] and check.files_checked == 3 and check.bytes_checked == sum(len(d) for _, d, _ in FILES)
+    assert check.problems == [] and check.files_checked == 3 and check.bytes_checked == sum(len(data) for name, data, algorithm in FILES)
 
 
 def test_replay_reports_damage_as_the_stream_check_does(tmp_path):
@@ -112,5 +112,5 @@ def test_records_are_used_only_with_the_manifests_algorithm(tmp_path):
     assert read.usable
     manifest = backup_manifest.BackupManifest(make_manifest(FILES))
     assert not read.matches(manifest)
-    assert read.matches(backup_manifest.BackupManifest(make_manifest([(n, d, "SHA512") for n, d, _ in FILES])))
-    assert read.matches(backup_manifest.BackupManifest(make_manifest([(n, d, "NONE") for n, d, _ in FILES])))
+    assert read.matches(backup_manifest.BackupManifest(make_manifest([(n, d, "SHA512") for n, d, algorithm in FILES])))
+    assert read.matches(backup_manifest.BackupManifest(make_manifest([(n, d, "NONE") for n, d, algorithm in FILES])))
