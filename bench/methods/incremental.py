@@ -36,7 +36,7 @@ class IncrementalMethods(object):
         state["chain"] = len(output["chain"])
         return output, tree_rss
 
-    def _change_rows(self, db):
+    def change_rows(self, db):
         self.ws.cluster.sql(CHANGE_SQL % max(1, int(db["rows"]["Todos"] * CHANGED_FRACTION)), dbname=db["name"])
 
     def _fields(self, timed, output, tree_rss):
@@ -54,7 +54,7 @@ class IncrementalMethods(object):
         return dict(self._fields(timed, output, tree_rss), compression=output["compression"])
 
     def incremental(self, db, tag):
-        self._change_rows(db)
+        self.change_rows(db)
         name = "pg18-incr-%s" % tag
         with Timed(self.ws, [self.rounds[tag]["repo"], self.ws.tmp_dir(name)]) as timed:
             output, tree_rss = self._take(db, tag, "incr", name)
@@ -77,6 +77,6 @@ class IncrementalMethods(object):
         missing are taken first, each after a 1 % change, and not timed)."""
         state = self.rounds[tag]
         while state["chain"] < 1 + CHAIN_INCREMENTALS:
-            self._change_rows(db)
+            self.change_rows(db)
             self._take(db, tag, "incr", "pg18-chain-%s-%d" % (tag, state["chain"]))
         return self._restore(tag, state["newest"], "pg18-chain-restore-%s" % tag)

@@ -5,7 +5,8 @@ from __future__ import absolute_import, division, print_function
 
 from harness.common import median
 
-PEAK_FIELDS = (("size_bytes", "sizes"), ("rss_kb", "rss"), ("tree_rss_kb", "tree_rss"), ("peak_disk_bytes", "peak_disk"))
+PEAK_FIELDS = (("size_bytes", "sizes"), ("rss_kb", "rss"), ("tree_rss_kb", "tree_rss"), ("peak_disk_bytes", "peak_disk"),
+               ("wal_bytes", "wal_sizes"))
 # Times a restore reports besides its wall time (methods/collection.py time_to_usable): their medians.
 MOMENT_FIELDS = (("usable_seconds", "usable"), ("checks_finished_seconds", "checks_finished"))
 
@@ -15,7 +16,7 @@ def _new_row(record):
             "baseline": record["baseline"], "comparator": record.get("comparator"),
             "database": record["database"], "database_bytes": record["database_bytes"],
             "times": [], "sizes": [], "rss": [], "tree_rss": [], "peak_disk": [], "errors": [], "cpu": [],
-            "usable": [], "checks_finished": [],
+            "usable": [], "checks_finished": [], "wal_sizes": [],
             "loads": [], "command": record.get("command"), "settings": record.get("settings")}
 
 
@@ -35,6 +36,7 @@ def _add_record(row, record):
 def _finish_row(row):
     row["time"] = median(row["times"])
     row["size"] = median(row["sizes"])
+    row["wal_size"] = median(row["wal_sizes"])  # a reference backup's pg_wal.tar (methods/incremental_reference.py)
     row["cpu_median"] = median(row["cpu"])
     row["usable_median"] = median(row["usable"])
     row["checks_finished_median"] = median(row["checks_finished"])
@@ -66,3 +68,19 @@ def summarize(results, section, database=None):
 
 def find_row(rows, method):
     return next((row for row in rows if row["method"] == method), None)
+
+
+def ratio(rows, method, base_method, field="time"):
+    """A row's median time (or size, or "base_size": the size without pg_wal.tar) divided by another row's; None when
+    either is missing."""
+    row, base = find_row(rows, method), find_row(rows, base_method)
+    values = [_field(r, field) for r in (row, base)] if row and base else [None]
+    if not all(values):
+        return None
+    return values[0] / float(values[1])
+
+
+def _field(row, field):
+    if field == "base_size":
+        return row["size"] - row["wal_size"] if row["size"] and row["wal_size"] is not None else None
+    return row[field]

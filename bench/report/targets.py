@@ -4,7 +4,7 @@
 from __future__ import absolute_import, division, print_function
 
 from harness.common import MIB
-from report.summary import find_row, summarize
+from report.summary import find_row, ratio, summarize
 
 TARGETS = {
     "logical_backup_time_ratio": 1.0 / 3.0,
@@ -150,13 +150,24 @@ def _incremental(rows):
     if incr and incr["time_ratio"] is not None and incr["size_ratio"] is not None:
         limit = TARGETS["incremental_backup_ratio"]
         out.append(("PostgreSQL 18: incremental after a 1 %% change ≤ %.0f %% of a full backup's time and size" % (
-            limit * 100), "%.2f × the time, %.2f × the size (%.1f s vs %.1f s)" % (
-                incr["time_ratio"], incr["size_ratio"], incr["time"], find_row(rows, "pg18_full")["time"]),
+            limit * 100), "%.2f × the time, %.2f × the size (%.1f s vs %.1f s)%s" % (
+                incr["time_ratio"], incr["size_ratio"], incr["time"], find_row(rows, "pg18_full")["time"],
+                _floor(rows, "pg18_ref_incr", "pg18_ref_full", "%.2f × the time, %.2f × the size (%.2f × without pg_wal.tar)",
+                       ("time", "size", "base_size"))),
             incr["time_ratio"] <= limit and incr["size_ratio"] <= limit))
     if chain and chain["time_ratio"] is not None:
         limit = TARGETS["chain_restore_ratio"]
         full = find_row(rows, "pg18_full_restore")
         out.append(("PostgreSQL 18: restoring full + 6 incrementals ≤ %g × restoring the full backup" % limit,
-                    "%.2f × (%.1f s vs %.1f s)" % (chain["time_ratio"], chain["time"], full["time"]),
+                    "%.2f × (%.1f s vs %.1f s)%s" % (chain["time_ratio"], chain["time"], full["time"], _floor(
+                        rows, "pg18_ref_chain_restore", "pg18_ref_full_restore", "%.2f ×", ("time",))),
                     chain["time_ratio"] <= limit))
     return out
+
+
+def _floor(rows, method, base_method, pattern, fields):
+    """'; floor (PostgreSQL's programs alone): <pattern>' from the reference rows of the same run, '' without them."""
+    values = tuple(ratio(rows, method, base_method, field) for field in fields)
+    if None in values:
+        return ""
+    return "; floor (PostgreSQL's programs alone): " + pattern % values
