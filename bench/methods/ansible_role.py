@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""Ansible overhead: converging the backup role twice on localhost; the second run is the no-change cost."""
+"""Ansible overhead: converging the backup role twice on localhost (the second run is the no-change cost), and the
+floor any converge pays on this machine: a play that gathers facts and runs one module."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -17,6 +18,13 @@ CONVERGE = """\
   hosts: all
   roles:
     - role: todoapi.pgbackup.backup
+"""
+FLOOR = """\
+- name: Floor of a converge (bench)
+  hosts: all
+  tasks:
+    - name: One module run on the host
+      ansible.builtin.ping:
 """
 CLEANUP = """\
 - name: Remove what the bench's converge scheduled
@@ -62,7 +70,7 @@ def ansible_overhead(workspace, db):
     base = mkdir(work_dir)
     job = "todoapi-pgbackup-bench%d" % os.getpid()
     extra_vars = role_vars(workspace, db, base, job)
-    runs = []
+    runs, floor = [], None
     try:
         for attempt in (1, 2):
             result, seconds, cpu = playbook_run(CONVERGE, extra_vars, collections_root, work_dir)
@@ -72,12 +80,15 @@ def ansible_overhead(workspace, db):
             if result.rc != 0:
                 runs[-1]["error"] = (result.stderr or result.stdout)[-1500:]
                 break
+        result, seconds, cpu = playbook_run(FLOOR, {}, collections_root, work_dir)
+        floor = _converge_record(result, seconds, cpu)
+        log("ansible floor (facts + one module): %.1f s (%.1f CPU s), rc %s" % (seconds, cpu, result.rc))
     finally:
         try:
             playbook_run(CLEANUP.format(job=job), {}, collections_root, work_dir)
         except Exception as exc:  # report, do not fail the bench
             log("cleanup of the converge failed: %s" % exc)
-    return {"runs": runs, "forks": "default (5)", "hosts": 1}
+    return {"runs": runs, "floor": floor, "forks": "default (5)", "hosts": 1}
 
 
 def _converge_record(result, seconds, cpu):

@@ -99,6 +99,10 @@ def _ansible_lines(ans):
         values = (number, run["seconds"], run["rc"], run["tasks"], run["changed"], slowest_tasks(run.get("slowest_tasks"), 3))
         lines.append("- converge %d of `todoapi.pgbackup.backup` on localhost (facts gathered): %.1f s, "
                      "rc %s, %s tasks, changed=%s; slowest: %s" % values)
+    floor = ans.get("floor")
+    if floor:
+        lines.append("- floor: a play that gathers facts and runs one module (`ansible.builtin.ping`): %.1f s, rc %s"
+                     % (floor["seconds"], floor["rc"]))
     return lines
 
 
