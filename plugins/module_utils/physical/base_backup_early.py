@@ -24,16 +24,14 @@ __metaclass__ = type
 
 import hashlib
 import os
-import re
 import time
 
 from . import backup_manifest
-from .base_backup_tar import TarStream
+from .base_backup_tar import BASE_TAR, TarStream
 from ..core.errors import PgBackupError
 from ..core.fsutil import CHUNK_SIZE
 
 POLL_SECONDS = 0.05
-BASE_TAR = re.compile(r"^base\.tar(\.(gz|zst|lz4))?$")
 
 
 def growing_chunks(path, writer_running, state, poll=POLL_SECONDS):

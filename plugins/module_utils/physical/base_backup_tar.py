@@ -19,12 +19,16 @@ from ..core import streams
 from ..core.errors import PgBackupError
 from ..core.pipeline import Pipeline, Stage, require_tool
 
-TABLESPACE_TAR = re.compile(r"^([0-9]+)\.tar(\.(gz|zst|lz4))?$")
+# The suffix pg_basebackup (and the engine, for pg_wal.tar) gives a tar compressed with each method.
+COMPRESSED_SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "lz4": ".lz4"}
+TAR_SUFFIX = r"\.tar(\.(gz|zst|lz4))?$"
+TABLESPACE_TAR = re.compile(r"^([0-9]+)" + TAR_SUFFIX)
+BASE_TAR = re.compile(r"^base" + TAR_SUFFIX)
 
 
 def tar_members(directory):
     """The tar files of an artifact directory, sorted (none: a plain-format backup)."""
-    return sorted(name for name in os.listdir(directory) if re.match(r"^[^.].*\.tar(\.(gz|zst|lz4))?$", name))
+    return sorted(name for name in os.listdir(directory) if re.match(r"^[^.].*" + TAR_SUFFIX, name))
 
 
 def member_prefix(tar_name):
@@ -38,13 +42,14 @@ def member_prefix(tar_name):
     return "pg_tblspc/%s" % tablespace.group(1) if tablespace else None
 
 
+def lz4_stage(*args):
+    return Stage([require_tool("lz4", "the lz4 package"), "-q"] + list(args), name="lz4")
+
+
 def decompress_stage_for(name):
-    if name.endswith(".zst"):
-        return streams.decompress_stage("zstd")
-    if name.endswith(".gz"):
-        return streams.decompress_stage("gzip")
-    if name.endswith(".lz4"):
-        return Stage([require_tool("lz4", "the lz4 package"), "-q", "-d", "-c"], name="lz4")
+    for method, suffix in COMPRESSED_SUFFIXES.items():
+        if name.endswith(suffix):
+            return lz4_stage("-d", "-c") if method == "lz4" else streams.decompress_stage(method)
     return None
 
 

@@ -25,11 +25,10 @@ import time
 from ..core import fsutil
 from ..core import streams
 from ..core.errors import PgBackupError
-from ..core.pipeline import Pipeline, Stage, require_tool
-from .base_backup_tar import TarStream
+from ..core.pipeline import Pipeline
+from .base_backup_tar import COMPRESSED_SUFFIXES as SUFFIXES, TarStream, lz4_stage, member_prefix, tar_members
 
 WAL_TAR = "pg_wal.tar"
-SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "lz4": ".lz4"}
 # Without a level in the compression asked for: zstd's (and PostgreSQL's) default, and the fastest of gzip and lz4.
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 1, "lz4": 1}
 ZSTD_MAX_LEVEL = 19  # higher levels need --ultra and a lot of memory; pg_basebackup allows up to 22
@@ -39,8 +38,7 @@ PARTIAL_PREFIX = ".partial-"
 def wal_tar_name(artifact_dir):
     """The name of the artifact's WAL tar (``pg_wal.tar`` maybe with a suffix); None when there is none
     (plain format, or ``wal_method: fetch``, which puts the WAL into base.tar)."""
-    names = [name for name in os.listdir(artifact_dir) if name == WAL_TAR or
-             any(name == WAL_TAR + suffix for suffix in SUFFIXES.values())]
+    names = [name for name in tar_members(artifact_dir) if member_prefix(name) == "pg_wal"]
     return sorted(names)[0] if names else None
 
 
@@ -48,7 +46,7 @@ def compress_stage(method, level, workers=0):
     """The program that compresses the WAL tar with zstd (the stage logical backups use) or lz4; gzip is
     Python's own (``_write_gzip``)."""
     if method == "lz4":
-        return Stage([require_tool("lz4", "the lz4 package"), "-q", "-%d" % level, "-c"], name="lz4")
+        return lz4_stage("-%d" % level, "-c")
     return streams.compress_stage("zstd", min(level, ZSTD_MAX_LEVEL), workers or 1)
 
 
