@@ -40,6 +40,14 @@ COLLECTION_LINK := $(COLLECTIONS_DIR)/ansible_collections/$(NAMESPACE)/$(NAME)
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_DIR)
 
+# ansible-lint and molecule (through ansible-compat) put $$ANSIBLE_HOME/collections
+# ahead of ANSIBLE_COLLECTIONS_PATH, and molecule installs a *copy* of the
+# collection there.  With the default ~/.ansible that copy outlives the run and
+# the next lint checks it instead of the checkout.  Pointing ANSIBLE_HOME at
+# build/ makes that directory COLLECTIONS_DIR, where collection-link already
+# holds a symlink to the checkout (ansible-compat then skips its install).
+TOOL_ENV := ANSIBLE_HOME=$(ROOT)/build
+
 LINT_DIRS := $(wildcard roles playbooks)
 
 .PHONY: help venv collection-link lint sanity units integration \
@@ -61,7 +69,7 @@ collection-link:
 lint: venv collection-link
 	@if [ -n "$(strip $(LINT_DIRS))" ]; then \
 	  echo "== ansible-lint (production) on: $(LINT_DIRS)"; \
-	  $(BIN)/ansible-lint --offline --profile production $(LINT_DIRS); \
+	  $(TOOL_ENV) $(BIN)/ansible-lint --offline --profile production $(LINT_DIRS); \
 	else \
 	  echo "== ansible-lint: no roles/ or playbooks/ directory yet, nothing to lint"; \
 	fi
@@ -87,7 +95,7 @@ integration: venv collection-link
 molecule: venv collection-link
 	@if [ -d molecule/default ]; then \
 	  echo "== molecule test"; \
-	  $(BIN)/molecule test; \
+	  $(TOOL_ENV) $(BIN)/molecule test; \
 	else \
 	  echo "== molecule: molecule/default does not exist, skipping"; \
 	fi
