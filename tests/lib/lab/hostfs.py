@@ -19,7 +19,9 @@ import os
 import pwd
 import re
 import shlex
+import sys
 
+from tests.lib.ansible_run import REPO_ROOT
 from tests.lib.lab import topology
 from tests.lib.lab.commands import run
 
@@ -148,9 +150,22 @@ def _pinning_mounts():
     return outermost([point for point in mount_points() if point == "/run/netns" or point.startswith(lab_roots)])
 
 
+# Where a hidden checkout is held between covering its directory and binding it back (/run is fresh already).
+CHECKOUT_STAGE = "/run/pgbackup-lab-checkout"
+
+
+def hidden_checkout_paths():
+    """The checkout and the venv the tests run from, where a host's own empty directory would hide them (a clone
+    under /tmp, /root or /home): the setup script binds them back at the same paths, so the hosts run the same
+    files (the stand-in application, the venv's packages) as the controller."""
+    wanted = outermost(os.path.realpath(path) for path in (REPO_ROOT, sys.prefix))
+    return [path for path in wanted if any(path == spec.path or path.startswith(spec.path + "/") for spec in HOST_DIRS)]
+
+
 def setup_script(root, host):
     quote = shlex.quote
     lines = ["umount -l %s 2>/dev/null || true" % quote(point) for point in _pinning_mounts()]
+    hidden = hidden_checkout_paths()
     for lower in OVERLAYS:
         layers = overlay_dir(root, host, lower)
         lines.append("mount -t overlay overlay -o lowerdir=%s,upperdir=%s/upper,workdir=%s/work %s"
@@ -158,6 +173,9 @@ def setup_script(root, host):
     for target, mode in FRESH_TMPFS:
         lines.append("mount -t tmpfs -o mode=%s,nosuid,nodev tmpfs %s" % (mode, target))
     lines += ["mkdir -m 0755 /run/sshd", "mkdir -m 1777 /run/lock", "mount -t sysfs sysfs /sys"]
+    for index, path in enumerate(hidden):
+        stage = quote("%s/%d" % (CHECKOUT_STAGE, index))
+        lines += ["mkdir -p %s" % stage, "mount --bind %s %s" % (quote(path), stage)]
     for spec in HOST_DIRS:
         if any(spec.path.startswith(other.path + "/") for other in HOST_DIRS):
             continue  # inside its parent's bind mount already
@@ -165,6 +183,8 @@ def setup_script(root, host):
         fresh = os.path.realpath(spec.path).startswith(tuple(lower + "/" for lower in OVERLAYS) + ("/run/",))
         lines.append(("mkdir -p %s" if fresh else "test -d %s") % target)
         lines.append("mount --bind %s %s" % (quote(fs_path(root, host, spec.path)), target))
+    for index, path in enumerate(hidden):
+        lines += ["mkdir -p %s" % quote(path), "mount --bind %s/%d %s" % (CHECKOUT_STAGE, index, quote(path))]
     lines.append("hostname %s" % quote(host))
     return "\n".join(lines) + "\n"
 
