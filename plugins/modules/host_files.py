@@ -17,8 +17,8 @@ description:
   - Paths are made in the order given, so list a directory before the files in it.
   - Files are written through a temporary file in the same directory, fsynced, given their owner, group and mode,
     then renamed over the old one; a reader never sees half a file or a file with the wrong mode.
-  - Cron entries are kept as M(ansible.builtin.cron) keeps them (a C(#Ansible: <name>) line above the job line), so
-    entries written by that module are updated in place, not duplicated. The crontab is installed with C(crontab -u).
+  - "Cron entries are kept as M(ansible.builtin.cron) keeps them (a C(#Ansible: <name>) line above the job line), so
+    entries written by that module are updated in place, not duplicated. The crontab is installed with C(crontab -u)."
 attributes:
   check_mode:
     support: full
@@ -75,13 +75,13 @@ options:
         type: str
         required: true
       entries:
-        description: The entries, each found by its C(#Ansible: <name>) line.
+        description: "The entries, each found by its C(#Ansible: <name>) line."
         type: list
         elements: dict
         default: []
         suboptions:
           name:
-            description: Name of the entry (the text after C(#Ansible: )).
+            description: "Name of the entry (the text after C(#Ansible: ))."
             type: str
             required: true
           state:
