@@ -197,7 +197,8 @@ files:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import host_files
-from ansible_collections.todoapi.pgbackup.plugins.module_utils.ansible_module.common import run_or_fail
+# Not ansible_module.common: it imports the storage and physical layers, which would all be shipped with each run.
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 
 PATH_SPEC = dict(
     path=dict(type="path", required=True),
@@ -257,8 +258,10 @@ def main():
     for entry in (cron or {}).get("entries", []):
         if entry["state"] == "present" and not entry["job"]:
             module.fail_json(msg="cron entry '%s' needs a job (or state: absent)." % entry["name"])
-    result = run_or_fail(module, host_files.converge, wanted_paths(module), cron=cron, list_files=module.params["list_files"],
-                         check_mode=module.check_mode)
+    try:
+        result = host_files.converge(wanted_paths(module), cron=cron, list_files=module.params["list_files"], check_mode=module.check_mode)
+    except PgBackupError as exc:
+        module.fail_json(msg=str(exc), error=exc.message, hint=exc.hint or "")
     diff = result.pop("diff")
     if module._diff:
         result["diff"] = diff
