@@ -512,6 +512,7 @@ def test_scheduler_none_removes_the_cron_entries(installed):
 def test_an_entry_written_by_ansible_cron_is_updated_not_duplicated(installed):
     """Hosts converged by the role when it wrote its entries with ansible.builtin.cron converge to the same entries."""
     name = "%s backup" % installed.job_name
+    installed.converge()  # the entries as the role writes them (a test above removed them)
     old_task = {"ansible.builtin.cron": {"name": name, "user": OS_USER, "minute": "7", "hour": "3", "job": "/old/runner backup"}}
     run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [old_task]}]),
                  collections_root=installed.collections_root)
