@@ -39,6 +39,7 @@ pytestmark = needs_root_and_cron
 
 ROLE_PLAYBOOK = roles_play("todoapi.pgbackup.backup")
 OS_USER = "postgres"
+HOST_FILES = "todoapi.pgbackup.backup : Make the role's files, directories and cron entries what they should be"
 
 
 def changed_tasks(result):
@@ -503,9 +504,26 @@ def test_scheduler_none_removes_the_cron_entries(installed):
     result = installed.converge(extra_vars={"pgbackup_scheduler": "none"}, env={"ANSIBLE_RUN_TAGS": "pgbackup_schedule"})
     assert result.stats["changed"] > 0
     assert cron_entries(installed.job_name) == {}
-    assert not [name for name in result.task_names() if "Install the runner" in name], "--tags pgbackup_schedule ran more"
+    assert result.task(HOST_FILES)["paths"] == {}, "--tags pgbackup_schedule changed files"
     again = installed.converge(extra_vars={"pgbackup_scheduler": "none"})
     assert again.stats["changed"] == 0, changed_tasks(again)
+
+
+def test_an_entry_written_by_ansible_cron_is_updated_not_duplicated(installed):
+    """Hosts converged by the role when it wrote its entries with ansible.builtin.cron converge to the same entries."""
+    name = "%s backup" % installed.job_name
+    installed.converge()  # the entries as the role writes them (a test above removed them)
+    old_task = {"ansible.builtin.cron": {"name": name, "user": OS_USER, "minute": "7", "hour": "3", "job": "/old/runner backup"}}
+    run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [old_task]}]),
+                 collections_root=installed.collections_root)
+    assert cron_entries(installed.job_name)["backup"] == ("7 3 * * *", "/old/runner backup")
+    check = installed.converge(check=True, diff=True)
+    assert check.task(HOST_FILES)["cron"] == [name] and cron_entries(installed.job_name)["backup"][1] == "/old/runner backup"
+    result = installed.converge()
+    assert result.stats["changed"] == 1 and result.task(HOST_FILES)["cron"] == [name]
+    assert crontab_text().count("#Ansible: %s\n" % name) == 1
+    assert cron_entries(installed.job_name)["backup"][1].startswith(installed.runner)
+    assert installed.converge().stats["changed"] == 0
 
 
 def test_cron_backup_is_copied_to_s3_and_restorable_from_there(installed, tmp_path):
