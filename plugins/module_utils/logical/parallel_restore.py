@@ -40,6 +40,7 @@ try:
 except ImportError:  # Python 2 (sanity's compile test only)
     import Queue as queue
 
+from .deferred_foreign_keys import IDENTIFIER
 from ..core import pgconn
 from ..core.errors import PgBackupError
 from ..core.pipeline import Pipeline, Stage
@@ -49,7 +50,6 @@ COPY_END = b"\n\\.\n"
 # psql meta-commands pg_restore writes around a script since PostgreSQL 15.14/16.10/17.6.
 IGNORED_META = (b"\\restrict", b"\\unrestrict")
 WORKER_SETTINGS = "SET synchronous_commit = off;"
-IDENTIFIER = r'(?:"(?:[^"]|"")*"|[^\s".]+)'
 COPY_TARGET = re.compile(r"^COPY (%s)\.(%s)[ ;]" % (IDENTIFIER, IDENTIFIER))
 
 
