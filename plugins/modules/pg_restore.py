@@ -267,7 +267,10 @@ recreated_tables:
   type: list
   elements: str
 tables:
-  description: Row count of each restored table after the restore (equal to the manifest's).
+  description:
+    - Row count of each restored table after the restore (equal to the manifest's). A full restore loaded over
+      several connections takes it from the rows the server reported for its COPY statements, and counts the
+      table again only when that differs from the manifest.
   returned: success
   type: dict
   sample: {"public.Todos": 200000}

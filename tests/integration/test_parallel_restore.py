@@ -294,3 +294,31 @@ def test_toast_compression_refuses_what_the_server_cannot_do_before_touching_any
 
     restore(pg, tmp_repo, compressible_db, target_name, jobs=2)  # auto falls back to the server's setting
     assert pg.sql(COMPRESSION_OF, dbname=target_name) == [("pglz", "pglz", 300)]
+
+
+def test_row_counts_come_from_the_load_and_a_wrong_count_is_still_refused(pg, tricky_db, target_name, tmp_repo,
+                                                                         monkeypatch):
+    """The rows the server reports for the parallel load's COPY statements prove the counts: no table is
+    scanned with count(*) before the swap-in. When they differ from the manifest, count(*) decides: the
+    restore is refused and the target keeps what it had."""
+    manifest = take_backup(pg, tricky_db, tmp_repo)
+    scans = []
+    count_rows = pgconn.count_rows
+
+    def counting(conn, tables):
+        scans.append(list(tables))
+        return count_rows(conn, tables)
+    monkeypatch.setattr(pgconn, "count_rows", counting)
+
+    result = restore(pg, tmp_repo, tricky_db, target_name, jobs=2)
+    assert result["tables"] == {"public.notes": 20001, "public.parent": 50}
+    assert scans == [], "the counts came from the load"
+
+    tables = dict(manifest["tables"], **{"public.notes": 20002})
+    rewrite_manifest(tmp_repo, manifest["id"], tables=tables)
+    with pytest.raises(PgBackupError, match=r"Row counts after restore do not match the backup: "
+                                            r"public\.notes: 20001 rows, backup has 20002"):
+        restore(pg, tmp_repo, tricky_db, target_name, jobs=2, force=True, clean=True)
+    assert len(scans) == 1, "a count that differs is checked by count(*)"
+    assert pg.scalar("SELECT count(*) FROM notes", dbname=target_name) == 20001
+    assert not [name for name in databases(pg) if "__restore_" in name]

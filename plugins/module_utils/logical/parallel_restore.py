@@ -30,6 +30,7 @@ __metaclass__ = type
 import contextlib
 import io
 import os
+import re
 import tempfile
 import threading
 import time
@@ -39,6 +40,7 @@ try:
 except ImportError:  # Python 2 (sanity's compile test only)
     import Queue as queue
 
+from .deferred_foreign_keys import IDENTIFIER
 from ..core import pgconn
 from ..core.errors import PgBackupError
 from ..core.pipeline import Pipeline, Stage
@@ -48,6 +50,7 @@ COPY_END = b"\n\\.\n"
 # psql meta-commands pg_restore writes around a script since PostgreSQL 15.14/16.10/17.6.
 IGNORED_META = (b"\\restrict", b"\\unrestrict")
 WORKER_SETTINGS = "SET synchronous_commit = off;"
+COPY_TARGET = re.compile(r"^COPY (%s)\.(%s)[ ;]" % (IDENTIFIER, IDENTIFIER))
 
 
 class StreamEndedEarly(PgBackupError):
@@ -151,7 +154,8 @@ def _alter_in_batches(conn, statements):
 def load_data_section(script_chunks, connect, jobs, chunk_bytes=None, settings=None):
     """Run the data section of a pg_restore script (an iterable of bytes) over ``jobs``
     connections whose sessions also SET ``settings`` ({name: value}); returns
-    {"copy_statements": n, "chunks": n}."""
+    {"copy_statements": n, "chunks": n, "rows": {table key: rows}}, ``rows`` being what the server
+    reported (the command tag) for the committed COPY statements into each table."""
     loader = _ParallelCopy(connect, jobs, chunk_bytes or CHUNK_BYTES, settings)
     try:
         loader.feed(script_chunks)
@@ -160,7 +164,29 @@ def load_data_section(script_chunks, connect, jobs, chunk_bytes=None, settings=N
         raise
     loader.stop_workers()
     loader.run_other_statements()
-    return loader.stats
+    rows = {}
+    for copy_sql, count in loader.rows_by_copy.items():
+        key = copy_table_key(copy_sql)
+        rows[key] = rows.get(key, 0) + count
+    return dict(loader.stats, rows=rows)
+
+
+def copy_table_key(copy_sql):
+    """'schema.table' (unquoted, as manifests name tables) of a ``COPY schema.table (...) FROM stdin``."""
+    match = COPY_TARGET.match(copy_sql)
+    if not match:
+        return copy_sql  # matches no manifest key: the row counts are then checked by counting
+    return "%s.%s" % tuple(_unquoted(name) for name in match.groups())
+
+
+def _unquoted(identifier):
+    return identifier[1:-1].replace('""', '"') if identifier.startswith('"') else identifier
+
+
+def _head(pending, size):
+    """The first ``size`` bytes of a bytearray, copied once (a slice of it would copy twice)."""
+    with memoryview(pending) as view, view[:size] as head:
+        return head.tobytes()
 
 
 class _ParallelCopy(object):
@@ -175,6 +201,8 @@ class _ParallelCopy(object):
         self.other_sql = []
         self.copy_sql = None
         self.stats = {"copy_statements": 0, "chunks": 0}
+        self.rows_by_copy = {}  # {COPY statement: rows the server loaded with it}
+        self.rows_lock = threading.Lock()
 
     # -- parsing the script ------------------------------------------------------------------
 
@@ -210,7 +238,7 @@ class _ParallelCopy(object):
                 continue
             end = pending.find(COPY_END, search_from)
             if end >= 0:
-                self._send(bytes(pending[:end + 1]))
+                self._send(_head(pending, end + 1))
                 del pending[:end + len(COPY_END)]
                 self.copy_sql = None
                 search_from = 0
@@ -222,7 +250,7 @@ class _ParallelCopy(object):
             cut = pending.rfind(b"\n", 0, self.chunk_bytes) + 1 or pending.find(b"\n", self.chunk_bytes) + 1
             if cut <= 0:
                 return  # wait for the end of the row
-            self._send(bytes(pending[:cut]))
+            self._send(_head(pending, cut))
             del pending[:cut]
             if final:
                 return
@@ -286,6 +314,9 @@ class _ParallelCopy(object):
                     cursor.copy_expert(copy_sql, io.BytesIO(rows), size=len(rows))
                 except Exception as exc:  # pylint: disable=broad-except
                     self.errors.append(PgBackupError("%s failed: %s" % (copy_sql.split(" (")[0], str(exc).strip())))
+                    continue
+                with self.rows_lock:
+                    self.rows_by_copy[copy_sql] = self.rows_by_copy.get(copy_sql, 0) + cursor.rowcount
         finally:
             conn.close()
 

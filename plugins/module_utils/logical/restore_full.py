@@ -34,11 +34,11 @@ def restore_via_staging(request, manifest, major, target_exists, started):
         staging.create_database(admin, name, manifest)
         try:
             staging_owner.record_owner(admin, name, request.database)  # admin stays open until the swap-in
-            connections, deferred, indexes = load_archive(request, manifest, major, name)
+            connections, deferred, indexes, loaded = load_archive(request, manifest, major, name)
             conn = pgconn.connect(request.connection, name)
             try:
                 deferred.add_not_valid(conn)
-                counts = steps.verify_counts(conn, manifest["tables"])
+                counts = steps.verify_counts(conn, manifest["tables"], loaded)
             finally:
                 conn.close()
             checked = _since(started)
@@ -65,8 +65,8 @@ def restore_via_staging(request, manifest, major, target_exists, started):
 
 def restore_over_existing(request, manifest, major, started):
     """force without clean: replace the backup's objects in place, in one transaction."""
-    connections, _deferred, _indexes = load_archive(request, manifest, major, request.database,
-                                                    ["--clean", "--if-exists", "--single-transaction"])
+    connections, _deferred, _indexes, _loaded = load_archive(request, manifest, major, request.database,
+                                                             ["--clean", "--if-exists", "--single-transaction"])
     usable = _since(started)  # the transaction has committed
     conn = pgconn.connect(request.connection, request.database)
     try:
@@ -85,7 +85,8 @@ def _since(started):
 def load_archive(request, manifest, major, dbname, extra=()):
     """Restore the archive into ``dbname``; returns (connections that loaded it, the foreign keys
     left out of the load: deferred_foreign_keys.NONE unless validate_foreign_keys is after_swap, the
-    indexes left out of it: deferred_indexes.NONE unless build_indexes is after_swap)."""
+    indexes left out of it: deferred_indexes.NONE unless build_indexes is after_swap, the rows the server
+    reported loading into each table ({table key: rows}) when the data went through the parallel load, else None)."""
     stages, path = steps.decoded_input(request, manifest)
     fmt = manifest.get("format", "custom")
     # pg_restore refuses -j with --single-transaction: an in-place restore stays one transaction, run serially.
@@ -95,21 +96,22 @@ def load_archive(request, manifest, major, dbname, extra=()):
         if fmt == "plain":
             steps.run(stages + [Stage(steps.psql_argv(request, major, dbname, ["--single-transaction"]), name="psql",
                                       error_pattern=steps.PSQL_ERROR)], env, stdin=path)
-            return 1, deferred_foreign_keys.NONE, deferred_indexes.NONE
+            return 1, deferred_foreign_keys.NONE, deferred_indexes.NONE, None
         parallel = jobs > 1 and fmt == "custom"
         if not parallel and deferred_foreign_keys.AFTER_SWAP not in (request.validate_foreign_keys, request.build_indexes):
             return (_load_whole(request, stages, path, env, major, dbname, fmt, jobs, extra), deferred_foreign_keys.NONE,
-                    deferred_indexes.NONE)
+                    deferred_indexes.NONE, None)
         with _archive_toc(request, manifest, major, env, stages, path) as (listing, toc_file):
             indexes = deferred_indexes.left_out_of_load(request, listing, toc_file, env, major)
             with deferred_foreign_keys.left_out_of_load(request, listing, toc_file, env, major, indexes.lines) as deferred:
+                loaded = None
                 if parallel and not steps.holds_large_objects(listing):
-                    connections = _parallel_custom_restore(request, stages, path, env, major, dbname, toc_file,
-                                                           deferred.restore_options())
+                    connections, loaded = _parallel_custom_restore(request, stages, path, env, major, dbname, toc_file,
+                                                                   deferred.restore_options())
                 else:
                     connections = _load_whole(request, stages, path, env, major, dbname, fmt, jobs,
                                               list(extra) + deferred.restore_options())
-        return connections, deferred, indexes
+        return connections, deferred, indexes, loaded
 
 
 @contextlib.contextmanager
@@ -149,7 +151,8 @@ def _serial_custom_restore(request, stages, path, env, major, dbname, extra=()):
 
 
 def _parallel_custom_restore(request, stages, path, env, major, dbname, toc_file, post_data_options):
-    """Whole restore into an empty database over ``jobs`` connections (see parallel_restore)."""
+    """Whole restore into an empty database over ``jobs`` connections (see parallel_restore); returns
+    (jobs, {table key: rows the server reported loading})."""
     pg_restore = steps.pg_restore_path(request, major)
     steps.run([Stage(steps.pg_restore_argv(request, major, dbname, ["--section=pre-data", toc_file]),
                      name="pg_restore (pre-data)", error_pattern=steps.PG_RESTORE_ERROR)], env)
@@ -158,12 +161,12 @@ def _parallel_custom_restore(request, stages, path, env, major, dbname, toc_file
         return pgconn.connect(request.connection, dbname)
 
     with parallel_restore.autovacuum_paused(connect):
-        _parallel_data_section(request, stages, path, env, pg_restore, connect)
+        loaded = _parallel_data_section(request, stages, path, env, pg_restore, connect)
         post_env = steps.with_settings(env, {"maintenance_work_mem": request.maintenance_work_mem})
         steps.run([Stage(steps.pg_restore_argv(request, major, dbname, ["--section=post-data", "-j", str(request.jobs)]
                                                + list(post_data_options) + [toc_file]),
                          name="pg_restore (post-data)", error_pattern=steps.PG_RESTORE_ERROR)], post_env)
-    return request.jobs
+    return request.jobs, loaded
 
 
 def _parallel_data_section(request, stages, path, env, pg_restore, connect):
@@ -171,8 +174,8 @@ def _parallel_data_section(request, stages, path, env, pg_restore, connect):
                                       name="pg_restore (data)", error_pattern=steps.PG_RESTORE_ERROR)],
                       env=env, stdin=path if stages else None, capture_stdout=True).start()
     try:
-        parallel_restore.load_data_section(script.stdout_chunks(), connect, request.jobs,
-                                           settings=request.session_settings)
+        stats = parallel_restore.load_data_section(script.stdout_chunks(), connect, request.jobs,
+                                                   settings=request.session_settings)
     except parallel_restore.StreamEndedEarly:
         steps.finish(script)  # its processes have exited: their error is the real one
         raise
@@ -181,3 +184,4 @@ def _parallel_data_section(request, stages, path, env, pg_restore, connect):
         script.wait_quietly()
         raise
     steps.finish(script)
+    return stats["rows"]
