@@ -273,10 +273,10 @@ def backup(request):
         os.mkdir(temp_dir, fsutil.DIR_MODE)
         taken["next_xid_at_start"] = _next_xid(conn)
         early = []  # base.tar as read while pg_basebackup wrote it
-        # base.tar's write-back overlaps the backup and its check instead of following them (commit fsyncs again)
-        with fsutil.SyncBehind(temp_dir, _synced_behind if request.format == "tar" else lambda name: False) as behind:
-            with pgconn.libpq_environment(request.connection) as env:
-                taken["compression"], chosen = _take(request, tool, temp_dir, backup_id, env, chosen, early)
+        with pgconn.libpq_environment(request.connection) as env:
+            taken["compression"], chosen = _take(request, tool, temp_dir, backup_id, env, chosen, early)
+        # base.tar's write-back overlaps the WAL tar step and the check instead of following them (commit fsyncs again)
+        with fsutil.BackgroundSync(_written_back_early(temp_dir, request.format)) as syncing:
             taken["chain"] = dict(chain_record(chosen[0], chosen[1], backup_id), requested_type=request.backup_type,
                                   type_note=chosen[2])
             taken["next_xid_at_end"] = _next_xid(conn)
@@ -288,7 +288,7 @@ def backup(request):
             taken["verified"], taken["backup_label"] = _check_before_publishing(
                 request, temp_dir, backup_id, request.pg_bin_dir or os.path.dirname(tool), major,
                 facts["wal_segment_size"], taken["digests"], early[0] if early else None)
-            behind.finish()
+            syncing.finish()
         manifest = _repository_manifest(request, facts, temp_dir, taken)
         repo.commit(manifest, {temp_dir: manifest["artifact"]})
         temp_dir = None
@@ -301,10 +301,13 @@ def backup(request):
         conn.close()
 
 
-def _synced_behind(name):
-    """The files of a tar backup written back while the backup runs: base.tar and the tablespaces' tars, which
-    pg_basebackup only appends to (not pg_wal.tar, replaced by its compressed copy, nor the small backup_manifest)."""
-    return member_prefix(name) not in (None, "pg_wal")
+def _written_back_early(temp_dir, fmt):
+    """The files of a new tar backup written back while it is checked: base.tar and the tablespaces' tars (not
+    pg_wal.tar, replaced by its compressed copy, nor the small backup_manifest)."""
+    if fmt != "tar":
+        return []
+    return [os.path.join(temp_dir, name) for name in sorted(os.listdir(temp_dir))
+            if member_prefix(name) not in (None, "pg_wal")]
 
 
 def _basebackup_argv(request, tool, temp_dir, backup_id, parent=None):

@@ -3,8 +3,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import shutil
-import time
+import threading
 
 import pytest
 
@@ -13,49 +12,37 @@ from ansible_collections.todoapi.pgbackup.plugins.module_utils.core import fsuti
 
 @pytest.fixture
 def synced(monkeypatch):
-    """The paths fsync_path was called for (the real fsync still runs)."""
+    """(path, thread name) of every fsync_path call (the real fsync still runs)."""
     calls = []
     real = fsutil.fsync_path
 
     def recording(path):
-        calls.append(os.path.basename(path))
+        calls.append((os.path.basename(path), threading.current_thread().name))
         real(path)
     monkeypatch.setattr(fsutil, "fsync_path", recording)
     return calls
 
 
-def test_sync_behind_writes_back_the_wanted_files_while_they_grow(tmp_path, synced):
-    with fsutil.SyncBehind(str(tmp_path), lambda name: name.startswith("base.tar"), interval=0.01) as behind:
-        with open(str(tmp_path / "base.tar.zst"), "wb") as growing, open(str(tmp_path / "pg_wal.tar"), "wb") as other:
-            for dummy in range(20):
-                growing.write(b"x" * 65536)
-                growing.flush()
-                other.write(b"y" * 65536)
-                time.sleep(0.005)
-        while_writing = len(synced)
-        behind.finish()
-    assert while_writing >= 1  # before finish(): behind the writer
-    assert set(synced) == {"base.tar.zst"}
-    assert len(synced) == while_writing + 1  # finish() syncs to the end once more
+def test_background_sync_fsyncs_every_path_in_its_thread(tmp_path, synced):
+    paths = []
+    for name in ("base.tar.zst", "16384.tar.zst"):
+        (tmp_path / name).write_bytes(b"x" * 65536)
+        paths.append(str(tmp_path / name))
+    with fsutil.BackgroundSync(paths) as syncing:
+        syncing.finish()
+    assert synced == [("base.tar.zst", "background-sync"), ("16384.tar.zst", "background-sync")]
 
 
-def test_sync_behind_reports_a_failed_write_back_on_finish(tmp_path):
-    directory = tmp_path / "backup"
-    directory.mkdir()
-    behind = fsutil.SyncBehind(str(directory), lambda name: True, interval=0.01)
-    with behind:
-        shutil.rmtree(str(directory))  # listing it now fails in the thread: the error must reach the caller
-        time.sleep(0.1)
-        directory.mkdir()  # back again: only the error the thread met can make finish() fail
+def test_background_sync_reports_a_failed_write_back_on_finish(tmp_path):
+    with fsutil.BackgroundSync([str(tmp_path / "gone")]) as syncing:
         with pytest.raises(OSError):
-            behind.finish()
+            syncing.finish()
 
 
-def test_sync_behind_stops_quietly_when_the_block_fails(tmp_path, synced):
+def test_background_sync_is_waited_for_when_the_block_fails(tmp_path, synced):
+    (tmp_path / "base.tar").write_bytes(b"x")
     with pytest.raises(RuntimeError):
-        with fsutil.SyncBehind(str(tmp_path), lambda name: True, interval=0.01) as behind:
+        with fsutil.BackgroundSync([str(tmp_path / "base.tar")]) as syncing:
             raise RuntimeError("the backup failed")
-    assert not behind._thread.is_alive()
-    count = len(synced)
-    time.sleep(0.05)
-    assert len(synced) == count
+    assert not syncing._thread.is_alive()
+    assert synced == [("base.tar", "background-sync")]
