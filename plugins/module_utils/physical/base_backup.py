@@ -63,7 +63,7 @@ from .base_backup_request import (DEFAULT_COMPRESSION, FORMATS, MANIFEST_CHECKSU
                                   WORKERS_AUTO, PhysicalBackupRequest, compression_argument, compression_fallbacks,
                                   resolve_workers)
 from .base_backup_restore import backup_major, restore_into
-from .base_backup_tar import extract_backup, read_backup_label, read_directory_backup_label
+from .base_backup_tar import extract_backup, member_prefix, read_backup_label, read_directory_backup_label
 from .base_backup_verify import verify_data_directory, verify_tar_backup
 from .base_backup_wal_tar import compress_wal_tar
 from .wal_names import DEFAULT_SEGMENT_SIZE, segment_for_lsn
@@ -275,17 +275,20 @@ def backup(request):
         early = []  # base.tar as read while pg_basebackup wrote it
         with pgconn.libpq_environment(request.connection) as env:
             taken["compression"], chosen = _take(request, tool, temp_dir, backup_id, env, chosen, early)
-        taken["chain"] = dict(chain_record(chosen[0], chosen[1], backup_id), requested_type=request.backup_type,
-                              type_note=chosen[2])
-        taken["next_xid_at_end"] = _next_xid(conn)
-        taken["finished"] = manifests.utcnow()
-        # before anything reads or checksums the backup: every check is of what is stored
-        taken["wal_tar"] = compress_wal_tar(temp_dir, taken["compression"]) if request.format == "tar" else None
-        taken["pg_manifest"], taken["wal_ranges"] = read_backup_manifest(os.path.join(temp_dir, "backup_manifest"))
-        taken["digests"] = {}  # sha256 of the tars, computed while the check reads them
-        taken["verified"], taken["backup_label"] = _check_before_publishing(
-            request, temp_dir, backup_id, request.pg_bin_dir or os.path.dirname(tool), major, facts["wal_segment_size"],
-            taken["digests"], early[0] if early else None)
+        # base.tar's write-back overlaps the WAL tar step and the check instead of following them (commit fsyncs again)
+        with fsutil.BackgroundSync(_written_back_early(temp_dir, request.format)) as syncing:
+            taken["chain"] = dict(chain_record(chosen[0], chosen[1], backup_id), requested_type=request.backup_type,
+                                  type_note=chosen[2])
+            taken["next_xid_at_end"] = _next_xid(conn)
+            taken["finished"] = manifests.utcnow()
+            # before anything reads or checksums the backup: every check is of what is stored
+            taken["wal_tar"] = compress_wal_tar(temp_dir, taken["compression"]) if request.format == "tar" else None
+            taken["pg_manifest"], taken["wal_ranges"] = read_backup_manifest(os.path.join(temp_dir, "backup_manifest"))
+            taken["digests"] = {}  # sha256 of the tars, computed while the check reads them
+            taken["verified"], taken["backup_label"] = _check_before_publishing(
+                request, temp_dir, backup_id, request.pg_bin_dir or os.path.dirname(tool), major,
+                facts["wal_segment_size"], taken["digests"], early[0] if early else None)
+            syncing.finish()
         manifest = _repository_manifest(request, facts, temp_dir, taken)
         repo.commit(manifest, {temp_dir: manifest["artifact"]})
         temp_dir = None
@@ -296,6 +299,15 @@ def backup(request):
         if temp_dir:
             _remove_leftover(temp_dir)
         conn.close()
+
+
+def _written_back_early(temp_dir, fmt):
+    """The files of a new tar backup written back while it is checked: base.tar and the tablespaces' tars (not
+    pg_wal.tar, replaced by its compressed copy, nor the small backup_manifest)."""
+    if fmt != "tar":
+        return []
+    return [os.path.join(temp_dir, name) for name in sorted(os.listdir(temp_dir))
+            if member_prefix(name) not in (None, "pg_wal")]
 
 
 def _basebackup_argv(request, tool, temp_dir, backup_id, parent=None):

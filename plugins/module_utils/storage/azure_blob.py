@@ -20,23 +20,21 @@ __metaclass__ = type
 
 import os
 import re
-import traceback
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
 from .base import (RemoteRepository, causes, check_private_file, delta_progress, file_md5, interrupted_upload,
-                   open_local_source, open_local_target, options_from_params, pick_options, split_bucket_url, upload_error)
+                   library_present, open_local_source, open_local_target, options_from_params, pick_options, split_bucket_url, upload_error)
 
-try:
+# imported when an Azure repository is opened (_import_azure), not by every module that could open one
+azure_exceptions = BlobServiceClient = ContentSettings = ExponentialRetry = None
+
+
+def _import_azure():
+    global azure_exceptions, BlobServiceClient, ContentSettings, ExponentialRetry
     from azure.core import exceptions as azure_exceptions
     from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
-    AZURE_IMPORT_ERROR = None
-except ImportError:
-    azure_exceptions = None
-    BlobServiceClient = None
-    ContentSettings = None
-    ExponentialRetry = None
-    AZURE_IMPORT_ERROR = traceback.format_exc()
+
 
 AZURE_SCHEME = "azure://"
 DEFAULT_CHUNK_MB = 16      # 50000 blocks of 16 MiB: blobs up to 781 GiB
@@ -114,7 +112,7 @@ class AzureRepository(RemoteRepository):
                  sas_token=None, credentials_file=None, chunk_size_mb=DEFAULT_CHUNK_MB,
                  max_concurrency=DEFAULT_CONCURRENCY, max_attempts=3, retry_backoff=2, connect_timeout=10,
                  read_timeout=60):
-        if AZURE_IMPORT_ERROR:
+        if not library_present(_import_azure):
             raise PgBackupError("Azure Blob repositories need the Python library azure-storage-blob, which is not installed.",
                                 hint="Install it on this host: pip install azure-storage-blob.")
         self.url = url.rstrip("/")

@@ -46,6 +46,18 @@ from .local import TMP_PREFIX, check_stored_file, files_of, select as select_man
 READ_CHUNK = 1024 * 1024
 
 
+def library_present(importer):
+    """Whether ``importer()`` succeeds: it imports a remote repository's third-party library (boto3, the Azure SDK,
+    paramiko) into its module's globals. Called when a repository of that kind is opened, not when the module is
+    imported: each takes 0.1-0.5 s to import, which every module and runner command paid before, for a local
+    repository too."""
+    try:
+        importer()
+    except ImportError:
+        return False
+    return True
+
+
 def is_remote(repository):
     """True for an S3, Azure or SFTP repository, False for a local (or NFS) directory."""
     return isinstance(repository, RemoteRepository)

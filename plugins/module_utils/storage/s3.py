@@ -16,25 +16,23 @@ __metaclass__ = type
 
 import base64
 import binascii
-import traceback
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
-from .base import (READ_CHUNK, RemoteRepository, causes, file_md5, interrupted_upload, open_local_source,
+from .base import (READ_CHUNK, RemoteRepository, causes, file_md5, interrupted_upload, library_present, open_local_source,
                    split_bucket_url, upload_error)
 
-try:
+# imported when an S3 repository is opened (_import_boto3), not by every module that could open one
+boto3 = TransferConfig = BotoConfig = botocore_exceptions = None
+
+
+def _import_boto3():
+    global boto3, TransferConfig, BotoConfig, botocore_exceptions
     import boto3
     from boto3.s3.transfer import TransferConfig
     from botocore.config import Config as BotoConfig
     from botocore import exceptions as botocore_exceptions
-    BOTO3_IMPORT_ERROR = None
-except ImportError:
-    boto3 = None
-    TransferConfig = None
-    BotoConfig = None
-    botocore_exceptions = None
-    BOTO3_IMPORT_ERROR = traceback.format_exc()
+
 
 S3_SCHEME = "s3://"
 SSE_CHOICES = ("AES256", "aws:kms")
@@ -112,7 +110,7 @@ class S3Repository(RemoteRepository):
     def __init__(self, url, endpoint_url=None, region=None, profile=None, access_key=None, secret_key=None,
                  session_token=None, sse=None, kms_key_id=None, chunk_size_mb=DEFAULT_CHUNK_MB,
                  connect_timeout=10, read_timeout=60, max_attempts=3):
-        if BOTO3_IMPORT_ERROR:
+        if not library_present(_import_boto3):
             raise PgBackupError("S3 repositories need the Python library boto3, which is not installed.",
                                 hint="Install boto3 (Debian: python3-boto3, or pip install boto3) on this host.")
         self.url = url.rstrip("/")

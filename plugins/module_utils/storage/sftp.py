@@ -25,14 +25,13 @@ import os
 import posixpath
 import socket
 import stat
-import traceback
 import uuid
 
 from ..core import fsutil
 from ..core.errors import PgBackupError
 from . import META_SUFFIX
 from .base import (READ_CHUNK, RemoteRepository, causes, check_private_file, interrupted_upload,
-                   open_local_source, open_local_target, options_from_params, pick_options, upload_error)
+                   library_present, open_local_source, open_local_target, options_from_params, pick_options, upload_error)
 from .local import TMP_PREFIX
 
 try:
@@ -41,14 +40,15 @@ except ImportError:  # Python 2 (ansible-test compile only)
     from urlparse import urlsplit  # noqa: F401
     from urllib import unquote  # noqa: F401
 
-try:
+# imported when an SFTP repository is opened (_import_paramiko), not by every module that could open one
+paramiko = CMD_EXTENDED = None
+
+
+def _import_paramiko():
+    global paramiko, CMD_EXTENDED
     import paramiko
     from paramiko.sftp import CMD_EXTENDED
-    PARAMIKO_IMPORT_ERROR = None
-except ImportError:
-    paramiko = None
-    CMD_EXTENDED = None
-    PARAMIKO_IMPORT_ERROR = traceback.format_exc()
+
 
 SFTP_SCHEME = "sftp://"
 DEFAULT_PORT = 22
@@ -120,7 +120,7 @@ class SftpRepository(RemoteRepository):
     kind = "sftp"
 
     def __init__(self, url, key_file=None, key_passphrase=None, known_hosts=None, timeout=30):
-        if PARAMIKO_IMPORT_ERROR:
+        if not library_present(_import_paramiko):
             raise PgBackupError("SFTP repositories need the Python library paramiko, which is not installed.",
                                 hint="Install it on this host: apt-get install python3-paramiko, or pip install paramiko.")
         self.user, self.host, self.port, self.root = parse_sftp_url(url)
