@@ -297,7 +297,7 @@ def test_toast_compression_refuses_what_the_server_cannot_do_before_touching_any
 
 
 def test_row_counts_come_from_the_load_and_a_wrong_count_is_still_refused(pg, tricky_db, target_name, tmp_repo,
-                                                                         monkeypatch):
+                                                                          monkeypatch):
     """The rows the server reports for the parallel load's COPY statements prove the counts: no table is
     scanned with count(*) before the swap-in. When they differ from the manifest, count(*) decides: the
     restore is refused and the target keeps what it had."""
