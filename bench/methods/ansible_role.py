@@ -98,8 +98,8 @@ def _converge_record(result, seconds, cpu):
             "slowest_tasks": task_durations(result.report)[:6]}
 
 
-def task_durations(report):
-    """[(seconds, task name)] of a json-callback report, slowest first."""
+def task_durations(report, in_order=False):
+    """[(seconds, task name)] of a json-callback report, slowest first (``in_order``: in the order they ran)."""
     out = []
     for play in report.get("plays", []):
         for task in play.get("tasks", []):
@@ -110,7 +110,7 @@ def task_durations(report):
             except (KeyError, ValueError):
                 continue
             out.append((round((end - start).total_seconds(), 2), task.get("task", {}).get("name", "")))
-    return sorted(out, reverse=True)
+    return out if in_order else sorted(out, reverse=True)
 
 
 def playbook_run(playbook, extra_vars, collections_root, work_dir, env=None):

@@ -8,7 +8,7 @@ the new host; PostgreSQL already installed, so ``dr_install_packages: false``), 
 driven by its extra vars only, as an operator runs it (no application: the application step is skipped).
 
 Recorded per run: the playbook's wall time, the DR report's RTO and outcome, each step's duration from the
-report's JSON and the playbook's slowest tasks (where the time went). The new cluster is dropped afterwards.
+report's JSON, the playbook's slowest tasks and every task's time in the order they ran (where the time went). The new cluster is dropped afterwards.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -82,7 +82,7 @@ class DrPlaybook(object):
                 result, _seconds, _cpu = playbook_run(DR_PLAYBOOK, extra_vars, import_collection(), work, env=PLAYBOOK_ENV)
             report = _read_report(report_dir)
             record = dict(timed.fields(), rc=result.rc, cluster=name, slowest_tasks=task_durations(result.report)[:6],
-                          **_summary(report))
+                          tasks=task_durations(result.report, in_order=True), **_summary(report))
             if result.rc != 0:  # the record keeps the report's steps: where it failed
                 record["error"] = "dr_restore.yml failed (steps %s): %s" % (
                     record.get("failed_steps"), (result.stderr or result.stdout)[-1500:])

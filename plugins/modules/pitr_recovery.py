@@ -160,6 +160,18 @@ options:
         C(todoapi.pgbackup.wal_archiving) on it. This check plans the recovery once more (backup checksum, WAL check).
     type: bool
     default: false
+  server_settings:
+    description:
+      - Settings of the target server itself (name and value, e.g. C(listen_addresses)), written into the recovered data
+        directory's C(postgresql.auto.conf) (as C(ALTER SYSTEM) would write them) before the server first starts, over
+        the base backup's values of the same settings; so the server listens where the new host's should from its
+        first start and applying the same values with C(ALTER SYSTEM) afterwards changes nothing and needs no restart.
+      - A name the recovery sets itself (C(port), C(archive_mode), C(synchronous_standby_names), C(restore_command) and
+        the C(recovery_*) settings) or a value with a line break fails the module before anything is changed. A
+        setting the server rejects stops it during recovery (the module fails with the server's log).
+    type: dict
+    default: {}
+    version_added: 0.2.0
   timeout:
     description: Seconds to wait for the server to finish recovery and promote.
     type: int
@@ -207,6 +219,8 @@ EXAMPLES = r'''
     cluster_version: "15"
     cluster_name: main
     target: latest
+    server_settings:
+      listen_addresses: "*"  # the new host's, from the first start (the old server's came with the backup)
 
 - name: Rebuild a lost server from S3 alone (base backups and WAL archive there), to a restore point
   todoapi.pgbackup.pitr_recovery:
@@ -345,6 +359,7 @@ def argument_spec():
         archive_after_recovery=dict(type="bool", default=False),
         timeout=dict(type="int", default=3600),
         pg_bin_dir=dict(type="path"),
+        server_settings=dict(type="dict", default={}),
     )
     return spec
 
@@ -397,7 +412,8 @@ def recover(module, repository, archive, download, streams):
         restore_command=params["restore_command"], identity_file=params["identity_file"],
         stream_dirs=local_stream_dirs(module), stop_server=params["stop_server"],
         archive_after_recovery=params["archive_after_recovery"], timeout=params["timeout"],
-        pg_bin_dir=params["pg_bin_dir"], wal_download=download, stream_downloads=streams)
+        pg_bin_dir=params["pg_bin_dir"], wal_download=download, stream_downloads=streams,
+        server_settings=params["server_settings"])
     if params["archive_after_recovery"]:
         # recover exactly the backup whose archiving settings were checked
         request.backup = run_or_fail(module, pitr_safety.check_archiving_after_recovery, request)

@@ -66,6 +66,10 @@ def test_provision_is_idempotent_and_lets_the_app_in(ansible_playbook, new_clust
     # A new cluster gets listen_addresses before its first start: started once, never restarted.
     assert role_task(first, "Start the cluster with pg_ctlcluster")["changed"]
     assert not role_task(first, "Set listen_addresses")["changed"]
+    # pg_createcluster --start-conf wrote start.conf: nothing to rewrite in the first run, nothing in the second
+    assert role_task(first, "Start the cluster at boot, or not").get("skipped")
+    with open("/etc/postgresql/15/%s/start.conf" % name) as handle:
+        assert [line for line in handle.read().splitlines() if line and not line.startswith("#")] == ["manual"]
     assert "todoapi.pgbackup.postgresql_server : Restart PostgreSQL with pg_ctlcluster" not in first.task_names()
 
     second = ansible_playbook(PLAYBOOK, extra_vars=role_vars(name, port), env=PLAYBOOK_ENV)

@@ -145,8 +145,8 @@ def recover(request):
         fsutil.sync_filesystem(data_dir)  # one syncfs, not an fsync per file (fsync_tree where there is none)
         log_offset = server.log_size()
         started = True
-        start_output = server.start()
-        result = wait_for_promotion(request, server, log_offset, start_output)
+        server.start()
+        result = wait_for_promotion(request, server, log_offset)
     except BaseException as exc:
         if not started:
             _roll_back(data_dir, moved_to, stamp)

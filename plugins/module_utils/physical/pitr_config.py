@@ -12,11 +12,14 @@ __metaclass__ = type
 import os
 import re
 
+from ..core.errors import PgBackupError
 from .pitr_server import SOCKET_DIR
 
 MANAGED_KEYS = ("restore_command", "recovery_target", "recovery_target_time", "recovery_target_xid",
                 "recovery_target_lsn", "recovery_target_name", "recovery_target_action", "recovery_target_inclusive",
                 "recovery_target_timeline", "recovery_end_command", "archive_cleanup_command")
+# Settings of its own the recovery decides (archive_after_recovery; the port: the cluster's postgresql.conf or option port)
+RESERVED_KEYS = MANAGED_KEYS + ("archive_mode", "synchronous_standby_names", "port")
 BEGIN_MARK = "# BEGIN todoapi.pgbackup pitr_recovery"
 END_MARK = "# END todoapi.pgbackup pitr_recovery"
 
@@ -42,6 +45,26 @@ def _shell_quote(text):
     return "'%s'" % text.replace("'", "'\"'\"'")
 
 
+def checked_server_settings(settings):
+    """The target server's own settings (name: value) as [(name, value)], written before its first start; a name
+    that is not a plain setting name, one the recovery decides itself, or a value with a line break is refused."""
+    checked = []
+    for name, value in (settings or {}).items():
+        key = str(name).strip().lower()
+        if not re.match(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$", key):
+            raise PgBackupError("server_settings: '%s' is not a setting name." % name,
+                                hint="Use PostgreSQL's names, e.g. listen_addresses.")
+        if key in RESERVED_KEYS:
+            raise PgBackupError("server_settings: %s is set by the recovery itself." % key,
+                                hint="archive_mode: use archive_after_recovery; port: the Debian cluster's own "
+                                     "(its postgresql.conf) or option port; the recovery target: the target options.")
+        text = "on" if value is True else "off" if value is False else str(value)
+        if "\n" in text or "\r" in text:
+            raise PgBackupError("server_settings: the value of %s has a line break." % key)
+        checked.append((key, text))
+    return checked
+
+
 def recovery_settings(request, target_server):
     settings = [("restore_command", restore_command_for(request)), ("recovery_target_action", "promote")]
     if request.kind == "immediate":
@@ -63,7 +86,8 @@ def recovery_settings(request, target_server):
         settings.append(("archive_mode", "off"))
     if request.mode == "plain":
         settings.append(("port", str(target_server.port)))
-    return settings
+    # the new server's own (listen_addresses, ...): in place before its first start, nothing to restart afterwards
+    return settings + request.server_settings
 
 
 def write_recovery_config(data_dir, settings):

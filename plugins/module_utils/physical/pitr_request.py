@@ -13,6 +13,7 @@ import os
 
 from ..core import manifest as manifests
 from ..core.errors import PgBackupError
+from .pitr_config import checked_server_settings
 from .wal_names import parse_lsn
 
 TARGET_KINDS = ("latest", "immediate", "time", "xid", "lsn", "name")
@@ -26,7 +27,7 @@ class PitrRequest(object):
                  target_name=None, target_inclusive=True, backup=None, cluster_version=None, cluster_name=None,
                  data_dir=None, port=None, owner="postgres", wal_command=DEFAULT_WAL_COMMAND, restore_command=None,
                  identity_file=None, stream_dirs=None, stop_server=False, archive_after_recovery=False,
-                 timeout=3600, pg_bin_dir=None, wal_download=None, stream_downloads=None):
+                 timeout=3600, pg_bin_dir=None, wal_download=None, stream_downloads=None, server_settings=None):
         candidates = (("time", target_time), ("xid", target_xid), ("lsn", target_lsn), ("name", target_name))
         given = [(kind, value) for kind, value in candidates if value not in (None, "")]
         if len(given) > 1:
@@ -83,6 +84,7 @@ class PitrRequest(object):
         self.archive_after_recovery = bool(archive_after_recovery)
         self.timeout = int(timeout or 3600)
         self.pg_bin_dir = pg_bin_dir
+        self.server_settings = checked_server_settings(server_settings)
 
     @staticmethod
     def _parse_target(kind, value):

@@ -27,6 +27,7 @@ class TargetServer(object):
         self.request = request
         self.bin_dir = bin_dir
         self.owner = request.owner
+        self._starter = None  # pg_ctlcluster start, running in the background (start)
         if request.mode == "debian":
             self.conf_dir = "/etc/postgresql/%s/%s" % (request.cluster_version, request.cluster_name)
             if not os.path.isdir(self.conf_dir):
@@ -76,15 +77,30 @@ class TargetServer(object):
         _run(argv, "stopping the %s" % self.describe())
 
     def start(self):
-        """Start without waiting for the end of recovery (that is polled separately)."""
+        """Start without waiting for the end of recovery (wait_for_promotion polls for that).
+
+        Debian's pg_ctlcluster (or the systemd unit it hands the start to) runs in the background: once the server
+        is up it still probes it with psql every 0.5 s until three probes in a row agree (2 s and more), a wait the
+        promotion's own polling does not need, and which fails anyway while a long recovery keeps the server
+        "starting up". What it printed is read only when the server stops (starter_output)."""
         if self.request.mode == "debian":
             argv = ["pg_ctlcluster", self.request.cluster_version, self.request.cluster_name, "start"]
-            completed = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-            return completed.stdout.decode("utf-8", "replace")
+            self._starter = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT)
+            return
         argv = self._as_owner([os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data_dir, "-l", self.log_file, "-W",
                                "start"])
         _run(argv, "starting the %s" % self.describe())
-        return ""
+
+    def starter_output(self, timeout=60):
+        """What the background pg_ctlcluster printed, once it ended (empty when there was none or it still runs)."""
+        if self._starter is None:
+            return ""
+        try:
+            output = self._starter.communicate(timeout=timeout)[0]
+        except subprocess.TimeoutExpired:
+            return ""
+        return output.decode("utf-8", "replace")
 
     def log_size(self):
         try:
@@ -135,7 +151,7 @@ def _fatal_lines(log):
             and "the database system is" not in line]
 
 
-def wait_for_promotion(request, server, log_offset, start_output):
+def wait_for_promotion(request, server, log_offset):
     started = time.monotonic()
     deadline = started + request.timeout
     last_error = None
@@ -149,7 +165,7 @@ def wait_for_promotion(request, server, log_offset, start_output):
             if in_recovery == "f":
                 return describe_result(server, log_offset, replay_time)
         if time.monotonic() - started > 5 and not server.is_running():
-            raise recovery_failure(request, server.log_since(log_offset) or start_output)
+            raise recovery_failure(request, server.log_since(log_offset) or server.starter_output())
         if time.monotonic() > deadline:
             raise PgBackupError("The %s did not finish recovery within %d s (last error: %s)." % (
                 server.describe(), request.timeout, last_error or "none"),

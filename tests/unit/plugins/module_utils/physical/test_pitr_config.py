@@ -5,6 +5,9 @@ __metaclass__ = type
 import datetime
 import os
 
+import pytest
+
+from ansible_collections.todoapi.pgbackup.plugins.module_utils.core.errors import PgBackupError
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical import pitr_config
 from ansible_collections.todoapi.pgbackup.plugins.module_utils.physical.pitr_request import PitrRequest
 
@@ -59,3 +62,20 @@ def test_a_data_directory_without_configuration_gets_a_minimal_one(tmp_path):
     assert "port = 5499\n" in (tmp_path / "postgresql.conf").read_text()
     assert (tmp_path / "pg_hba.conf").read_text() == "local all all trust\n", "an existing file is kept"
     assert (tmp_path / "pg_ident.conf").read_text() == ""
+
+
+def test_the_new_servers_own_settings_come_last_and_replace_the_backups():
+    settings = pitr_config.recovery_settings(request(server_settings={"Listen_Addresses": "10.0.0.5", "jit": False}), Server())
+    assert settings[-2:] == [("listen_addresses", "10.0.0.5"), ("jit", "off")]
+
+
+@pytest.mark.parametrize("settings, refused", [
+    ({"port": 5433}, "set by the recovery itself"),
+    ({"archive_mode": "on"}, "set by the recovery itself"),
+    ({"recovery_target_time": "2024-01-01"}, "set by the recovery itself"),
+    ({"listen_addresses = '*'\nport": "1"}, "is not a setting name"),
+    ({"listen_addresses": "*'\nport = '5433"}, "has a line break"),
+])
+def test_server_settings_that_the_recovery_decides_or_that_would_break_the_file_are_refused(settings, refused):
+    with pytest.raises(PgBackupError, match=refused):
+        request(server_settings=settings)
