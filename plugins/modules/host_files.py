@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: host_files
 short_description: Make a host's files, directories and cron entries what a role wants, in one task
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Compares every path in O(paths) and every entry in O(cron) with what is wanted and changes only what differs,
     in one process on the host (the C(todoapi.pgbackup.backup) role converges its directories, runner, config,
