@@ -82,6 +82,8 @@ class Catalog(object):
                    lambda db, tag: coll.restore(db, tag, {"jobs": 1}, key="coll_restore_serial"), comparator=True),
             self._seed_base(),
             Method("coll_base", PHYSICAL_BACKUP, "collection pg_basebackup (defaults)", coll.basebackup),
+            Method("floor_base", PHYSICAL_BACKUP, "reference: pg_basebackup alone, default compression, no checks",
+                   self.seed.floor_basebackup, comparator=True),
         ] + self._pgbr_backups() + [
             Method("seed_extract", PHYSICAL_RESTORE, "seed backup: tar -xzf + sync", self.seed.extract, baseline=True),
             Method("coll_extract", PHYSICAL_RESTORE, "collection restore_into + syncfs (as pitr_recovery)", coll.extract),

@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""The seed document's commands, verbatim (password in PGPASSWORD), and pg_dump's own speed as a floor."""
+"""The seed document's commands, verbatim (password in PGPASSWORD), and pg_dump's and pg_basebackup's own speed as
+floors."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -10,6 +11,12 @@ from harness.common import mkdir, rmtree
 from harness.processes import run_process, run_process_rss
 from harness.sampling import tree_bytes
 from harness.timing import Timed
+
+
+# The collection's default pg_basebackup options (plugins/modules/pg_basebackup.py; workers=auto is the CPU count),
+# without the engine around them.
+FLOOR_BASEBACKUP_ARGS = ["-Ft", "--compress=server-zstd:level=1,workers=%d" % (os.cpu_count() or 1), "-X", "stream",
+                         "--checkpoint=fast"]
 
 
 class SeedMethods(object):
@@ -64,6 +71,21 @@ class SeedMethods(object):
         ws.replace_latest(("seed_base", None), {"dir": out_dir})
         return dict(timed.fields(), size_bytes=tree_bytes(out_dir), tree_rss_kb=rss,
                     command="pg_basebackup -h HOST -p PORT -U postgres -D /backup/pg_backup -Ft -z -P")
+
+    def floor_basebackup(self, db, tag):
+        """Reference: pg_basebackup alone with the collection's default compression (its own fsync at the end, no
+        check of what it wrote): the floor of the collection's physical backup on this machine."""
+        ws = self.ws
+        out_dir = ws.path("floor-base", tag)
+        rmtree(out_dir)
+        mkdir(os.path.dirname(out_dir))
+        argv = [ws.bin + "/pg_basebackup"] + self._connection() + ["-D", out_dir] + FLOOR_BASEBACKUP_ARGS
+        with Timed(ws, [os.path.dirname(out_dir)]) as timed:
+            rss = run_process_rss(argv, env=ws.env, log_path=ws.path("logs", "floor-base-%s.log" % tag))
+        size = tree_bytes(out_dir)
+        rmtree(out_dir)
+        return dict(timed.fields(), size_bytes=size, tree_rss_kb=rss,
+                    command="pg_basebackup -D DIR " + " ".join(FLOOR_BASEBACKUP_ARGS))
 
     def extract(self, db, tag):
         """The seed has no working physical restore: measured as an operator would do it, by hand."""

@@ -104,7 +104,9 @@ def _against_pgbackrest_zst(rows):
         time_ratio, size_ratio = base["time"] / other["time"], base["size"] / float(other["size"])
         out.append(("default physical backup ≤ %g × pgBackRest full zst's time at ≤ %g × its size" % (
             TARGETS["physical_backup_zst_ratio"], TARGETS["physical_backup_zst_size_ratio"]),
-            "%.2f × the time, %.2f × the size (%.1f s vs %.1f s)" % (time_ratio, size_ratio, base["time"], other["time"]),
+            "%.2f × the time, %.2f × the size (%.1f s vs %.1f s)%s" % (
+                time_ratio, size_ratio, base["time"], other["time"], _floor(
+                    rows, "floor_base", "pgbr_backup_zst", "%.2f × the time", ("time",), "pg_basebackup alone, no checks")),
             time_ratio <= TARGETS["physical_backup_zst_ratio"] and size_ratio <= TARGETS["physical_backup_zst_size_ratio"]))
     restore, other = find_row(rows, "coll_extract"), find_row(rows, "pgbr_restore_zst")
     if restore and other and restore["time"] and other["time"]:
@@ -170,9 +172,9 @@ def _incremental(rows):
     return out
 
 
-def _floor(rows, method, base_method, pattern, fields):
-    """'; floor (PostgreSQL's programs alone): <pattern>' from the reference rows of the same run, '' without them."""
+def _floor(rows, method, base_method, pattern, fields, what="PostgreSQL's programs alone"):
+    """'; floor (<what>): <pattern>' from the reference rows of the same run, '' without them."""
     values = tuple(ratio(rows, method, base_method, field) for field in fields)
     if None in values:
         return ""
-    return "; floor (PostgreSQL's programs alone): " + pattern % values
+    return "; floor (%s): %s" % (what, pattern % values)
