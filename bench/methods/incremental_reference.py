@@ -20,7 +20,8 @@ from methods.incremental import CHAIN_INCREMENTALS
 # What the engine's default falls back to on the wheel's build (no zstd): its full backups' "compression" result
 # in the bench runs of 2026-12-07 was {"method": "gzip", "location": "server", "level": 1}.
 COMPRESSION = "server-gzip:1"
-BASEBACKUP = "pg_basebackup -D DIR -Ft --compress=%s -X stream --checkpoint=fast" % COMPRESSION
+BASEBACKUP_ARGS = ["-Ft", "--compress=" + COMPRESSION, "-X", "stream", "--checkpoint=fast"]
+BASEBACKUP = "pg_basebackup -D DIR " + " ".join(BASEBACKUP_ARGS)
 
 
 class ReferenceIncremental(object):
@@ -43,8 +44,7 @@ class ReferenceIncremental(object):
         members = self._members(tag) if incremental else []
         chain_dir = mkdir(ws.path("ref-chain", tag))
         out_dir = os.path.join(chain_dir, "m%d" % len(members))
-        argv = [os.path.join(ws.bin, "pg_basebackup"), "-D", out_dir, "-Ft", "--compress=" + COMPRESSION,
-                "-X", "stream", "--checkpoint=fast"]
+        argv = [os.path.join(ws.bin, "pg_basebackup"), "-D", out_dir] + BASEBACKUP_ARGS
         if incremental:
             argv.append("--incremental=" + os.path.join(members[-1], "backup_manifest"))
         with Timed(ws, [chain_dir]) as timed:

@@ -4,8 +4,7 @@
 from __future__ import absolute_import, division, print_function
 
 from report.summary import summarize
-from report.tables import (dr_lines, incremental_floor_lines, incremental_lines, method_table, scale_lines, usable_lines,
-                           wal_lines)
+from report.tables import dr_lines, incremental_lines, method_table, scale_lines, usable_lines, wal_lines
 from report.targets import targets, verdict
 
 
@@ -14,8 +13,6 @@ def print_summary(report):
     rows = summarize(report["results"], section)
     if section != "wal":
         print("\n".join(method_table(rows)))
-    if section == "incremental":
-        print("\n".join(incremental_floor_lines(rows)))
     if section in ("main", "incremental"):
         print("")
         for name, measured, ok in targets(report, rows):

@@ -242,13 +242,20 @@ def read_json(path, message, hint=None):
 
 
 def write_text_atomic(path, text, mode=FILE_MODE, ids=None):
-    """Write ``text`` to ``path`` through a fsynced temporary file beside it and a rename, so no reader
-    ever sees half a file; ``ids`` (uid, gid) own it when given. OSError passes through."""
+    """``write_bytes_atomic`` of ``text`` encoded as UTF-8."""
+    write_bytes_atomic(path, text.encode("utf-8"), mode, ids)
+
+
+def write_bytes_atomic(path, data, mode=FILE_MODE, ids=None):
+    """Write ``data`` to ``path`` through a fsynced temporary file beside it and a rename, so no reader
+    ever sees half a file; mode (and ``ids`` (uid, gid), when given) are set before the rename. OSError passes
+    through."""
     tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    remove_quietly(tmp)  # left by a killed run of this pid; O_EXCL below never follows a link planted there
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)

@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 
 from .errors import PgBackupError
-from .fsutil import fsync_path, remove_quietly
+from .fsutil import fsync_path, remove_quietly, write_bytes_atomic
 
 CRON_HEADER = "#Ansible: "
 # What `crontab -l` prints before the entries on some systems (ansible.builtin.cron drops the same lines).
@@ -75,24 +75,6 @@ def current_state(path):
 def _read(path):
     with open(path, "rb") as handle:
         return handle.read()
-
-
-def write_atomic(path, data, mode, ids):
-    """``data`` (bytes) into ``path``: a temporary file in the same directory, fsynced, owned and moded, renamed."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchown(handle.fileno(), ids[0], ids[1])
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
-    fsync_path(directory)
 
 
 def _attributes_differ(now, want, ids):
@@ -150,7 +132,7 @@ def apply_path(want, changes):
     if state == "directory" and "created" in changes:
         _make_directory(path, mode, ids)
     elif state == "file" and ("created" in changes or "content" in changes):
-        write_atomic(path, want["content"], mode, ids)
+        write_bytes_atomic(path, want["content"], mode, ids)
     elif state == "touch" and "created" in changes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
@@ -173,9 +155,7 @@ def path_diff(want, now, changes):
     """Before and after of one path, as ansible.builtin.file / copy show them; a secret's content never."""
     keys = ("state", "owner", "group", "mode")
     before = dict((key, now[key]) for key in keys if key in now)
-    after = {"state": "directory" if want["state"] == "directory" else want["state"]}
-    if want["state"] == "touch":
-        after["state"] = "file"
+    after = {"state": "file" if want["state"] == "touch" else want["state"]}
     if want["state"] != "absent":
         after.update(owner=want["owner"], group=want["group"], mode="%04o" % int(want["mode"], 8))
     diff = {"before_header": want["path"], "after_header": want["path"]}

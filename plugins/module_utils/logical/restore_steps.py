@@ -110,7 +110,7 @@ def verify_counts(conn, expected, loaded=None):
     they are exactly the backup's for every table, no table is scanned again (the big one's count(*) takes
     seconds per GiB before the swap-in); otherwise count(*) decides and names what differs."""
     if loaded is not None and all(loaded.get(key, 0) == rows for key, rows in expected.items()):
-        return dict((key, rows) for key, rows in expected.items())
+        return dict(expected)
     actual = pgconn.count_rows(conn, [pgconn.split_table_key(key) for key in expected])
     wrong = ["%s: %d rows, backup has %d" % (key, actual[key], expected[key])
              for key in sorted(expected) if actual[key] != expected[key]]

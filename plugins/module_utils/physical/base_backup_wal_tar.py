@@ -31,7 +31,7 @@ from .base_backup_tar import COMPRESSED_SUFFIXES as SUFFIXES, TarStream, lz4_sta
 WAL_TAR = "pg_wal.tar"
 # Without a level in the compression asked for: zstd's (and PostgreSQL's) default, and the fastest of gzip and lz4.
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 1, "lz4": 1}
-ZSTD_MAX_LEVEL = 19  # higher levels need --ultra and a lot of memory; pg_basebackup allows up to 22
+ZSTD_MAX_LEVEL = streams.LEVEL_RANGES["zstd"][1]  # pg_basebackup allows up to 22; higher needs --ultra and memory
 PARTIAL_PREFIX = ".partial-"
 
 
@@ -39,7 +39,7 @@ def wal_tar_name(artifact_dir):
     """The name of the artifact's WAL tar (``pg_wal.tar`` maybe with a suffix); None when there is none
     (plain format, or ``wal_method: fetch``, which puts the WAL into base.tar)."""
     names = [name for name in tar_members(artifact_dir) if member_prefix(name) == "pg_wal"]
-    return sorted(names)[0] if names else None
+    return names[0] if names else None
 
 
 def compress_stage(method, level, workers=0):
